@@ -1,0 +1,60 @@
+"""fanout's sub-agents and model backends.
+
+Backends import their client library lazily where it is heavy, so ``import agents`` stays cheap.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend, Completion, CompletionRequest, Example, Prices, Prompt, Usage
+from .errors import BackendError, FanoutError, UserError
+from .subagent import (
+    ModelAccess,
+    SubAgent,
+    SubTask,
+    answer_task,
+    graph_sub_agent,
+    structured_answerer,
+)
+from .testing import ScriptedBackend
+
+if TYPE_CHECKING:
+    from .langchain import LangChainBackend
+    from .llama_cpp import LlamaCppBackend
+    from .openai import OpenAIBackend
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Completion",
+    "CompletionRequest",
+    "Example",
+    "FanoutError",
+    "LangChainBackend",
+    "LlamaCppBackend",
+    "ModelAccess",
+    "OpenAIBackend",
+    "Prices",
+    "Prompt",
+    "ScriptedBackend",
+    "SubAgent",
+    "SubTask",
+    "Usage",
+    "UserError",
+    "answer_task",
+    "graph_sub_agent",
+    "structured_answerer",
+]
+
+_LAZY = {
+    "LlamaCppBackend": ".llama_cpp",
+    "OpenAIBackend": ".openai",
+    "LangChainBackend": ".langchain",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

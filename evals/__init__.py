@@ -1,0 +1,1 @@
+"""fanout evals: isolated vs monolithic, measured."""

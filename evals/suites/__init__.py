@@ -1,0 +1,1 @@
+"""Evaluation suites: synthetic generators and dataset loaders."""

@@ -1,0 +1,153 @@
+"""How every model call is made: a concurrency bound, a per-call timeout, and retries of transient errors.
+
+Retries use tenacity's exponential backoff with jitter and fire only on errors that may pass
+(timeouts, connection errors, 429, 5xx). A 400/401/403 fails at once: repeating it only burns quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agents.backend import Backend, Completion, CompletionRequest, Prompt, PromptStyle, Usage
+from agents.errors import BackendError, BackendTimeout, UserError
+
+__all__ = ["CallPolicy", "ModelCaller", "is_transient"]
+
+logger = structlog.get_logger("fanout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallPolicy:
+    """Limits applied to every model call of a run."""
+
+    max_concurrency: int = 4
+    """Model calls in flight at once, over the whole run."""
+    timeout_s: float | None = 300.0
+    """Deadline for one call attempt; None waits forever."""
+    max_attempts: int = 3
+    """Attempts per call, the first included; only transient errors are retried."""
+    backoff_initial_s: float = 0.5
+    """First retry delay; it doubles each retry, plus jitter."""
+    backoff_max_s: float = 20.0
+    """Cap on one retry delay."""
+    max_tokens: int = 128
+    """Default completion budget of a call."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise UserError("max_concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise UserError("max_attempts must be at least 1")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UserError("timeout must be positive")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying `exc` can help."""
+    return isinstance(exc, BackendError) and exc.transient
+
+
+class ModelCaller:
+    """The `ModelAccess` handed to one sub-agent (or to reduce/synthesis): calls under the run's limits.
+
+    It counts what the calls cost and how many attempts they took, and logs one event per attempt.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        policy: CallPolicy,
+        limiter: asyncio.Semaphore,
+        *,
+        tags: dict[str, str],
+    ) -> None:
+        self._backend = backend
+        self._policy = policy
+        self._limiter = limiter
+        self._tags = tags
+        self._log = logger.bind(**tags)
+        self.usage = Usage()
+        """What the successful calls cost."""
+        self.attempts = 0
+        """Attempts made, retries included."""
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """The backend's prompt style."""
+        return self._backend.prompt_style
+
+    def count_tokens(self, text: str) -> int:
+        """The backend's token count."""
+        return self._backend.count_tokens(text)
+
+    async def complete(
+        self,
+        prompt: Prompt,
+        *,
+        max_tokens: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """One call: bounded, timed out, retried on transient errors only."""
+        request = CompletionRequest(
+            prompt=prompt,
+            max_tokens=max_tokens or self._policy.max_tokens,
+            json_schema=json_schema,
+            tags=self._tags,
+        )
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._policy.max_attempts),
+            wait=wait_exponential_jitter(
+                initial=self._policy.backoff_initial_s, max=self._policy.backoff_max_s
+            ),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                completion = await self._attempt(request, attempt.retry_state.attempt_number)
+        self.usage = self.usage + completion.usage
+        return completion
+
+    async def _attempt(self, request: CompletionRequest, number: int) -> Completion:
+        self.attempts += 1
+        started = time.perf_counter()
+        try:
+            async with self._limiter:
+                try:
+                    completion = await asyncio.wait_for(
+                        self._backend.complete(request), self._policy.timeout_s
+                    )
+                except TimeoutError as exc:
+                    raise BackendTimeout(
+                        f"no answer within {self._policy.timeout_s:g}s"
+                    ) from exc
+        except Exception as exc:
+            last = number >= self._policy.max_attempts or not is_transient(exc)
+            self._log.warning(
+                "sub_agent.call",
+                attempt=number,
+                status="failed" if last else "retrying",
+                error=f"{type(exc).__name__}: {exc}",
+                latency_s=round(time.perf_counter() - started, 4),
+            )
+            raise
+        self._log.info(
+            "sub_agent.call",
+            attempt=number,
+            status="ok",
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=round(completion.latency_s, 4),
+        )
+        return completion

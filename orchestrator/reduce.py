@@ -1,0 +1,107 @@
+"""Merging the partial answers of a chunked document into one answer per (document, task).
+
+A chunk that says "not found" adds nothing, and identical partial answers need no merging, so a
+model call is made only when chunks really disagree (and only in `llm` mode; `join` never calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from itertools import groupby
+from typing import Literal
+
+from agents.backend import Example, Prompt
+from agents.subagent import NOT_FOUND, ModelAccess
+
+from .result import DocumentAnswer, SubResult
+
+__all__ = ["ReduceMode", "reduce_chunks"]
+
+ReduceMode = Literal["llm", "join"]
+
+_REDUCE_INSTRUCTION = (
+    "The partial answers below answer the same question from consecutive parts of one document. "
+    f'Combine them into one short answer. Ignore parts that say "{NOT_FOUND}".'
+)
+_REDUCE_EXAMPLES = (
+    Example(
+        context="[part 1/3] not found\n[part 2/3] 12 engineers\n[part 3/3] 3 designers",
+        task="Who works on the project?",
+        answer="12 engineers and 3 designers",
+    ),
+)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().strip(" .").split())
+
+
+def _is_not_found(text: str | None) -> bool:
+    return text is None or _normalise(text) == NOT_FOUND
+
+
+def _failed_chunks(group: list[SubResult]) -> str | None:
+    failed = [r for r in group if r.status == "failed"]
+    if not failed:
+        return None
+    return "; ".join(f"chunk {r.chunk_index + 1}/{r.n_chunks}: {r.error}" for r in failed)
+
+
+async def _reduce_group(
+    group: list[SubResult], mode: ReduceMode, llm: Callable[[], ModelAccess]
+) -> DocumentAnswer:
+    first = group[0]
+    ids = tuple(r.sub_agent_id for r in group)
+    base = {"document_id": first.document_id, "task_index": first.task_index, "task": first.task}
+    ok = [r for r in group if r.status == "ok"]
+    if not ok:
+        return DocumentAnswer(
+            **base, status="failed", error=_failed_chunks(group), sub_agent_ids=ids
+        )
+    if len(group) == 1:
+        return DocumentAnswer(
+            **base, status="ok", answer=first.output, data=first.data, sub_agent_ids=ids
+        )
+    found = [r for r in ok if not _is_not_found(r.output)]
+    distinct = list(dict.fromkeys(r.output for r in found if r.output))
+    error = _failed_chunks(group)
+    if not distinct:
+        answer = NOT_FOUND
+    elif len({_normalise(d) for d in distinct}) == 1:
+        answer = distinct[0]
+    elif mode == "join":
+        answer = "; ".join(
+            f"{r.output} (part {r.chunk_index + 1}/{r.n_chunks})" for r in found if r.output
+        )
+    else:
+        parts = "\n".join(f"[part {r.chunk_index + 1}/{r.n_chunks}] {r.output}" for r in found)
+        prompt = Prompt(
+            instruction=_REDUCE_INSTRUCTION,
+            context=parts,
+            task=first.task,
+            examples=_REDUCE_EXAMPLES,
+            context_label="Partial answers",
+        )
+        try:
+            answer = (await llm().complete(prompt)).text
+        except Exception as exc:  # keep the partial answers rather than lose the document
+            answer = "; ".join(distinct)
+            error = "; ".join(filter(None, [error, f"reduce failed ({type(exc).__name__}): {exc}"]))
+    return DocumentAnswer(**base, status="ok", answer=answer, error=error, sub_agent_ids=ids)
+
+
+async def reduce_chunks(
+    sub_results: list[SubResult], *, mode: ReduceMode, llm: Callable[[], ModelAccess]
+) -> list[DocumentAnswer]:
+    """One `DocumentAnswer` per (document, task), in the order the sub-results are given.
+
+    Args:
+        sub_results: every sub-agent's result, grouped by document and task (request order).
+        mode: "llm" merges disagreeing chunks with one call; "join" lists them.
+        llm: makes a fresh `ModelAccess` for each merge call (so each is counted).
+    """
+    groups = [
+        list(g) for _, g in groupby(sub_results, key=lambda r: (r.document_id, r.task_index))
+    ]
+    return list(await asyncio.gather(*(_reduce_group(g, mode, llm) for g in groups)))

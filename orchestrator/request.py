@@ -1,0 +1,72 @@
+"""What a user asks fanout to do: documents, and a question and/or instructions over them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.errors import UserError
+
+__all__ = ["Document", "Request"]
+
+
+class Document(BaseModel):
+    """One input document; its id is what answers cite."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Stable, unique name (a file name, a URL); cited in answers and used to key results."""
+    text: str
+    """The full text; long texts are chunked, never truncated."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Anything the caller wants carried along (source path, date)."""
+
+
+class Request(BaseModel):
+    """Documents x tasks.
+
+    Three shapes: N documents x one question; one text x K instructions; N documents x K
+    instructions. With both a question and instructions, the instructions are the per-document
+    tasks and the question is what the synthesizer answers from their findings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    documents: tuple[Document, ...]
+    """The inputs; at least one, ids unique."""
+    question: str | None = None
+    """The question to answer over the documents."""
+    instructions: tuple[str, ...] = ()
+    """Independent tasks to run on every document (multi-task requests)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Request:
+        if not self.documents:
+            raise UserError("a request needs at least one document")
+        seen: set[str] = set()
+        for doc in self.documents:
+            if doc.id in seen:
+                raise UserError(f"duplicate document id: {doc.id}")
+            seen.add(doc.id)
+        if self.question is not None and not self.question.strip():
+            raise UserError("the question is empty")
+        if any(not i.strip() for i in self.instructions):
+            raise UserError("an instruction is empty")
+        if self.question is None and not self.instructions:
+            raise UserError("a request needs a question or at least one instruction")
+        return self
+
+    @classmethod
+    def from_text(cls, text: str, instructions: list[str], *, id: str = "input") -> Request:
+        """One text x several instructions (multi-task inference on the same input)."""
+        return cls(documents=(Document(id=id, text=text),), instructions=tuple(instructions))
+
+    @property
+    def tasks(self) -> list[str]:
+        """The per-document tasks: the instructions, or else the question."""
+        if self.instructions:
+            return list(self.instructions)
+        assert self.question is not None
+        return [self.question]

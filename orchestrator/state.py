@@ -1,0 +1,51 @@
+"""The coordinator graph's typed state. List fields use reducers so parallel sub-agents can write."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, TypedDict
+
+from agents.backend import Usage
+from agents.subagent import SubTask
+
+from .request import Request
+from .result import DocumentAnswer, SubResult
+
+__all__ = ["CoordinatorInput", "CoordinatorState", "SubAgentInput", "merge_usage"]
+
+
+def merge_usage(left: dict[str, Usage], right: dict[str, Usage]) -> dict[str, Usage]:
+    """Add per-stage usage written by different nodes."""
+    merged = dict(left)
+    for stage, usage in right.items():
+        merged[stage] = merged.get(stage, Usage()) + usage
+    return merged
+
+
+class CoordinatorInput(TypedDict, total=False):
+    """What a caller passes to the graph."""
+
+    request: Request
+    run_id: str
+
+
+class CoordinatorState(TypedDict, total=False):
+    """Everything the coordinator knows about one run."""
+
+    request: Request
+    run_id: str
+    started_at: float
+    tasks: list[SubTask]
+    sub_results: Annotated[list[SubResult], operator.add]
+    answers: list[DocumentAnswer]
+    answer: str
+    citations: list[str]
+    stage_usage: Annotated[dict[str, Usage], merge_usage]
+    finished_at: float
+
+
+class SubAgentInput(TypedDict):
+    """What one `Send` hands one sub-agent: its task and nothing else of the request."""
+
+    task: SubTask
+    run_id: str
