@@ -50,6 +50,29 @@ class _LoadedModel:
         self.lock = threading.Lock()
 
 
+_quiet_callback: Any = None
+
+
+def _quiet_llama_logs() -> None:
+    """Keep llama.cpp's real errors on stderr but drop a known-benign one it logs at error level."""
+    global _quiet_callback
+    if _quiet_callback is not None:
+        return
+    import ctypes
+    import sys
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def callback(level: int, text: bytes, _user_data: Any) -> None:
+        message = text.decode("utf-8", "replace")
+        if level == 3 and "using full-size SWA cache" not in message:  # GGML_LOG_LEVEL_ERROR
+            print(message, end="", file=sys.stderr)
+
+    _quiet_callback = callback  # ctypes callbacks must outlive their registration
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 _models: dict[_ModelKey, _LoadedModel] = {}
 _models_lock = threading.Lock()
 
@@ -60,6 +83,7 @@ def _load(key: _ModelKey) -> _LoadedModel:
         if loaded is None:
             from llama_cpp import Llama
 
+            _quiet_llama_logs()
             try:
                 llama = Llama(
                     model_path=key.path,

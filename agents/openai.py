@@ -65,6 +65,8 @@ class OpenAIBackend:
         context_window: the model's context in tokens, if known (enables chunking).
         prices: USD per million tokens, for cost accounting.
         timeout_s: the HTTP client's own timeout (the coordinator also enforces one per call).
+        schema_format: how a JSON schema is sent: "json_schema" (OpenAI, vLLM) or "json_object"
+            (llama-cpp-python's server, which takes ``{"type": "json_object", "schema": ...}``).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class OpenAIBackend:
         context_window: int | None = None,
         prices: Prices | None = None,
         timeout_s: float = 600.0,
+        schema_format: Literal["json_schema", "json_object"] = "json_schema",
     ) -> None:
         model = model or os.environ.get("OPENAI_MODEL")
         if not model:
@@ -94,6 +97,7 @@ class OpenAIBackend:
         self.context_window = context_window
         self.prices = prices or Prices()
         self.timeout_s = timeout_s
+        self.schema_format = schema_format
         # An async client is bound to the loop it first ran on; keep one per loop.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
         self._clients = weakref.WeakKeyDictionary()
@@ -160,7 +164,9 @@ class OpenAIBackend:
 
     async def _chat(self, request: CompletionRequest) -> tuple[str, Any]:
         extra: dict[str, Any] = {}
-        if request.json_schema is not None:
+        if request.json_schema is not None and self.schema_format == "json_object":
+            extra["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        elif request.json_schema is not None:
             extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": request.json_schema},
