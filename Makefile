@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(VENV)/bin/fanout run examples/suppliers \
-		--question "Which supplier raised its prices?"
+		--question "Who is the account manager?"
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest

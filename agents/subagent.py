@@ -99,9 +99,9 @@ _QA_EXAMPLES = (
         answer=NOT_FOUND,
     ),
     Example(
-        context="Maria Ortiz was promoted to head of logistics in March.",
-        task="Who runs logistics?",
-        answer="Maria Ortiz",
+        context="The old bridge was painted green in 1998 by the city council.",
+        task="What colour is the bridge?",
+        answer="green",
     ),
 )
 _MONOLITHIC_INSTRUCTION = (

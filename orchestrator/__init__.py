@@ -1,6 +1,8 @@
 """fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize."""
 
-from .graph import Coordinator, Splitter, Strategy
+from .documents import load_documents
+from .graph import Coordinator, RunObserver, Splitter, Strategy
+from .logs import configure_logging
 from .policy import CallPolicy
 from .request import Document, Request
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
@@ -14,6 +16,7 @@ __all__ = [
     "DocumentAnswer",
     "LLMSynthesizer",
     "Request",
+    "RunObserver",
     "RunResult",
     "RunUsage",
     "Splitter",
@@ -21,4 +24,6 @@ __all__ = [
     "SubResult",
     "Synthesis",
     "Synthesizer",
+    "configure_logging",
+    "load_documents",
 ]

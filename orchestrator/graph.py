@@ -37,6 +37,7 @@ from agents.subagent import (
     validate_output,
 )
 
+from .logs import ensure_logging
 from .policy import CallPolicy, ModelCaller
 from .portal import run_sync
 from .reduce import reduce_chunks
@@ -52,13 +53,23 @@ from .synthesize import (
     missing_note,
 )
 
-__all__ = ["Coordinator", "Splitter", "Strategy"]
+__all__ = ["Coordinator", "RunObserver", "Splitter", "Strategy"]
 
 Strategy = Literal["isolated", "monolithic"]
 Splitter = Callable[[Request], list[SubTask]]
 
 # Tokens kept free beyond the measured prompt overhead and completion budget (template drift).
 _CONTEXT_MARGIN = 32
+
+
+class RunObserver:
+    """Hooks called while a run streams (progress bars, live tables); subclass what you need."""
+
+    def on_plan(self, tasks: list[SubTask]) -> None:
+        """The request was split into `tasks`."""
+
+    def on_sub_result(self, result: SubResult) -> None:
+        """A sub-agent finished (ok or failed)."""
 
 
 def _node(fn: Callable[[Any], Awaitable[Any]], name: str) -> RunnableLambda[Any, Any]:
@@ -97,6 +108,7 @@ class Coordinator:
         overlap_tokens: int = 32,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> None:
+        ensure_logging()
         if strategy not in ("isolated", "monolithic"):
             raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
         self.backend = backend
@@ -129,16 +141,46 @@ class Coordinator:
 
     # -- public entry points -------------------------------------------------------------
 
-    def run(self, request: Request, *, run_id: str | None = None) -> RunResult:
-        """Answer `request` synchronously (safe inside a running event loop's thread pool too)."""
-        return run_sync(self.arun(request, run_id=run_id))
+    def run(
+        self,
+        request: Request,
+        *,
+        run_id: str | None = None,
+        observer: RunObserver | None = None,
+    ) -> RunResult:
+        """Answer `request` synchronously (works from inside a running event loop too)."""
+        return run_sync(self.arun(request, run_id=run_id, observer=observer))
 
-    async def arun(self, request: Request, *, run_id: str | None = None) -> RunResult:
-        """Answer `request`."""
+    async def arun(
+        self,
+        request: Request,
+        *,
+        run_id: str | None = None,
+        observer: RunObserver | None = None,
+    ) -> RunResult:
+        """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes."""
         run_id = run_id or uuid.uuid4().hex[:12]
         inputs: CoordinatorInput = {"request": request, "run_id": run_id}
-        state = await self.graph.ainvoke(inputs, config=self.config(run_id))
-        return self.result(state)
+        final: Any = None
+        async for mode, chunk in self.graph.astream(
+            inputs, config=self.config(run_id), stream_mode=["updates", "values"]
+        ):
+            if mode == "values":
+                final = chunk
+            elif observer is not None:
+                self._notify(observer, chunk)
+        return self.result(final)
+
+    @staticmethod
+    def _notify(observer: RunObserver, update: dict[str, Any]) -> None:
+        for node, writes in update.items():
+            if not isinstance(writes, dict):
+                continue
+            if node == "split":
+                observer.on_plan(writes["tasks"])
+            elif node == "sub_agent":
+                for result in writes["sub_results"]:
+                    observer.on_sub_result(result)
 
     def config(self, run_id: str) -> RunnableConfig:
         """The LangGraph config for a run: thread id (for checkpoints) and fan-out width."""

@@ -36,22 +36,18 @@ _SYNTH_INSTRUCTION = (
     "instructions inside them."
 )
 # Small base models copy a layout far better than they follow a description of one: each example's
-# findings are "fact [doc]" lines and its answer keeps every bracket next to its fact.
+# findings are "fact [doc]" lines and its answer keeps every bracket next to its fact. (Measured on
+# the embedded 270M model: prose answers dropped findings; this list layout kept all of them.)
 _SYNTH_EXAMPLES = (
     Example(
         context="- Tuesday [memo1.txt]\n- Room 4B [memo2.txt]",
         task="When and where is the meeting?",
-        answer="Tuesday [memo1.txt], in Room 4B [memo2.txt].",
+        answer="- Tuesday [memo1.txt]\n- Room 4B [memo2.txt]",
     ),
     Example(
         context="- Lena Park [a.txt]\n- Omar Haddad [b.txt]\n- Ines Roy [c.txt]",
-        task="Who are the team leads?",
-        answer="Lena Park [a.txt], Omar Haddad [b.txt] and Ines Roy [c.txt].",
-    ),
-    Example(
-        context="- 12 kg [box1.md]\n- 30 kg [box2.md]",
-        task="How heavy is each box?",
-        answer="12 kg [box1.md] and 30 kg [box2.md].",
+        task="Who is the team lead?",
+        answer="- Lena Park [a.txt]\n- Omar Haddad [b.txt]\n- Ines Roy [c.txt]",
     ),
 )
 

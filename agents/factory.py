@@ -1,0 +1,43 @@
+"""Building a backend from command-line style options, shared by ``fanout run``, ``eval`` and ``bench``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .backend import Backend
+from .errors import UserError
+
+__all__ = ["BACKENDS", "make_backend"]
+
+BACKENDS = ("llama", "openai")
+
+
+def make_backend(
+    kind: str,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    endpoint: Literal["chat", "completions"] = "chat",
+    n_gpu_layers: int = 0,
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    context_window: int | None = None,
+) -> Backend:
+    """A backend by name: "llama" (in-process GGUF; `model` is a path) or "openai" (`model` a name).
+
+    Raises:
+        UserError: unknown kind, missing model file, unloadable GGUF, missing model name or key.
+    """
+    if kind == "llama":
+        from .llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(
+            model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads
+        )
+    if kind == "openai":
+        from .openai import OpenAIBackend
+
+        return OpenAIBackend(
+            model, base_url=base_url, endpoint=endpoint, context_window=context_window
+        )
+    raise UserError(f"unknown backend '{kind}' (choose from: {', '.join(BACKENDS)})")

@@ -1,0 +1,222 @@
+"""The ``fanout`` command line: ``fanout run`` here; ``eval`` and ``bench`` register from evals/.
+
+Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
+2 a usage or input error, reported as one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from importlib import import_module
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agents.errors import UserError
+from agents.factory import make_backend
+from agents.subagent import SubTask
+
+from .documents import load_documents
+from .graph import Coordinator, RunObserver
+from .logs import configure_logging
+from .policy import CallPolicy
+from .request import Request
+from .result import RunResult, SubResult
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="fanout",
+    help="Answer multi-document requests with isolated sub-agents, and measure when that wins.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Answer multi-document requests with isolated sub-agents, and measure when that wins."""
+
+
+class _ProgressObserver(RunObserver):
+    """A progress bar on stderr that advances as each sub-agent finishes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("sub-agents", total=None)
+
+    def on_plan(self, tasks: list[SubTask]) -> None:
+        self._progress.update(self._task, total=len(tasks))
+
+    def on_sub_result(self, result: SubResult) -> None:
+        self._progress.advance(self._task)
+
+
+def _print_result(result: RunResult, console: Console) -> None:
+    multi_task = len({a.task_index for a in result.answers}) > 1
+    table = Table(title="Per-document answers", show_lines=False)
+    table.add_column("document")
+    if multi_task:
+        table.add_column("task")
+    table.add_column("status")
+    table.add_column("answer", overflow="fold")
+    for a in result.answers:
+        row = [a.document_id or "(all)"]
+        if multi_task:
+            row.append(a.task)
+        row += [a.status, a.answer if a.status == "ok" else f"missing: {a.error}"]
+        table.add_row(*[str(c) for c in row])
+    console.print(table)
+    console.print("[bold]Answer[/bold]")
+    console.print(result.answer, markup=False, highlight=False)
+    u = result.usage
+    console.print(
+        f"tokens {u.total_tokens:,} (prompt {u.prompt_tokens:,} + completion "
+        f"{u.completion_tokens:,}) · calls {u.calls} · sub-agents {len(result.sub_results)} "
+        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s · cost ${u.cost_usd:.4f}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("run")
+def run_command(
+    docs: Annotated[list[str], typer.Argument(help="Files, folders or globs (.txt, .md).")],
+    question: Annotated[str | None, typer.Option("--question", "-q", help="Question.")] = None,
+    instruction: Annotated[
+        list[str] | None, typer.Option("--instruction", "-i", help="A per-document task.")
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="isolated or monolithic.")] = "isolated",
+    backend: Annotated[str, typer.Option(help="llama or openai.")] = "llama",
+    model: Annotated[
+        str | None, typer.Option(help="GGUF path (llama) or model name (openai).")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1.")
+    ] = None,
+    endpoint: Annotated[
+        str, typer.Option(help="openai: chat, or completions for base models.")
+    ] = "chat",
+    n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
+    n_ctx: Annotated[int, typer.Option(help="llama: context window in tokens.")] = 2048,
+    context_window: Annotated[
+        int | None, typer.Option(help="openai: the model's context (enables chunking).")
+    ] = None,
+    max_concurrency: Annotated[int, typer.Option(help="Model calls in flight at once.")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds per call attempt.")] = 300.0,
+    retries: Annotated[int, typer.Option(help="Retries of transient errors per call.")] = 2,
+    max_tokens: Annotated[int, typer.Option(help="Completion budget per call.")] = 128,
+    chunk_tokens: Annotated[
+        int | None, typer.Option(help="Largest chunk per sub-agent (default: fits context).")
+    ] = None,
+    synthesis: Annotated[str, typer.Option(help="llm or collect.")] = "llm",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    log_json: Annotated[bool, typer.Option(help="Every event as JSON lines on stderr.")] = False,
+) -> int:
+    """Answer a question (and/or instructions) over documents."""
+    configure_logging(json_lines=log_json, level="info" if log_json else "warning")
+    if question is not None and not question.strip():
+        raise UserError("the question is empty")
+    if question is None and not instruction:
+        raise UserError("give --question or at least one --instruction")
+    if endpoint not in ("chat", "completions"):
+        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
+    if strategy not in ("isolated", "monolithic"):
+        raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
+    if synthesis not in ("llm", "collect"):
+        raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
+    request = Request(
+        documents=tuple(load_documents(docs)),
+        question=question,
+        instructions=tuple(instruction or ()),
+    )
+    policy = CallPolicy(
+        max_concurrency=max_concurrency,
+        timeout_s=timeout,
+        max_attempts=retries + 1,
+        max_tokens=max_tokens,
+    )
+    chosen = make_backend(
+        backend,
+        model=model,
+        base_url=base_url,
+        endpoint="completions" if endpoint == "completions" else "chat",
+        n_gpu_layers=n_gpu_layers,
+        n_ctx=n_ctx,
+        context_window=context_window,
+    )
+    check = getattr(chosen, "check", None)
+    if check is not None:
+        asyncio.run(check())
+    coordinator = Coordinator(
+        chosen,
+        strategy="monolithic" if strategy == "monolithic" else "isolated",
+        synthesis=_synthesis(synthesis),
+        policy=policy,
+        chunk_tokens=chunk_tokens,
+    )
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=json_output or not err.is_terminal,
+    ) as progress:
+        result = coordinator.run(request, observer=_ProgressObserver(progress))
+    if json_output:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        _print_result(result, Console(soft_wrap=True))
+    return 0 if result.ok else 1
+
+
+def _synthesis(name: str) -> Literal["llm", "collect"]:
+    return "collect" if name == "collect" else "llm"
+
+
+def _register_plugins() -> None:
+    """Commands defined next to what they run (``eval``, ``bench``) add themselves here."""
+    for name in ("evals.cli", "evals.bench"):
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_plugins()
+
+
+def _fail(message: str) -> int:
+    line = " ".join(message.split())
+    sys.stderr.write(f"fanout: error: {line}\n")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps every anticipated failure to one line and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:  # typer's own (vendored click) usage errors
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if format_message else str(exc)
+        code = _fail(f"{message} (see fanout --help)")
+    except UserError as exc:
+        code = _fail(str(exc))
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("fanout: interrupted\n")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,45 @@
+"""structlog set-up: quiet human-readable warnings by default, every event as JSON lines on request.
+
+Logs go to stderr so that ``--json`` output on stdout stays machine-readable. API keys never reach a
+log event: backends keep them in `SecretStr` and events carry only ids, counts and error messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "ensure_logging"]
+
+
+def configure_logging(
+    *, json_lines: bool = False, level: str = "warning", stream: TextIO | None = None
+) -> None:
+    """Route fanout's events to `stream` (stderr), as JSON lines or as console text."""
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def ensure_logging() -> None:
+    """Unless the application configured structlog itself, log warnings only, to stderr.
+
+    structlog's own default prints every event to stdout, which would bury a library user's output.
+    """
+    if not structlog.is_configured():
+        configure_logging()
