@@ -108,7 +108,9 @@ class ModelCaller:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._policy.max_attempts),
             wait=wait_exponential_jitter(
-                initial=self._policy.backoff_initial_s, max=self._policy.backoff_max_s
+                multiplier=self._policy.backoff_initial_s,
+                max=self._policy.backoff_max_s,
+                jitter=self._policy.backoff_initial_s,
             ),
             retry=retry_if_exception(is_transient),
             reraise=True,

@@ -1,0 +1,105 @@
+import pytest
+
+from agents.backend import estimate_tokens
+from agents.errors import UserError
+from orchestrator import Document, Request
+from orchestrator.split import chunk_text, split_monolithic, split_request
+
+
+def docs(*texts: str) -> tuple[Document, ...]:
+    return tuple(Document(id=f"d{i}.md", text=t) for i, t in enumerate(texts))
+
+
+def test_documents_times_one_question() -> None:
+    tasks = split_request(Request(documents=docs("a", "b", "c"), question="Q?"))
+    assert [(t.document_id, t.task, t.context) for t in tasks] == [
+        ("d0.md", "Q?", "a"),
+        ("d1.md", "Q?", "b"),
+        ("d2.md", "Q?", "c"),
+    ]
+    assert len({t.id for t in tasks}) == 3
+
+
+def test_one_text_times_instructions() -> None:
+    request = Request.from_text("the text", ["summarise", "translate", "count words"])
+    tasks = split_request(request)
+    assert [(t.task_index, t.task, t.context) for t in tasks] == [
+        (0, "summarise", "the text"),
+        (1, "translate", "the text"),
+        (2, "count words", "the text"),
+    ]
+
+
+def test_documents_times_instructions_with_question() -> None:
+    request = Request(documents=docs("a", "b"), question="overall?", instructions=("i1", "i2"))
+    tasks = split_request(request)
+    assert [(t.document_id, t.task) for t in tasks] == [
+        ("d0.md", "i1"),
+        ("d0.md", "i2"),
+        ("d1.md", "i1"),
+        ("d1.md", "i2"),
+    ]
+
+
+def test_request_validation() -> None:
+    with pytest.raises(UserError, match="duplicate document id"):
+        Request(documents=(Document(id="x", text="a"), Document(id="x", text="b")), question="q")
+    with pytest.raises(UserError, match="question is empty"):
+        Request(documents=docs("a"), question="  ")
+    with pytest.raises(UserError, match="needs a question"):
+        Request(documents=docs("a"))
+    with pytest.raises(UserError, match="at least one document"):
+        Request(documents=(), question="q")
+
+
+def test_chunks_cover_the_text_with_bounded_overlap() -> None:
+    text = " ".join(f"word{i}" for i in range(2000))
+    chunks = chunk_text(text, max_tokens=100, overlap_tokens=10, count_tokens=estimate_tokens)
+    assert len(chunks) > 10
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)
+    for chunk in chunks:
+        assert chunk.text == text[chunk.start : chunk.end]
+        assert estimate_tokens(chunk.text) <= 100
+    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+        assert nxt.start <= prev.end, "a gap would drop text"
+        assert nxt.start > prev.start
+        assert estimate_tokens(text[nxt.start : prev.end]) <= 10
+
+
+def test_chunks_prefer_paragraph_boundaries() -> None:
+    para = "x" * 150
+    text = "\n\n".join([para] * 6)
+    chunks = chunk_text(text, max_tokens=100, overlap_tokens=0, count_tokens=estimate_tokens)
+    assert all(c.text.endswith("\n\n") for c in chunks[:-1])
+
+
+def test_short_text_is_one_chunk() -> None:
+    assert len(chunk_text("short", max_tokens=10, overlap_tokens=2, count_tokens=len)) == 1
+
+
+def test_overlap_must_be_less_than_half() -> None:
+    with pytest.raises(UserError, match="overlap"):
+        chunk_text("abc", max_tokens=10, overlap_tokens=6, count_tokens=len)
+
+
+def test_split_request_chunks_each_document_and_keeps_spans() -> None:
+    long = "alpha beta gamma delta. " * 200
+    tasks = split_request(
+        Request(documents=docs(long, "short"), question="q"),
+        chunk_tokens=50,
+        overlap_tokens=5,
+        count_tokens=estimate_tokens,
+    )
+    long_tasks = [t for t in tasks if t.document_id == "d0.md"]
+    assert len(long_tasks) > 1
+    assert all(t.n_chunks == len(long_tasks) for t in long_tasks)
+    assert all(t.context == long[t.start : t.end] for t in long_tasks)
+    assert [t for t in tasks if t.document_id == "d1.md"][0].n_chunks == 1
+
+
+def test_monolithic_holds_everything_in_one_task() -> None:
+    request = Request(documents=docs("alpha", "beta"), instructions=("i1", "i2"))
+    (task,) = split_monolithic(request)
+    assert task.document_id is None
+    assert "[d0.md]\nalpha" in task.context and "[d1.md]\nbeta" in task.context
+    assert "1. i1" in task.task and "2. i2" in task.task
