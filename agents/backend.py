@@ -189,4 +189,3 @@ class Backend(Protocol):
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run one call. Raise a `BackendError` subclass on failure, never a library's own error."""
         ...
-

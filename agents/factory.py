@@ -31,9 +31,7 @@ def make_backend(
     if kind == "llama":
         from .llama_cpp import LlamaCppBackend
 
-        return LlamaCppBackend(
-            model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads
-        )
+        return LlamaCppBackend(model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
     if kind == "openai":
         from .openai import OpenAIBackend
 

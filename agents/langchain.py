@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from .backend import Completion, CompletionRequest, Prices, PromptStyle, estimate_tokens
 from .errors import BackendError, BackendTimeout, BackendUnavailable, OutputInvalid
 from .openai import _map_error
+from .portal import on_portal
 from .prompts import render_chat
 
 __all__ = ["LangChainBackend"]
@@ -54,7 +55,8 @@ class LangChainBackend:
         ]
         started = time.perf_counter()
         try:
-            reply = await self.model.ainvoke(messages)
+            # On the portal loop: the model's own async client outlives any caller's loop.
+            reply = await on_portal(self.model.ainvoke(messages))
         except openai.OpenAIError as exc:
             raise _map_error(exc) from None
         except TimeoutError as exc:

@@ -119,6 +119,7 @@ _MONOLITHIC_EXAMPLES = (
 
 def task_prompt(task: SubTask, *, json_schema: dict[str, Any] | None = None) -> Prompt:
     """The default prompt for a sub-task: few-shot extractive QA over one document, or over all."""
+    examples: tuple[Example, ...]
     if task.document_id is None:
         instruction, examples, label = _MONOLITHIC_INSTRUCTION, _MONOLITHIC_EXAMPLES, "Documents"
     else:
@@ -165,7 +166,9 @@ def validate_output(schema: type[BaseModel], text: str) -> BaseModel:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "output"
-        raise OutputInvalid(f"output is not a valid {schema.__name__}: {where}: {first['msg']}") from None
+        raise OutputInvalid(
+            f"output is not a valid {schema.__name__}: {where}: {first['msg']}"
+        ) from None
 
 
 def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:

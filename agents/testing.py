@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
 from .backend import Completion, CompletionRequest, PromptStyle, estimate_tokens
+from .errors import OutputInvalid
 from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
@@ -107,12 +109,19 @@ class ScriptedBackend:
         if isinstance(reply, Completion):
             return reply
         text = reply.strip()
+        data = None
+        if request.json_schema is not None:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise OutputInvalid(f"output is not JSON: {exc}") from None
         return Completion(
             text=text,
             prompt_tokens=self.count_tokens(self.render(request)),
             completion_tokens=self.count_tokens(text),
             latency_s=self.delay_s,
             model=self.name,
+            data=data,
         )
 
     async def _next_reply(self, request: CompletionRequest) -> str | Completion | BaseException:

@@ -20,7 +20,7 @@ from agents.errors import UserError
 from agents.factory import make_backend
 from agents.subagent import SubTask
 
-from .documents import load_documents
+from .documents import MAX_FILE_BYTES, load_documents
 from .graph import Coordinator, RunObserver
 from .logs import configure_logging
 from .policy import CallPolicy
@@ -66,10 +66,10 @@ def _print_result(result: RunResult, console: Console) -> None:
     table.add_column("status")
     table.add_column("answer", overflow="fold")
     for a in result.answers:
-        row = [a.document_id or "(all)"]
+        row: list[str] = [a.document_id or "(all)"]
         if multi_task:
             row.append(a.task)
-        row += [a.status, a.answer if a.status == "ok" else f"missing: {a.error}"]
+        row += [a.status, (a.answer or "") if a.status == "ok" else f"missing: {a.error}"]
         table.add_row(*[str(c) for c in row])
     console.print(table)
     console.print("[bold]Answer[/bold]")
@@ -115,6 +115,9 @@ def run_command(
         int | None, typer.Option(help="Largest chunk per sub-agent (default: fits context).")
     ] = None,
     synthesis: Annotated[str, typer.Option(help="llm or collect.")] = "llm",
+    max_file_bytes: Annotated[
+        int, typer.Option(help="Refuse document files larger than this.")
+    ] = MAX_FILE_BYTES,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     log_json: Annotated[bool, typer.Option(help="Every event as JSON lines on stderr.")] = False,
 ) -> int:
@@ -131,7 +134,7 @@ def run_command(
     if synthesis not in ("llm", "collect"):
         raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
     request = Request(
-        documents=tuple(load_documents(docs)),
+        documents=tuple(load_documents(docs, max_bytes=max_file_bytes)),
         question=question,
         instructions=tuple(instruction or ()),
     )

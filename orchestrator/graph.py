@@ -14,8 +14,8 @@ import json
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from agents.backend import Backend, Usage
 from agents.errors import UserError
+from agents.portal import run_sync
 from agents.prompts import prompt_text
 from agents.subagent import (
     SubAgent,
@@ -39,7 +40,6 @@ from agents.subagent import (
 
 from .logs import ensure_logging
 from .policy import CallPolicy, ModelCaller
-from .portal import run_sync
 from .reduce import reduce_chunks
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
@@ -72,9 +72,13 @@ class RunObserver:
         """A sub-agent finished (ok or failed)."""
 
 
-def _node(fn: Callable[[Any], Awaitable[Any]], name: str) -> RunnableLambda[Any, Any]:
+def _node(fn: Callable[[Any], Coroutine[Any, Any, Any]], name: str) -> RunnableLambda[Any, Any]:
     """Expose an async node to both ``invoke``/``stream`` and ``ainvoke``/``astream``."""
-    return RunnableLambda(lambda state: run_sync(fn(state)), afunc=fn, name=name)
+
+    def blocking(state: Any) -> Any:
+        return run_sync(fn(state))
+
+    return RunnableLambda(blocking, afunc=fn, name=name)
 
 
 class Coordinator:
@@ -168,7 +172,7 @@ class Coordinator:
             if mode == "values":
                 final = chunk
             elif observer is not None:
-                self._notify(observer, chunk)
+                self._notify(observer, cast(dict[str, Any], chunk))
         return self.result(final)
 
     @staticmethod
@@ -285,7 +289,7 @@ class Coordinator:
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
         """Run one sub-agent to a `SubResult`; every failure is caught and reported in it."""
         caller = self._caller(run_id, task.id, task.document_id)
-        base = {
+        base: dict[str, Any] = {
             "sub_agent_id": task.id,
             "document_id": task.document_id,
             "chunk_index": task.chunk_index,

@@ -15,6 +15,16 @@ import structlog
 __all__ = ["configure_logging", "ensure_logging"]
 
 
+class _StderrLogger:
+    """Writes each event to whatever ``sys.stderr`` is at that moment (it may be replaced later)."""
+
+    def msg(self, message: str) -> None:
+        """Write one rendered event."""
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = msg
+
+
 def configure_logging(
     *, json_lines: bool = False, level: str = "warning", stream: TextIO | None = None
 ) -> None:
@@ -31,7 +41,11 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=(
+            structlog.PrintLoggerFactory(stream)
+            if stream is not None
+            else (lambda *_: _StderrLogger())
+        ),
         cache_logger_on_first_use=False,
     )
 

@@ -131,9 +131,7 @@ class ModelCaller:
                         self._backend.complete(request), self._policy.timeout_s
                     )
                 except TimeoutError as exc:
-                    raise BackendTimeout(
-                        f"no answer within {self._policy.timeout_s:g}s"
-                    ) from exc
+                    raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
         except Exception as exc:
             last = number >= self._policy.max_attempts or not is_transient(exc)
             self._log.warning(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 from agents.backend import Example, Prompt
 from agents.subagent import NOT_FOUND, ModelAccess
@@ -53,7 +53,7 @@ async def _reduce_group(
 ) -> DocumentAnswer:
     first = group[0]
     ids = tuple(r.sub_agent_id for r in group)
-    base = {"document_id": first.document_id, "task_index": first.task_index, "task": first.task}
+    base: dict[str, Any] = {"document_id": first.document_id, "task_index": first.task_index, "task": first.task}
     ok = [r for r in group if r.status == "ok"]
     if not ok:
         return DocumentAnswer(
@@ -101,7 +101,5 @@ async def reduce_chunks(
         mode: "llm" merges disagreeing chunks with one call; "join" lists them.
         llm: makes a fresh `ModelAccess` for each merge call (so each is counted).
     """
-    groups = [
-        list(g) for _, g in groupby(sub_results, key=lambda r: (r.document_id, r.task_index))
-    ]
+    groups = [list(g) for _, g in groupby(sub_results, key=lambda r: (r.document_id, r.task_index))]
     return list(await asyncio.gather(*(_reduce_group(g, mode, llm) for g in groups)))

@@ -63,7 +63,9 @@ def _soft_end(text: str, start: int, end: int) -> int:
     return end
 
 
-def _overlap_start(text: str, start: int, end: int, overlap_tokens: int, count: TokenCounter) -> int:
+def _overlap_start(
+    text: str, start: int, end: int, overlap_tokens: int, count: TokenCounter
+) -> int:
     """Where the next chunk starts: `overlap_tokens` back from `end`, snapped to a word start."""
     if overlap_tokens <= 0:
         return end

@@ -68,7 +68,10 @@ class LlamaServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.base_url}/models", headers=headers, timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.base_url}/models", headers=headers, timeout=1).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -87,7 +90,9 @@ class LlamaServer:
 
 
 @pytest.fixture(scope="session")
-def llama_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+def llama_server(
+    gemma_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
     server = LlamaServer(gemma_path, log=tmp_path_factory.mktemp("server") / "server.log")
     yield server
     server.stop()

@@ -6,9 +6,9 @@ from pydantic import BaseModel
 
 from agents.backend import CompletionRequest
 from agents.errors import AuthenticationFailed, BackendUnavailable, RateLimited
+from agents.subagent import SubTask
 from agents.testing import ScriptedBackend
 from orchestrator import CallPolicy, Coordinator, Document, Request, RunObserver, SubResult
-from agents.subagent import SubTask
 
 FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
 
@@ -63,7 +63,11 @@ def test_synthesis_cites_documents_and_keeps_provenance() -> None:
     assert result.answer == "- Alpha Corp [a.md]\n- Beta [b.md]"
     assert result.citations == ["a.md", "b.md"]
     assert [a.document_id for a in result.answers] == ["a.md", "b.md", "c.md"]
-    assert [a.sub_agent_ids for a in result.answers] == [("a.md#t0c0",), ("b.md#t0c0",), ("c.md#t0c0",)]
+    assert [a.sub_agent_ids for a in result.answers] == [
+        ("a.md#t0c0",),
+        ("b.md#t0c0",),
+        ("c.md#t0c0",),
+    ]
     synth = backend.calls_for(document_id="*")
     assert len(synth) == 1
     # "not found" findings are not sent to the synthesizer; findings are labelled by document
@@ -92,8 +96,9 @@ def test_failed_sub_agents_are_named_in_both_modes() -> None:
         assert not result.ok
         assert [r.document_id for r in result.failed] == ["b.md"]
         assert [a.document_id for a in result.missing] == ["b.md"]
-        assert "Missing: 1 of 3 sub-agents failed: b.md (AuthenticationFailed: HTTP 401: bad key)" in (
-            result.answer
+        assert (
+            "Missing: 1 of 3 sub-agents failed: b.md (AuthenticationFailed: HTTP 401: bad key)"
+            in (result.answer)
         )
         assert result.failed[0].attempts == 1, "auth errors are never retried"
 
@@ -102,9 +107,7 @@ def test_transient_errors_are_retried_then_succeed() -> None:
     backend = ScriptedBackend(
         [BackendUnavailable("HTTP 503"), RateLimited("HTTP 429", status_code=429), "A"]
     )
-    result = Coordinator(backend, policy=FAST).run(
-        Request(documents=DOCS[:1], question="Who?")
-    )
+    result = Coordinator(backend, policy=FAST).run(Request(documents=DOCS[:1], question="Who?"))
     assert result.ok and result.answers[0].answer == "A"
     assert result.sub_results[0].attempts == 3
     backend.assert_consumed()
@@ -215,7 +218,11 @@ class Price(BaseModel):
 
 def test_structured_output_is_validated() -> None:
     backend = by_doc(
-        {"a.md": '{"supplier": "Alpha", "percent": 5}', "b.md": '{"supplier": "Beta"}', "c.md": "nope"}
+        {
+            "a.md": '{"supplier": "Alpha", "percent": 5}',
+            "b.md": '{"supplier": "Beta"}',
+            "c.md": "nope",
+        }
     )
     result = Coordinator(backend, output_schema=Price, synthesis="collect", policy=FAST).run(
         Request(documents=DOCS, question="Price change?")
@@ -231,7 +238,9 @@ def test_user_defined_sub_agent_gets_limits_and_accounting() -> None:
     async def extract_then_verify(task: SubTask, llm: Any) -> str:
         from agents.backend import Prompt
 
-        draft = await llm.complete(Prompt(instruction="extract", context=task.context, task=task.task))
+        draft = await llm.complete(
+            Prompt(instruction="extract", context=task.context, task=task.task)
+        )
         check = await llm.complete(Prompt(instruction="verify", context=draft.text, task=task.task))
         return f"{draft.text} ({check.text})"
 

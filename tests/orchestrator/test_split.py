@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from agents.backend import estimate_tokens
@@ -60,7 +62,7 @@ def test_chunks_cover_the_text_with_bounded_overlap() -> None:
     for chunk in chunks:
         assert chunk.text == text[chunk.start : chunk.end]
         assert estimate_tokens(chunk.text) <= 100
-    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+    for prev, nxt in itertools.pairwise(chunks):
         assert nxt.start <= prev.end, "a gap would drop text"
         assert nxt.start > prev.start
         assert estimate_tokens(text[nxt.start : prev.end]) <= 10
@@ -94,7 +96,7 @@ def test_split_request_chunks_each_document_and_keeps_spans() -> None:
     assert len(long_tasks) > 1
     assert all(t.n_chunks == len(long_tasks) for t in long_tasks)
     assert all(t.context == long[t.start : t.end] for t in long_tasks)
-    assert [t for t in tasks if t.document_id == "d1.md"][0].n_chunks == 1
+    assert next(t for t in tasks if t.document_id == "d1.md").n_chunks == 1
 
 
 def test_monolithic_holds_everything_in_one_task() -> None:

@@ -1,5 +1,7 @@
 """Property tests: chunking never loses or duplicates text beyond the declared overlap."""
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -7,9 +9,7 @@ from agents.backend import estimate_tokens
 from orchestrator import Document, Request
 from orchestrator.split import chunk_text, split_request
 
-texts = st.text(
-    alphabet=st.sampled_from(list("abcdefgh .,\n\né中")), min_size=0, max_size=3000
-)
+texts = st.text(alphabet=st.sampled_from(list("abcdefgh .,\n\né中")), min_size=0, max_size=3000)
 
 
 @settings(max_examples=200, deadline=None)
@@ -26,12 +26,12 @@ def test_chunking_covers_everything_and_overlaps_at_most_as_declared(
     for c in chunks:
         assert c.text == text[c.start : c.end]
         assert estimate_tokens(c.text) <= max_tokens or len(c.text) == 1
-    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+    for prev, nxt in itertools.pairwise(chunks):
         assert prev.start < nxt.start <= prev.end  # no gap, always progress
         assert estimate_tokens(text[nxt.start : prev.end]) <= overlap  # declared overlap only
     # Rebuilding from the non-overlapping parts gives back the exact text.
     rebuilt = chunks[0].text + "".join(
-        n.text[p.end - n.start :] for p, n in zip(chunks, chunks[1:], strict=False)
+        n.text[p.end - n.start :] for p, n in itertools.pairwise(chunks)
     )
     assert rebuilt == text
 

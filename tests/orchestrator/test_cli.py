@@ -1,0 +1,91 @@
+"""The CLI's bad-input cases: each exits 2 with exactly one line on stderr, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from tests.conftest import EXAMPLES, free_port
+
+SUPPLIERS = str(EXAMPLES / "suppliers")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    assert isinstance(code, int)
+    return code, out, err
+
+
+def assert_one_line_error(err: str, fragment: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fanout: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "empty_dir").mkdir()
+    (tmp_path / "empty.md").write_text("   \n")
+    (tmp_path / "binary.txt").write_bytes(b"abc\x00\x01\x02")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (tmp_path / "big.txt").write_text("x" * 2000)
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "ok.md").write_text("Some text.")
+    (tmp_path / "corrupt.gguf").write_bytes(b"GGUF" + b"\x00" * 64)
+    return tmp_path
+
+
+CASES = [
+    (["run", "{t}/missing.md", "-q", "Q"], "no such file or folder"),
+    (["run", "{t}/empty_dir", "-q", "Q"], "folder holds no files"),
+    (["run", "{t}/empty.md", "-q", "Q"], "file is empty"),
+    (["run", "{t}/binary.txt", "-q", "Q"], "binary file"),
+    (["run", "{t}/latin1.txt", "-q", "Q"], "not UTF-8 text"),
+    (["run", "{t}/doc.pdf", "-q", "Q"], "unsupported file type"),
+    (["run", "{t}/big.txt", "-q", "Q", "--max-file-bytes", "1000"], "over the 1000-byte limit"),
+    (["run", "{t}/*.nothing", "-q", "Q"], "glob matched no files"),
+    (["run", "{t}/ok.md", "{t}/ok.md", "-q", "Q"], "given more than once"),
+    (["run", "{t}/ok.md", "-q", ""], "the question is empty"),
+    (["run", "{t}/ok.md"], "give --question or at least one --instruction"),
+    (["run", "{t}/ok.md", "-q", "Q", "--backend", "gpt"], "unknown backend 'gpt'"),
+    (["run", "{t}/ok.md", "-q", "Q", "--model", "{t}/none.gguf"], "model file not found"),
+    (["run", "{t}/ok.md", "-q", "Q", "--model", "{t}/corrupt.gguf"], "not a valid GGUF"),
+    (["run", "{t}/ok.md", "-q", "Q", "--strategy", "magic"], "unknown strategy 'magic'"),
+    (["run", "{t}/ok.md", "-q", "Q", "--synthesis", "vote"], "unknown synthesis 'vote'"),
+    (["run", "{t}/ok.md", "-q", "Q", "--max-concurrency", "0"], "max_concurrency"),
+    (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "no model name"),
+    (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
+    (["run"], "Missing argument"),
+    (["run", "{t}/ok.md", "-q", "Q", "--bogus"], "No such option: --bogus"),
+    ([], "Missing command"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), CASES, ids=[c[1] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], files: Path, argv: list[str], fragment: str
+) -> None:
+    code, out, err = run_cli(capsys, *[a.format(t=files) for a in argv])
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, fragment)
+
+
+def test_unreachable_base_url(capsys: pytest.CaptureFixture[str], files: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    code, _, err = run_cli(
+        capsys, "run", f"{files}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m",
+        "--base-url", url,
+    )  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, f"cannot reach {url}")
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "--question" in out
