@@ -53,7 +53,11 @@ async def _reduce_group(
 ) -> DocumentAnswer:
     first = group[0]
     ids = tuple(r.sub_agent_id for r in group)
-    base: dict[str, Any] = {"document_id": first.document_id, "task_index": first.task_index, "task": first.task}
+    base: dict[str, Any] = {
+        "document_id": first.document_id,
+        "task_index": first.task_index,
+        "task": first.task,
+    }
     ok = [r for r in group if r.status == "ok"]
     if not ok:
         return DocumentAnswer(
