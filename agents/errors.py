@@ -7,6 +7,7 @@ The tree::
     └── BackendError                 a model call failed; ``transient`` decides whether it is retried
         ├── BackendTimeout           the call ran past its deadline (transient)
         ├── BackendUnavailable       connection refused / reset, 5xx (transient)
+        │   └── CircuitOpen          too many connection failures in a row: calls fail fast (not retried)
         ├── RateLimited              HTTP 429 (transient)
         ├── BackendRejected          400/404/422 and other permanent refusals
         │   └── AuthenticationFailed 401/403: a rejected or missing API key
@@ -24,6 +25,7 @@ __all__ = [
     "BackendRejected",
     "BackendTimeout",
     "BackendUnavailable",
+    "CircuitOpen",
     "ContextOverflow",
     "FanoutError",
     "OutputInvalid",
@@ -65,6 +67,12 @@ class BackendUnavailable(BackendError):
     """The endpoint could not be reached or answered 5xx."""
 
     transient = True
+
+
+class CircuitOpen(BackendUnavailable):
+    """The endpoint failed to connect too often in a row; calls fail at once instead of waiting."""
+
+    transient = False
 
 
 class RateLimited(BackendError):

@@ -6,7 +6,6 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from importlib import import_module
 from typing import Annotated, Literal
@@ -18,9 +17,13 @@ from rich.table import Table
 
 from agents.errors import UserError
 from agents.factory import make_backend
+from agents.fallback import FallbackBackend
+from agents.portal import run_sync
 from agents.subagent import SubTask
 
+from .checkpoint import open_checkpoint
 from .documents import MAX_FILE_BYTES, load_documents
+from .errors import RunFailed
 from .graph import Coordinator, RunObserver
 from .logs import configure_logging
 from .policy import CallPolicy
@@ -115,6 +118,21 @@ def run_command(
         int | None, typer.Option(help="Largest chunk per sub-agent (default: fits context).")
     ] = None,
     synthesis: Annotated[str, typer.Option(help="llm or collect.")] = "llm",
+    failure_policy: Annotated[
+        str, typer.Option(help="best_effort, fail_fast or quorum=K.")
+    ] = "best_effort",
+    fallback: Annotated[
+        str | None, typer.Option(help="Backend to use when a call fails: llama (local GGUF).")
+    ] = None,
+    fallback_model: Annotated[
+        str | None, typer.Option(help="GGUF for --fallback llama (default: embedded).")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Name this run; rerun with the same id to resume it.")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="SQLite file that makes the run resumable after a crash.")
+    ] = None,
     max_file_bytes: Annotated[
         int, typer.Option(help="Refuse document files larger than this.")
     ] = MAX_FILE_BYTES,
@@ -155,13 +173,21 @@ def run_command(
     )
     check = getattr(chosen, "check", None)
     if check is not None:
-        asyncio.run(check())
+        run_sync(check())
+    if fallback is not None:
+        chosen = FallbackBackend(chosen, make_backend(fallback, model=fallback_model, n_ctx=n_ctx))
+    if checkpoint is not None and run_id is None:
+        raise UserError("--checkpoint needs --run-id (the name to resume the run under)")
+    saved = open_checkpoint(checkpoint) if checkpoint is not None else None
     coordinator = Coordinator(
         chosen,
         strategy="monolithic" if strategy == "monolithic" else "isolated",
         synthesis=_synthesis(synthesis),
         policy=policy,
         chunk_tokens=chunk_tokens,
+        failure_policy=failure_policy,
+        checkpointer=saved.checkpointer if saved else None,
+        result_store=saved.result_store if saved else None,
     )
     err = Console(stderr=True)
     with Progress(
@@ -173,7 +199,13 @@ def run_command(
         transient=True,
         disable=json_output or not err.is_terminal,
     ) as progress:
-        result = coordinator.run(request, observer=_ProgressObserver(progress))
+        try:
+            result = coordinator.run(request, run_id=run_id, observer=_ProgressObserver(progress))
+        except RunFailed as exc:
+            kept = sum(r.status == "ok" for r in exc.partial)
+            where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
+            sys.stderr.write(f"fanout: run stopped: {exc}{where}\n")
+            return 1
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:

@@ -38,13 +38,15 @@ from agents.subagent import (
     validate_output,
 )
 
+from .errors import RunFailed
 from .logs import ensure_logging
-from .policy import CallPolicy, ModelCaller
+from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .reduce import reduce_chunks
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
 from .split import split_monolithic, split_request
 from .state import CoordinatorInput, CoordinatorState, SubAgentInput
+from .store import ResultStore
 from .synthesize import (
     CollectSynthesizer,
     LLMSynthesizer,
@@ -95,7 +97,11 @@ class Coordinator:
         policy: concurrency, timeout, retries and completion budget for every call.
         chunk_tokens: largest document chunk per sub-agent; default fits the backend's context.
         overlap_tokens: tokens shared by consecutive chunks.
-        checkpointer: a LangGraph checkpointer; runs are then keyed by ``run_id``.
+        checkpointer: a LangGraph checkpointer; runs are then keyed by ``run_id`` and an
+            interrupted run resumes when run again with the same id.
+        result_store: where each finished sub-result is written the moment it completes and
+            looked up before any model call, so a resumed run never recomputes finished work.
+        failure_policy: "best_effort", "fail_fast", "quorum=K" or a `FailurePolicy`.
     """
 
     def __init__(
@@ -111,6 +117,8 @@ class Coordinator:
         chunk_tokens: int | None = None,
         overlap_tokens: int = 32,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
+        result_store: ResultStore | None = None,
+        failure_policy: FailurePolicy | str = "best_effort",
     ) -> None:
         ensure_logging()
         if strategy not in ("isolated", "monolithic"):
@@ -128,6 +136,13 @@ class Coordinator:
         else:
             self.sub_agent = answer_task
         self.splitter = splitter
+        self.result_store = result_store
+        self.failure_policy = (
+            FailurePolicy.parse(failure_policy)
+            if isinstance(failure_policy, str)
+            else failure_policy
+        )
+        self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
         if synthesis == "llm":
             self.synthesizer: Synthesizer = LLMSynthesizer()
         elif synthesis == "collect":
@@ -162,17 +177,39 @@ class Coordinator:
         run_id: str | None = None,
         observer: RunObserver | None = None,
     ) -> RunResult:
-        """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes."""
+        """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes.
+
+        With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
+        finished one returns its stored result without calling any model.
+        """
         run_id = run_id or uuid.uuid4().hex[:12]
-        inputs: CoordinatorInput = {"request": request, "run_id": run_id}
+        config = self.config(run_id)
+        inputs: CoordinatorInput | None = {"request": request, "run_id": run_id}
+        if self.graph.checkpointer is not None:
+            snapshot = await self.graph.aget_state(config)
+            if snapshot.values:
+                if snapshot.values.get("request") != request:
+                    raise UserError(f"run id '{run_id}' was started with a different request")
+                if not snapshot.next and "answer" in snapshot.values:
+                    return self.result(cast(CoordinatorState, snapshot.values))
+                inputs = None  # resume from the last checkpoint
         final: Any = None
-        async for mode, chunk in self.graph.astream(
-            inputs, config=self.config(run_id), stream_mode=["updates", "values"]
-        ):
-            if mode == "values":
-                final = chunk
-            elif observer is not None:
-                self._notify(observer, cast(dict[str, Any], chunk))
+        finished: list[SubResult] = []
+        try:
+            async for mode, chunk in self.graph.astream(
+                inputs, config=config, stream_mode=["updates", "values"]
+            ):
+                if mode == "values":
+                    final = chunk
+                    continue
+                update = cast(dict[str, Any], chunk)
+                finished += update.get("sub_agent", {}).get("sub_results", [])
+                if observer is not None:
+                    self._notify(observer, update)
+        except RunFailed as exc:
+            known = {r.sub_agent_id for r in exc.partial}
+            exc.partial = exc.partial + [r for r in finished if r.sub_agent_id not in known]
+            raise
         return self.result(final)
 
     @staticmethod
@@ -252,10 +289,23 @@ class Coordinator:
         ]
 
     async def _sub_agent(self, inputs: SubAgentInput) -> dict[str, Any]:
-        return {"sub_results": [await self.run_sub_task(inputs["task"], inputs["run_id"])]}
+        result = await self.run_sub_task(inputs["task"], inputs["run_id"])
+        if result.status == "failed" and self.failure_policy.mode == "fail_fast":
+            raise RunFailed(
+                f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
+                partial=[result],
+            )
+        return {"sub_results": [result]}
 
     async def _reduce(self, state: CoordinatorState) -> dict[str, Any]:
         sub_results = self._ordered(state["tasks"], state["sub_results"])
+        succeeded = sum(r.status == "ok" for r in sub_results)
+        if self.failure_policy.mode == "quorum" and succeeded < self.failure_policy.quorum:
+            raise RunFailed(
+                f"quorum not met: {succeeded} of {len(sub_results)} sub-agents succeeded, "
+                f"{self.failure_policy.quorum} required",
+                partial=sub_results,
+            )
         callers: list[ModelCaller] = []
         answers = await reduce_chunks(
             sub_results, mode=self._reduce_mode, llm=self._caller_factory(state, "reduce", callers)
@@ -287,7 +337,15 @@ class Coordinator:
     # -- sub-agents ----------------------------------------------------------------------
 
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
-        """Run one sub-agent to a `SubResult`; every failure is caught and reported in it."""
+        """Run one sub-agent to a `SubResult`; every failure is caught and reported in it.
+
+        A result already in the result store (an earlier, interrupted attempt at this run) is
+        returned as it is; a new successful one is stored before this returns.
+        """
+        if self.result_store is not None:
+            stored = self.result_store.get(run_id, task.id)
+            if stored is not None:
+                return stored
         caller = self._caller(run_id, task.id, task.document_id)
         base: dict[str, Any] = {
             "sub_agent_id": task.id,
@@ -307,7 +365,7 @@ class Coordinator:
                 attempts=caller.attempts,
                 usage=caller.usage,
             )
-        return SubResult(
+        result = SubResult(
             **base,
             status="ok",
             output=output,
@@ -315,6 +373,9 @@ class Coordinator:
             attempts=caller.attempts,
             usage=caller.usage,
         )
+        if self.result_store is not None:
+            self.result_store.put(run_id, result)
+        return result
 
     def _normalise(self, output: SubAgentOutput) -> tuple[str, dict[str, Any] | None]:
         if isinstance(output, dict):
@@ -335,7 +396,9 @@ class Coordinator:
 
     def _caller(self, run_id: str, agent_id: str, document_id: str | None) -> ModelCaller:
         tags = {"run_id": run_id, "sub_agent_id": agent_id, "document_id": document_id or "*"}
-        return ModelCaller(self.backend, self.policy, self._limiter(), tags=tags)
+        return ModelCaller(
+            self.backend, self.policy, self._limiter(), tags=tags, breaker=self.breaker
+        )
 
     def _caller_factory(
         self, state: CoordinatorState, stage: str, callers: list[ModelCaller]

@@ -7,9 +7,10 @@ Retries use tenacity's exponential backoff with jitter and fire only on errors t
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from tenacity import (
@@ -20,9 +21,15 @@ from tenacity import (
 )
 
 from agents.backend import Backend, Completion, CompletionRequest, Prompt, PromptStyle, Usage
-from agents.errors import BackendError, BackendTimeout, UserError
+from agents.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    CircuitOpen,
+    UserError,
+)
 
-__all__ = ["CallPolicy", "ModelCaller", "is_transient"]
+__all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
 logger = structlog.get_logger("fanout")
 
@@ -43,6 +50,10 @@ class CallPolicy:
     """Cap on one retry delay."""
     max_tokens: int = 128
     """Default completion budget of a call."""
+    breaker_threshold: int | None = 5
+    """Consecutive connection failures after which calls fail fast; None never trips."""
+    breaker_cooldown_s: float = 30.0
+    """How long a tripped breaker fails calls before letting one through to test the endpoint."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -51,6 +62,75 @@ class CallPolicy:
             raise UserError("max_attempts must be at least 1")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UserError("timeout must be positive")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailurePolicy:
+    """What a run does when sub-agents fail.
+
+    best_effort answers with what succeeded and names the rest; fail_fast stops at the first
+    failed sub-agent; quorum=K needs at least K successful sub-agents to give an answer.
+    """
+
+    mode: Literal["best_effort", "fail_fast", "quorum"] = "best_effort"
+    """Which behaviour."""
+    quorum: int = 0
+    """With mode="quorum": the successful sub-agents required."""
+
+    @classmethod
+    def parse(cls, spec: str) -> FailurePolicy:
+        """From "best_effort", "fail_fast" or "quorum=K"."""
+        spec = spec.strip()
+        if spec in ("best_effort", "fail_fast"):
+            return cls(mode=spec)  # type: ignore[arg-type]
+        name, _, value = spec.partition("=")
+        if name == "quorum" and value.isdigit() and int(value) > 0:
+            return cls(mode="quorum", quorum=int(value))
+        raise UserError(
+            f"unknown failure policy '{spec}' (use best_effort, fail_fast or quorum=K with K > 0)"
+        )
+
+
+class CircuitBreaker:
+    """Stops hammering a dead endpoint.
+
+    After `threshold` connection failures in a row, every call fails at once with one clear message
+    until `cooldown_s` has passed; then one call may test the endpoint again.
+    """
+
+    def __init__(self, threshold: int | None, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise `CircuitOpen` while the breaker is open."""
+        with self._lock:
+            if self._opened_at is None:
+                return
+            if time.monotonic() - self._opened_at >= self.cooldown_s:
+                self._opened_at = None  # half-open: the next failure re-opens at once
+                self._failures = (self.threshold or 1) - 1
+                return
+        raise CircuitOpen(
+            f"backend unreachable: {self.threshold} connection failures in a row; "
+            f"failing calls without trying for {self.cooldown_s:g}s"
+        )
+
+    def record(self, exc: BaseException | None) -> None:
+        """Count a connection failure, or reset on any answer."""
+        with self._lock:
+            if exc is None or not isinstance(exc, BackendUnavailable):
+                if exc is None:
+                    self._failures = 0
+                return
+            if isinstance(exc, CircuitOpen):
+                return
+            self._failures += 1
+            if self.threshold is not None and self._failures >= self.threshold:
+                self._opened_at = time.monotonic()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -71,10 +151,12 @@ class ModelCaller:
         limiter: asyncio.Semaphore,
         *,
         tags: dict[str, str],
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._backend = backend
         self._policy = policy
         self._limiter = limiter
+        self._breaker = breaker
         self._tags = tags
         self._log = logger.bind(**tags)
         self.usage = Usage()
@@ -125,6 +207,8 @@ class ModelCaller:
         self.attempts += 1
         started = time.perf_counter()
         try:
+            if self._breaker is not None:
+                self._breaker.check()
             async with self._limiter:
                 try:
                     completion = await asyncio.wait_for(
@@ -133,6 +217,8 @@ class ModelCaller:
                 except TimeoutError as exc:
                     raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
         except Exception as exc:
+            if self._breaker is not None:
+                self._breaker.record(exc)
             last = number >= self._policy.max_attempts or not is_transient(exc)
             self._log.warning(
                 "sub_agent.call",
@@ -142,6 +228,8 @@ class ModelCaller:
                 latency_s=round(time.perf_counter() - started, 4),
             )
             raise
+        if self._breaker is not None:
+            self._breaker.record(None)
         self._log.info(
             "sub_agent.call",
             attempt=number,

@@ -1,0 +1,27 @@
+"""Errors the coordinator raises; the shared bases live in `agents.errors`.
+
+FanoutError (agents.errors)
+├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
+└── RunFailed                      the failure policy stopped the run; partial results kept
+"""
+
+from __future__ import annotations
+
+from agents.errors import FanoutError, UserError
+
+from .result import SubResult
+
+__all__ = ["FanoutError", "RunFailed", "UserError"]
+
+
+class RunFailed(FanoutError):
+    """A run stopped by its failure policy (fail_fast, or a quorum not met).
+
+    Attributes:
+        partial: every sub-result finished before the run stopped (ok and failed), so no finished
+            work is lost; with a result store they are also on disk for a resume.
+    """
+
+    def __init__(self, message: str, *, partial: list[SubResult] | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial or []
