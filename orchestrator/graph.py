@@ -224,12 +224,12 @@ class Coordinator:
                     observer.on_sub_result(result)
 
     def config(self, run_id: str) -> RunnableConfig:
-        """The LangGraph config for a run: thread id (for checkpoints) and fan-out width."""
-        return {
-            "configurable": {"thread_id": run_id},
-            "max_concurrency": self.policy.max_concurrency,
-            "recursion_limit": 25,
-        }
+        """The LangGraph config for a run, keyed by run id for checkpoints.
+
+        Model calls are bounded by the coordinator's own semaphore, not LangGraph's
+        ``max_concurrency``: that one leaves queued tasks un-awaited when a fail_fast task raises.
+        """
+        return {"configurable": {"thread_id": run_id}, "recursion_limit": 25}
 
     def result(self, state: CoordinatorState) -> RunResult:
         """Build the typed result from a finished graph state (e.g. the last ``stream`` value)."""

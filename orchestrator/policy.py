@@ -207,9 +207,9 @@ class ModelCaller:
         self.attempts += 1
         started = time.perf_counter()
         try:
-            if self._breaker is not None:
-                self._breaker.check()
             async with self._limiter:
+                if self._breaker is not None:
+                    self._breaker.check()  # after queueing: the endpoint may have died meanwhile
                 try:
                     completion = await asyncio.wait_for(
                         self._backend.complete(request), self._policy.timeout_s
