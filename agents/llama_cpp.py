@@ -164,7 +164,8 @@ class LlamaCppBackend:
     def _complete_blocking(
         self, request: CompletionRequest, cancelled: threading.Event
     ) -> Completion:
-        from llama_cpp import LlamaGrammar, StoppingCriteriaList
+        from llama_cpp import StoppingCriteriaList
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         def stop_if_cancelled(_tokens: Any, _logits: Any) -> bool:
             return cancelled.is_set()

@@ -54,7 +54,7 @@ def test_fail_fast_stops_and_keeps_partial_results() -> None:
         policy=CallPolicy(max_concurrency=1),
         failure_policy="fail_fast",
     )
-    with pytest.raises(RunFailed, match="fail_fast: sub-agent d0.md#t0c0 failed") as info:
+    with pytest.raises(RunFailed, match=r"fail_fast: sub-agent d0\.md#t0c0 failed") as info:
         coordinator.run(Request(documents=DOCS, question="Q"))
     assert any(r.sub_agent_id == "d0.md#t0c0" and r.status == "failed" for r in info.value.partial)
 
