@@ -6,12 +6,15 @@ timeouts, accounting) is the orchestrator's job, so a new backend is one async m
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import OutputInvalid
 
 __all__ = [
     "Backend",
@@ -23,6 +26,7 @@ __all__ = [
     "PromptStyle",
     "Usage",
     "estimate_tokens",
+    "parse_structured",
 ]
 
 PromptStyle = Literal["completion", "chat"]
@@ -160,6 +164,23 @@ class Prices:
         return (
             prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
         ) / 1_000_000
+
+
+def parse_structured(request: CompletionRequest, text: str) -> dict[str, Any] | None:
+    """The JSON object a schema-constrained call returned (None for a plain call).
+
+    Raises:
+        OutputInvalid: the request carried a schema and the text is not a JSON object.
+    """
+    if request.json_schema is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutputInvalid(f"output is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise OutputInvalid(f"output is JSON but not an object: {text[:60]!r}")
+    return data
 
 
 def estimate_tokens(text: str) -> int:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import openai
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from .backend import Completion, CompletionRequest, Prices, PromptStyle, estimate_tokens
-from .errors import BackendError, BackendTimeout, BackendUnavailable, OutputInvalid
+from .backend import (
+    Completion,
+    CompletionRequest,
+    Prices,
+    PromptStyle,
+    estimate_tokens,
+    parse_structured,
+)
+from .errors import BackendError, BackendTimeout, BackendUnavailable
 from .openai import _map_error
 from .portal import on_portal
 from .prompts import render_chat
@@ -69,12 +75,7 @@ class LangChainBackend:
         usage = getattr(reply, "usage_metadata", None) or {}
         prompt_tokens = int(usage.get("input_tokens", 0))
         completion_tokens = int(usage.get("output_tokens", 0))
-        data = None
-        if request.json_schema is not None:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise OutputInvalid(f"output is not JSON: {exc}") from None
+        data = parse_structured(request, text)
         return Completion(
             text=text.strip(),
             prompt_tokens=prompt_tokens,

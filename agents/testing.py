@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
-from .backend import Completion, CompletionRequest, PromptStyle, estimate_tokens
-from .errors import OutputInvalid
+from .backend import (
+    Completion,
+    CompletionRequest,
+    PromptStyle,
+    estimate_tokens,
+    parse_structured,
+)
 from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
@@ -109,12 +113,7 @@ class ScriptedBackend:
         if isinstance(reply, Completion):
             return reply
         text = reply.strip()
-        data = None
-        if request.json_schema is not None:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise OutputInvalid(f"output is not JSON: {exc}") from None
+        data = parse_structured(request, text)
         return Completion(
             text=text,
             prompt_tokens=self.count_tokens(self.render(request)),
