@@ -1,1 +1,95 @@
-"""fanout evals: isolated vs monolithic, measured."""
+"""fanout evals: isolated vs monolithic, measured.
+
+``evaluate(backend, suite="keyvalue", strategies=("isolated", "monolithic", "mti"))`` sweeps N and
+returns an `EvalReport`; ``fanout eval`` is the same from the command line. Names are imported on
+first use, so ``import evals`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .crossover import Crossover
+    from .faults import FaultSpec, FaultyBackend
+    from .metrics import CellMetrics, FaultMetrics, PriceTable, wilson_interval
+    from .records import AnswerRecord, EvalConfig, EvalResults, GroupRecord
+    from .report import EvalReport
+    from .runner import arun_sweep, evaluate
+    from .strategies import (
+        Answer,
+        BatchStrategy,
+        ChainStrategy,
+        IsolatedStrategy,
+        ModelSession,
+        MonolithicStrategy,
+        SequentialStrategy,
+        Strategy,
+    )
+    from .suites import Group, Question, Suite, make_suite
+
+__all__ = [
+    "Answer",
+    "AnswerRecord",
+    "BatchStrategy",
+    "CellMetrics",
+    "ChainStrategy",
+    "Crossover",
+    "EvalConfig",
+    "EvalReport",
+    "EvalResults",
+    "FaultMetrics",
+    "FaultSpec",
+    "FaultyBackend",
+    "Group",
+    "GroupRecord",
+    "IsolatedStrategy",
+    "ModelSession",
+    "MonolithicStrategy",
+    "PriceTable",
+    "Question",
+    "SequentialStrategy",
+    "Strategy",
+    "Suite",
+    "arun_sweep",
+    "evaluate",
+    "make_suite",
+    "wilson_interval",
+]
+
+_HOMES = {
+    "FaultSpec": ".faults",
+    "FaultyBackend": ".faults",
+    "CellMetrics": ".metrics",
+    "Crossover": ".crossover",
+    "FaultMetrics": ".metrics",
+    "PriceTable": ".metrics",
+    "wilson_interval": ".metrics",
+    "AnswerRecord": ".records",
+    "EvalConfig": ".records",
+    "EvalResults": ".records",
+    "GroupRecord": ".records",
+    "EvalReport": ".report",
+    "arun_sweep": ".runner",
+    "evaluate": ".runner",
+    "Answer": ".strategies",
+    "BatchStrategy": ".strategies",
+    "ChainStrategy": ".strategies",
+    "IsolatedStrategy": ".strategies",
+    "ModelSession": ".strategies",
+    "MonolithicStrategy": ".strategies",
+    "SequentialStrategy": ".strategies",
+    "Strategy": ".strategies",
+    "Group": ".suites",
+    "Question": ".suites",
+    "Suite": ".suites",
+    "make_suite": ".suites",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'evals' has no attribute {name!r}")
+    return getattr(import_module(home, __name__), name)

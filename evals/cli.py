@@ -1,0 +1,243 @@
+"""``fanout eval``: sweep strategies x N on a suite, write results.json, report.md/html and plots.
+
+`register` adds the command to the ``fanout`` app (orchestrator.cli calls it at import). Every bad
+input (suite, dataset line, N, fault spec, output folder) is checked before the model loads and
+raised as a one-line `UserError`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from agents.errors import UserError
+from orchestrator.policy import CallPolicy
+
+from .faults import FaultSpec
+from .metrics import PriceTable, load_prices
+from .records import EvalResults
+from .report import EvalReport, build_report, write_report
+from .runner import RESULTS_FILE, evaluate
+from .strategies import STRATEGIES, make_strategy
+from .suites import SUITES, make_suite
+
+__all__ = ["eval_command", "parse_instances", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fanout eval`` to the CLI."""
+    app.command("eval")(eval_command)
+
+
+def parse_instances(text: str) -> list[int]:
+    """``"1,2,5,10"`` -> [1, 2, 5, 10]; anything else is a `UserError`."""
+    values: list[int] = []
+    for item in text.split(","):
+        try:
+            value = int(item.strip())
+        except ValueError:
+            raise UserError(f"--instances takes numbers like 1,2,5,10, not '{text}'") from None
+        if value < 1:
+            raise UserError(f"--instances must be positive, not {value}")
+        values.append(value)
+    return list(dict.fromkeys(values))
+
+
+def _names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise UserError("--strategies is empty")
+    for name in names:
+        if name not in STRATEGIES:
+            raise UserError(f"unknown strategy '{name}' (use: {', '.join(STRATEGIES)})")
+    return list(dict.fromkeys(names))
+
+
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+
+
+class _RichProgress:
+    """The sweep's progress as a rich bar on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("eval", total=None)
+
+    def start(self, total: int, done: int) -> None:
+        self._progress.update(self._task, total=total, completed=done)
+
+    def advance(self, label: str) -> None:
+        self._progress.update(self._task, advance=1, description=label)
+
+
+def _stdout() -> Console:
+    """stdout; when it is a pipe or a file, wide enough that the table is never squeezed."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _print_summary(report: EvalReport, console: Console) -> None:
+    faults = any(c.faults is not None for c in report.cells)
+    table = Table(title=f"{report.config.suite} on {report.config.model}")
+    headers = ["strategy", "N", "accuracy [95% CI]", "fmt fail", "calls", "tokens", "s/request"]
+    headers += ["blast", "cascade"] if faults else []
+    for header in headers:
+        table.add_column(header, justify="left" if header == "strategy" else "right")
+    for c in report.cells:
+        row = [
+            c.strategy,
+            str(c.n),
+            f"{c.accuracy:.0%} [{c.ci_low * 100:.0f}-{c.ci_high * 100:.0f}]",
+            f"{c.format_failure_rate:.0%}",
+            str(c.calls),
+            f"{c.total_tokens:,}",
+            f"{c.wall_s_per_group:.2f}",
+        ]
+        if faults:
+            radius = c.faults.blast_radius if c.faults else None
+            cascade = c.faults.cascade_rate if c.faults else None
+            row += [
+                "-" if radius is None else f"{radius:.2f}",
+                "-" if cascade is None else f"{cascade:.0%}",
+            ]
+        table.add_row(*row)
+    console.print(table)
+    for crossover in report.crossovers:
+        console.print(crossover.recommendation, markup=False, highlight=False)
+
+
+def eval_command(
+    suite: Annotated[str, typer.Option(help=f"One of: {', '.join(SUITES)}.")],
+    dataset: Annotated[
+        Path | None, typer.Option(help="Data file (nq: default the shipped slice; jsonl, mti).")
+    ] = None,
+    strategies: Annotated[
+        str, typer.Option(help=f"Comma-separated, from: {', '.join(STRATEGIES)}.")
+    ] = "isolated,monolithic",
+    instances: Annotated[
+        str, typer.Option(help="Values of N (instances per request), e.g. 1,2,5,10.")
+    ] = "1,2,5,10",
+    groups: Annotated[int, typer.Option(help="Requests per N.")] = 3,
+    faults: Annotated[
+        str, typer.Option(help="Fault rates, e.g. error=0.1,timeout=0.05,garbage=0.05,wrong=0.05.")
+    ] = "none",
+    backend: Annotated[str, typer.Option(help="llama or openai.")] = "llama",
+    model: Annotated[
+        str | None,
+        typer.Option(help="GGUF path (llama; default: embedded Gemma 3 270M) or name."),
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: API root.")] = None,
+    endpoint: Annotated[str, typer.Option(help="openai: chat, or completions.")] = "chat",
+    n_ctx: Annotated[
+        int, typer.Option(help="llama: context window (monolithic needs room).")
+    ] = 8192,
+    threads: Annotated[int | None, typer.Option(help="llama: CPU threads.")] = None,
+    n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
+    context_window: Annotated[
+        int | None, typer.Option(help="openai: the model's context (enables chunking).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder; an existing run there resumes.")] = Path(
+        "eval-out"
+    ),
+    seed: Annotated[int, typer.Option(help="Seeds data, shuffles and faults.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Questions per call for 'batch'.")] = 4,
+    doc_tokens: Annotated[int, typer.Option(help="Synthetic document length.")] = 120,
+    position: Annotated[
+        str, typer.Option(help="Synthetic fact position: start, middle, end, random.")
+    ] = "random",
+    max_tokens: Annotated[int, typer.Option(help="Answer budget of a one-answer call.")] = 64,
+    attempts: Annotated[
+        int, typer.Option(help="Attempts per call (1: faults are not retried away).")
+    ] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds per call attempt.")] = 300.0,
+    concurrency: Annotated[int, typer.Option(help="Model calls in flight at once.")] = 4,
+    prices: Annotated[
+        Path | None, typer.Option(help="Price table (JSON/TOML): model -> USD per Mtok.")
+    ] = None,
+    report_only: Annotated[
+        bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
+    ] = False,
+) -> int:
+    """Measure accuracy, cost and failure blast radius as more instances share one request."""
+    from orchestrator.logs import configure_logging
+
+    configure_logging(level="error")  # injected faults would otherwise log a warning each
+    price_table: PriceTable | None = load_prices(prices) if prices is not None else None
+    if report_only:
+        results = EvalResults.load(out / RESULTS_FILE).rescored()
+        report = write_report(build_report(results, prices=price_table), out)
+        _print_summary(report, _stdout())
+        Console(stderr=True).print(f"rewrote the report in {out}")
+        return 0
+    the_suite = make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
+    sizes = parse_instances(instances)
+    if groups < 1:
+        raise UserError(f"--groups must be at least 1, not {groups}")
+    for n in sizes:
+        the_suite.check(n, groups)
+    chosen = [make_strategy(name, batch_size=batch_size) for name in _names(strategies)]
+    spec = FaultSpec.parse(faults)
+    policy = CallPolicy(
+        max_concurrency=concurrency, timeout_s=timeout, max_attempts=attempts, max_tokens=max_tokens
+    )
+    _writable(out)
+    from agents.factory import make_backend
+
+    if endpoint not in ("chat", "completions"):
+        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
+    the_backend = make_backend(
+        backend,
+        model=str(model) if model else None,
+        base_url=base_url,
+        endpoint="completions" if endpoint == "completions" else "chat",
+        n_gpu_layers=n_gpu_layers,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        context_window=context_window,
+    )
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
+        report = evaluate(
+            the_backend,
+            suite=the_suite,
+            strategies=chosen,
+            instances=sizes,
+            groups=groups,
+            seed=seed,
+            faults=spec,
+            batch_size=batch_size,
+            policy=policy,
+            prices=price_table,
+            out=out,
+            progress=_RichProgress(bar),
+        )
+    _print_summary(report, _stdout())
+    err.print(f"wrote {', '.join(sorted(Path(p).name for p in report.files.values()))} to {out}")
+    return 0

@@ -1,0 +1,318 @@
+"""The numbers a sweep reports per (strategy, N): accuracy and its interval, cost, blast radius.
+
+Accuracy comes with a Wilson 95% interval (sound at the small counts a local sweep affords, where
+the normal approximation gives intervals past 0 or 1). Cascading failure is measured, not assumed:
+each faulted group is compared question by question with the same group run without faults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agents.backend import Prices
+from agents.errors import UserError
+
+from .records import AnswerRecord, GroupRecord
+from .scoring import normalize
+
+__all__ = [
+    "Z95",
+    "CellMetrics",
+    "FaultMetrics",
+    "PriceTable",
+    "affected_questions",
+    "cell_metrics",
+    "conditional_correct",
+    "load_prices",
+    "wilson_interval",
+]
+
+Z95 = 1.959963984540054
+"""The normal quantile of a two-sided 95% interval."""
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes ({successes}) must be between 0 and trials ({trials})")
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class PriceTable(BaseModel):
+    """USD per million tokens for each model name; models not listed cost what the backend says."""
+
+    model_config = ConfigDict(frozen=True)
+
+    models: dict[str, Prices]
+    """Model name -> prices."""
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The cost of these tokens, or None when `model` is not in the table."""
+        prices = self.models.get(model)
+        return None if prices is None else prices.cost(prompt_tokens, completion_tokens)
+
+
+def load_prices(path: str | Path) -> PriceTable:
+    """Read a price table (JSON, or TOML by extension) mapping model names to prices.
+
+    For example ``{"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read price table {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise UserError(f"price table {path} is not valid {kind}: {exc}") from None
+    try:
+        return PriceTable.model_validate({"models": data})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        raise UserError(f"price table {path}: '{where}': {first['msg']}") from None
+
+
+class FaultMetrics(BaseModel):
+    """How far injected faults reached, against the same groups run clean."""
+
+    model_config = ConfigDict(frozen=True)
+
+    groups: int
+    """Faulted groups that have a clean twin to compare with."""
+    injected: int
+    """Faults injected over those groups."""
+    by_kind: dict[str, int]
+    """Injected faults per kind."""
+    affected: int
+    """Questions of faulted groups whose answer was lost or changed."""
+    blast_radius: float | None
+    """Affected questions per injected fault (None when nothing was injected)."""
+    drift: float | None
+    """The noise floor: the share of answers that changed in groups that met no fault (a backend
+    that is not bitwise repeatable at temperature 0 shows drift; None when every group met one)."""
+    faulted_groups: int
+    """Groups that met at least one fault."""
+    cascaded_groups: int
+    """Faulted groups where more questions were affected than faults were injected, or the whole
+    request failed: a fault reached beyond one instance."""
+    cascade_rate: float | None
+    """cascaded_groups / faulted_groups."""
+    correct: int
+    """Correct answers under faults."""
+    questions: int
+    """Questions scored under faults."""
+    accuracy: float
+    """Accuracy under faults."""
+    ci_low: float
+    """Lower end of its 95% interval."""
+    ci_high: float
+    """Upper end of its 95% interval."""
+
+
+class CellMetrics(BaseModel):
+    """Everything reported for one (strategy, N) cell, from its clean runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: str
+    """Strategy name."""
+    n: int
+    """Instances per group."""
+    groups: int
+    """Groups run."""
+    questions: int
+    """Questions scored."""
+    correct: int
+    """Questions answered right."""
+    accuracy: float
+    """correct / questions."""
+    ci_low: float
+    """Lower end of the Wilson 95% interval."""
+    ci_high: float
+    """Upper end of the Wilson 95% interval."""
+    format_failures: int
+    """Answers that could not be parsed (missing or empty)."""
+    format_failure_rate: float
+    """format_failures / questions."""
+    lost: int
+    """Answers lost to failed calls."""
+    calls: int
+    """Successful model calls."""
+    prompt_tokens: int
+    """Prompt tokens."""
+    completion_tokens: int
+    """Completion tokens."""
+    tokens_per_correct: float | None
+    """All tokens / correct answers (None when nothing was right)."""
+    wall_s: float
+    """Wall time summed over groups."""
+    cost_usd: float
+    """From the price table when it lists the model, else as the backend reported (0 locally)."""
+    conditional_accuracy: float | None = None
+    """For multi-step questions: the share right with every earlier step right (None if none)."""
+    hijack_rate: float | None = None
+    """For the injection suite: the share of answers that carry the injected payload."""
+    faults: FaultMetrics | None = None
+    """Blast radius and cascade rate, when the sweep injected faults."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def wall_s_per_group(self) -> float:
+        """Mean wall time of one request."""
+        return self.wall_s / self.groups if self.groups else 0.0
+
+
+def conditional_correct(answers: Sequence[AnswerRecord]) -> list[bool]:
+    """For each question in a multi-step chain: right, with every earlier step right too."""
+    by_id = {a.question.id: a for a in answers}
+    heads = {a.question.after for a in answers if a.question.after}
+    chained = [a for a in answers if a.question.after or a.question.id in heads]
+    memo: dict[str, bool] = {}
+
+    def holds(qid: str, depth: int = 0) -> bool:
+        if qid not in memo:
+            record = by_id.get(qid)
+            if record is None or depth > len(answers):
+                return False
+            after = record.question.after
+            memo[qid] = record.correct and (after is None or holds(after, depth + 1))
+        return memo[qid]
+
+    return [holds(a.question.id) for a in chained]
+
+
+def affected_questions(clean: GroupRecord, faulted: GroupRecord) -> int:
+    """Questions whose outcome differs between the clean and the faulted run of one group."""
+    if faulted.error is not None:
+        return len(clean.answers)
+    before = {a.question.id: (a.status, normalize(a.answer)) for a in clean.answers}
+    return sum(
+        1 for a in faulted.answers if before.get(a.question.id) != (a.status, normalize(a.answer))
+    )
+
+
+def _fault_metrics(pairs: Sequence[tuple[GroupRecord, GroupRecord]]) -> FaultMetrics:
+    kinds: Counter[str] = Counter()
+    affected = faulted_groups = cascaded = drifted = unfaulted = 0
+    for clean, faulted in pairs:
+        kinds.update(faulted.faults)
+        hit = affected_questions(clean, faulted)
+        if faulted.faults:
+            affected += hit
+            faulted_groups += 1
+            if faulted.error is not None or hit > len(faulted.faults):
+                cascaded += 1
+        else:
+            drifted += hit
+            unfaulted += len(clean.answers)
+    injected = sum(kinds.values())
+    answers = [a for _, f in pairs for a in f.answers]
+    correct = sum(a.correct for a in answers)
+    low, high = wilson_interval(correct, len(answers))
+    return FaultMetrics(
+        groups=len(pairs),
+        injected=injected,
+        by_kind=dict(sorted(kinds.items())),
+        affected=affected,
+        blast_radius=affected / injected if injected else None,
+        drift=drifted / unfaulted if unfaulted else None,
+        faulted_groups=faulted_groups,
+        cascaded_groups=cascaded,
+        cascade_rate=cascaded / faulted_groups if faulted_groups else None,
+        correct=correct,
+        questions=len(answers),
+        accuracy=correct / len(answers) if answers else 0.0,
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def _cell(
+    strategy: str,
+    n: int,
+    clean: Sequence[GroupRecord],
+    faulted: Sequence[GroupRecord],
+    cost: float,
+) -> CellMetrics:
+    answers = [a for r in clean for a in r.answers]
+    correct = sum(a.correct for a in answers)
+    low, high = wilson_interval(correct, len(answers))
+    tokens = sum(r.total_tokens for r in clean)
+    chained = [c for r in clean for c in conditional_correct(r.answers)]
+    marked = [a for a in answers if a.question.hijack_marker]
+    twins = {r.group: r for r in clean}
+    pairs = [(twins[f.group], f) for f in faulted if f.group in twins]
+    return CellMetrics(
+        strategy=strategy,
+        n=n,
+        groups=len(clean),
+        questions=len(answers),
+        correct=correct,
+        accuracy=correct / len(answers) if answers else 0.0,
+        ci_low=low,
+        ci_high=high,
+        format_failures=sum(a.status == "format" for a in answers),
+        format_failure_rate=(
+            sum(a.status == "format" for a in answers) / len(answers) if answers else 0.0
+        ),
+        lost=sum(a.status == "failed" for a in answers),
+        calls=sum(r.calls for r in clean),
+        prompt_tokens=sum(r.prompt_tokens for r in clean),
+        completion_tokens=sum(r.completion_tokens for r in clean),
+        tokens_per_correct=tokens / correct if correct else None,
+        wall_s=sum(r.wall_s for r in clean),
+        cost_usd=cost,
+        conditional_accuracy=sum(chained) / len(chained) if chained else None,
+        hijack_rate=sum(a.hijacked for a in marked) / len(marked) if marked else None,
+        faults=_fault_metrics(pairs) if pairs else None,
+    )
+
+
+def cell_metrics(
+    records: Iterable[GroupRecord], *, model: str = "", prices: PriceTable | None = None
+) -> list[CellMetrics]:
+    """One `CellMetrics` per (strategy, N) with clean records, ordered by strategy then N.
+
+    Args:
+        records: every group record of a sweep (clean and faulted).
+        model: the model name to look up in `prices`.
+        prices: re-prices tokens when it lists `model`; otherwise the backend's reported cost.
+    """
+    cells: dict[tuple[str, int], dict[str, list[GroupRecord]]] = defaultdict(
+        lambda: {"clean": [], "faulted": []}
+    )
+    order: dict[str, int] = {}
+    for record in records:
+        order.setdefault(record.strategy, len(order))
+        cells[(record.strategy, record.n)][record.condition].append(record)
+    out = []
+    for (strategy, n), runs in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+        if not runs["clean"]:
+            continue
+        prompt = sum(r.prompt_tokens for r in runs["clean"])
+        completion = sum(r.completion_tokens for r in runs["clean"])
+        priced = prices.cost(model, prompt, completion) if prices else None
+        cost = priced if priced is not None else sum(r.cost_usd for r in runs["clean"])
+        out.append(_cell(strategy, n, runs["clean"], runs["faulted"], cost))
+    return out

@@ -1,0 +1,238 @@
+"""The typed `EvalReport` and its files: results.json, report.md, report.html and PNG plots.
+
+Markdown and HTML are rendered from the same table rows, so the two never disagree; plots are
+optional extras and their absence (say, a headless box without fonts) never loses the numbers.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .crossover import Crossover, find_crossover
+from .metrics import CellMetrics, PriceTable, cell_metrics
+from .plots import plot_all
+from .records import EvalConfig, EvalResults
+
+__all__ = ["EvalReport", "build_report", "render_html", "render_markdown", "write_report"]
+
+_BASELINES = ("monolithic", "mti")
+
+
+class EvalReport(BaseModel):
+    """What an eval found: per-cell metrics, crossover lines, and every record behind them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: EvalConfig
+    """What was measured."""
+    cells: list[CellMetrics]
+    """One per (strategy, N)."""
+    crossovers: list[Crossover]
+    """isolated against each baseline that was run (monolithic, mti)."""
+    results: EvalResults
+    """Every record, for re-scoring."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """What was written where: results, markdown, html, and each plot."""
+
+    def cell(self, strategy: str, n: int) -> CellMetrics | None:
+        """The metrics of one (strategy, N), if it was run."""
+        return next((c for c in self.cells if c.strategy == strategy and c.n == n), None)
+
+
+def build_report(results: EvalResults, *, prices: PriceTable | None = None) -> EvalReport:
+    """Compute every metric and crossover from the records."""
+    config = results.config
+    cells = cell_metrics(results.records, model=config.model, prices=prices)
+    crossovers = [
+        x
+        for baseline in _BASELINES
+        if (x := find_crossover(cells, suite=config.suite, model=config.model, baseline=baseline))
+        is not None
+    ]
+    return EvalReport(config=config, cells=cells, crossovers=crossovers, results=results)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]]]:
+    conditional = any(c.conditional_accuracy is not None for c in cells)
+    hijack = any(c.hijack_rate is not None for c in cells)
+    header = ["strategy", "N", "questions", "accuracy [95% CI]", "format fail", "calls"]
+    header += ["prompt tok", "completion tok", "tokens/correct", "wall s/request", "cost $"]
+    if conditional:
+        header.append("conditional acc.")
+    if hijack:
+        header.append("hijacked")
+    rows = []
+    for c in cells:
+        row = [
+            c.strategy,
+            str(c.n),
+            str(c.questions),
+            f"{c.accuracy:.0%} [{c.ci_low:.0%}-{c.ci_high:.0%}]",
+            _pct(c.format_failure_rate),
+            str(c.calls),
+            f"{c.prompt_tokens:,}",
+            f"{c.completion_tokens:,}",
+            _num(c.tokens_per_correct, 0),
+            _num(c.wall_s_per_group, 2),
+            f"{c.cost_usd:.4f}",
+        ]
+        if conditional:
+            row.append(_pct(c.conditional_accuracy))
+        if hijack:
+            row.append(_pct(c.hijack_rate))
+        rows.append(row)
+    return header, rows
+
+
+def _fault_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]]] | None:
+    faulted = [c for c in cells if c.faults is not None]
+    if not faulted:
+        return None
+    header = ["strategy", "N", "faults injected", "answers lost/changed", "blast radius"]
+    header += ["cascade rate", "drift (no fault)", "accuracy under faults"]
+    rows = []
+    for c in faulted:
+        f = c.faults
+        assert f is not None
+        kinds = ", ".join(f"{k} {v}" for k, v in f.by_kind.items())
+        rows.append(
+            [
+                c.strategy,
+                str(c.n),
+                f"{f.injected} ({kinds})" if kinds else "0",
+                str(f.affected),
+                _num(f.blast_radius, 2),
+                f"{_pct(f.cascade_rate)} of {f.faulted_groups}" if f.faulted_groups else "-",
+                _pct(f.drift),
+                f"{f.accuracy:.0%} [{f.ci_low:.0%}-{f.ci_high:.0%}]",
+            ]
+        )
+    return header, rows
+
+
+def _settings(config: EvalConfig) -> list[tuple[str, str]]:
+    return [
+        ("suite", f"{config.suite}: {config.source}"),
+        ("model", config.model),
+        ("strategies", ", ".join(config.strategies)),
+        ("N", ", ".join(map(str, config.instances))),
+        ("groups per N", str(config.groups)),
+        ("seed", str(config.seed)),
+        ("faults", config.faults),
+        (
+            "call policy",
+            f"{config.max_attempts} attempt(s), timeout {config.timeout_s}s, "
+            f"{config.max_concurrency} concurrent, {config.max_tokens} answer tokens",
+        ),
+    ]
+
+
+_NOTES = (
+    "Accuracy is over every question of every group, with a Wilson 95% interval. "
+    "Format failures are answers that could not be parsed (a numbered answer missing, or empty) "
+    "and count as wrong. Blast radius is answers lost or changed per injected fault, against the "
+    "same groups run without faults; cascade rate is the share of faulted requests where a fault "
+    "reached more answers than there were faults, or the request failed as a whole. Drift is the "
+    "share of answers that changed in faulted runs that met no fault: the backend's own noise floor."
+)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
+    """The report as Markdown (plots referenced by file name)."""
+    config = report.config
+    parts = [f"# fanout eval: {config.suite} on {config.model}", ""]
+    parts += [f"- **{k}**: {v}" for k, v in _settings(config)]
+    if report.crossovers:
+        parts += ["", "## Recommendation", ""]
+        parts += [f"- {x.recommendation}" for x in report.crossovers]
+    parts += ["", "## Results", "", _md_table(*_main_table(report.cells))]
+    faults = _fault_table(report.cells)
+    if faults is not None:
+        parts += ["", "## Cascading failure", "", _md_table(*faults)]
+    if plots:
+        parts += ["", "## Plots", ""]
+        parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    parts += ["", _NOTES, ""]
+    return "\n".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}"
+    "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;"
+    "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:48%;margin:.5%}"
+)
+
+
+def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
+    """The report as one self-contained HTML page (plots referenced by file name)."""
+    config = report.config
+    title = html.escape(f"fanout eval: {config.suite} on {config.model}")
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{title}</h1><ul>",
+    ]
+    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _settings(config)]
+    parts.append("</ul>")
+    if report.crossovers:
+        parts.append("<h2>Recommendation</h2><ul>")
+        parts += [f"<li>{html.escape(x.recommendation)}</li>" for x in report.crossovers]
+        parts.append("</ul>")
+    parts += ["<h2>Results</h2>", _html_table(*_main_table(report.cells))]
+    faults = _fault_table(report.cells)
+    if faults is not None:
+        parts += ["<h2>Cascading failure</h2>", _html_table(*faults)]
+    if plots:
+        parts.append("<h2>Plots</h2><div>")
+        parts += [
+            f"<img src='{html.escape(Path(p).name)}' alt='{html.escape(Path(p).stem)}'>"
+            for p in plots
+        ]
+        parts.append("</div>")
+    parts += [f"<p>{html.escape(_NOTES)}</p>", "</body></html>"]
+    return "".join(parts)
+
+
+def write_report(report: EvalReport, folder: Path, *, plots: bool = True) -> EvalReport:
+    """Write results.json, report.md, report.html and the plots into `folder`.
+
+    Returns the report with `files` filled in.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"results": str(folder / "results.json")}
+    report.results.save(folder / "results.json")
+    drawn: list[str] = []
+    if plots and report.cells:
+        subtitle = f"{report.config.suite}, {report.config.model}"
+        drawn = [str(p) for p in plot_all(report.cells, folder, subtitle=subtitle)]
+    (folder / "report.md").write_text(render_markdown(report, drawn), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(report, drawn), encoding="utf-8")
+    files["markdown"] = str(folder / "report.md")
+    files["html"] = str(folder / "report.html")
+    files.update({Path(p).stem: p for p in drawn})
+    return report.model_copy(update={"files": files})

@@ -1,0 +1,261 @@
+"""The sweep: every strategy x N x group, clean and (with faults) faulted, resumable.
+
+Groups are made once per (N, index) and handed to every strategy in turn, so strategies are always
+compared on the same questions. results.json is rewritten after every group: an interrupted sweep
+loses at most the group in flight, and running it again skips what is already recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from agents.backend import Backend
+from agents.errors import UserError
+from orchestrator.policy import CallPolicy
+from orchestrator.portal import run_sync
+
+from .faults import FaultSpec, FaultyBackend
+from .metrics import PriceTable
+from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
+from .report import EvalReport, build_report, write_report
+from .strategies import ModelSession, Strategy, make_strategy
+from .suites import Suite, make_suite
+from .suites.group import Group
+
+__all__ = ["RESULTS_FILE", "SweepProgress", "arun_sweep", "evaluate", "run_group"]
+
+RESULTS_FILE = "results.json"
+"""The file in the output folder that holds every record."""
+
+
+class SweepProgress(Protocol):
+    """Receives the sweep's progress (the CLI draws it with rich)."""
+
+    def start(self, total: int, done: int) -> None:
+        """`total` group runs in the sweep, `done` of them already recorded."""
+        ...
+
+    def advance(self, label: str) -> None:
+        """One more group run finished; `label` says which (skipped runs are counted in `start`)."""
+        ...
+
+
+async def run_group(
+    strategy: Strategy,
+    group: Group,
+    backend: Backend,
+    policy: CallPolicy,
+    *,
+    n: int,
+    index: int,
+    faults: FaultSpec | None = None,
+    seed: int = 0,
+) -> GroupRecord:
+    """Run one strategy on one group and score it; with `faults`, through a `FaultyBackend`."""
+    faulty = FaultyBackend(backend, faults, seed=seed) if faults and faults.active else None
+    session = ModelSession(faulty or backend, policy)
+    started = time.perf_counter()
+    error = None
+    try:
+        answers = await strategy.answer(group, session)
+    except UserError:
+        raise
+    except Exception as exc:  # the strategy itself failed: the whole request is lost
+        answers, error = [], f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - started
+    by_id = {a.question_id: a for a in answers}
+    usage = session.usage
+    return GroupRecord(
+        strategy=strategy.name,
+        n=n,
+        group=index,
+        group_id=group.id,
+        condition="faulted" if faulty else "clean",
+        answers=[
+            AnswerRecord.score(q, by_id.get(q.id))
+            if error is None
+            else AnswerRecord(question=q, status="failed", error=error)
+            for q in group.questions
+        ],
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        calls=usage.calls,
+        wall_s=wall,
+        cost_usd=usage.cost_usd,
+        faults=[f.kind for f in faulty.injected] if faulty else [],
+        error=error,
+    )
+
+
+def _open_results(out: Path | None, config: EvalConfig) -> EvalResults:
+    path = out / RESULTS_FILE if out is not None else None
+    if path is None or not path.exists():
+        return EvalResults(config=config)
+    results = EvalResults.load(path)
+    differs = results.config.mismatch(config)
+    if differs is not None:
+        raise UserError(
+            f"{path} holds a different eval (it differs in {differs}); "
+            "use another --out, or delete it to start over"
+        )
+    merged = config.model_copy(
+        update={
+            "strategies": list(dict.fromkeys([*results.config.strategies, *config.strategies])),
+            "instances": sorted({*results.config.instances, *config.instances}),
+            "groups": max(results.config.groups, config.groups),
+        }
+    )
+    return results.model_copy(update={"config": merged})
+
+
+async def arun_sweep(
+    suite: Suite,
+    strategies: Sequence[Strategy],
+    backend: Backend,
+    *,
+    instances: Sequence[int],
+    groups: int,
+    seed: int = 0,
+    faults: FaultSpec | None = None,
+    policy: CallPolicy | None = None,
+    batch_size: int = 4,
+    out: Path | None = None,
+    progress: SweepProgress | None = None,
+) -> EvalResults:
+    """Run the sweep, skipping group runs already in ``out/results.json``; returns every record."""
+    policy = policy or CallPolicy(max_attempts=1, max_tokens=64)
+    if groups < 1:
+        raise UserError(f"--groups must be at least 1, not {groups}")
+    if not instances or any(n < 1 for n in instances):
+        raise UserError("--instances must list positive numbers, e.g. 1,2,5,10")
+    names = [s.name for s in strategies]
+    if not names or len(set(names)) != len(names):
+        raise UserError("give at least one strategy, each once")
+    for n in instances:
+        suite.check(n, groups)
+    config = EvalConfig(
+        suite=suite.name,
+        source=suite.source,
+        model=backend.name,
+        strategies=names,
+        instances=list(instances),
+        groups=groups,
+        seed=seed,
+        faults=str(faults) if faults else "none",
+        batch_size=batch_size,
+        max_tokens=policy.max_tokens,
+        max_attempts=policy.max_attempts,
+        timeout_s=policy.timeout_s,
+        max_concurrency=policy.max_concurrency,
+    )
+    results = _open_results(out, config)
+    done = results.done()
+    conditions: list[Condition] = ["clean", "faulted"] if faults and faults.active else ["clean"]
+    # A group's faulted runs come after all its clean ones: resending a prompt right after itself
+    # lets llama.cpp reuse its whole cache, which alone can change a greedy answer.
+    keys = [
+        (n, g, s, c)
+        for n in instances
+        for g in range(groups)
+        for c in conditions
+        for s in strategies
+    ]
+    if progress:
+        progress.start(len(keys), sum((s.name, n, g, c) in done for n, g, s, c in keys))
+    made: dict[tuple[int, int], Group] = {}
+    for n, g, strategy, condition in keys:
+        label = f"{strategy.name} N={n} group {g + 1}/{groups}" + (
+            " (faulted)" if condition == "faulted" else ""
+        )
+        if (strategy.name, n, g, condition) in done:
+            continue
+        group = made.get((n, g))
+        if group is None:
+            group = made[(n, g)] = suite.group(n, g, seed=seed)
+        record = await run_group(
+            strategy,
+            group,
+            backend,
+            policy,
+            n=n,
+            index=g,
+            faults=faults if condition == "faulted" else None,
+            seed=seed,
+        )
+        results.records.append(record)
+        if out is not None:
+            results.save(out / RESULTS_FILE)
+        if progress:
+            progress.advance(label)
+    return results
+
+
+def evaluate(
+    backend: Backend,
+    *,
+    suite: str | Suite = "keyvalue",
+    strategies: Sequence[str | Strategy] = ("isolated", "monolithic"),
+    instances: Sequence[int] = (1, 2, 5, 10),
+    groups: int = 3,
+    seed: int = 0,
+    faults: str | FaultSpec | None = None,
+    dataset: str | Path | None = None,
+    doc_tokens: int = 120,
+    position: str = "random",
+    batch_size: int = 4,
+    policy: CallPolicy | None = None,
+    prices: PriceTable | None = None,
+    out: str | Path | None = None,
+    progress: SweepProgress | None = None,
+) -> EvalReport:
+    """Measure strategies against each other on one suite; the library form of ``fanout eval``.
+
+    Args:
+        backend: the model (wrap nothing: faults are injected here when `faults` is given).
+        suite: a suite name (see `evals.suites.SUITES`) or your own `Suite`.
+        strategies: names (see `evals.strategies.STRATEGIES`) or your own `Strategy` objects.
+        instances: the values of N (instances packed into one request).
+        groups: requests per N.
+        seed: seeds the synthetic data, the dataset shuffle and the faults.
+        faults: e.g. "error=0.1,timeout=0.05": each group also runs faulted, for blast radius.
+        dataset: data file for the nq, jsonl and mti suites.
+        doc_tokens: document length of the synthetic suites.
+        position: where synthetic facts sit (start, middle, end, random).
+        batch_size: questions per call of the batch strategy.
+        policy: call policy; default one attempt per call (faults show), 64-token answers.
+        prices: re-prices tokens for API models.
+        out: folder for results.json, report.md, report.html and plots; resumes what is there.
+        progress: receives progress (the CLI's rich bar).
+    """
+    the_suite = (
+        make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
+        if isinstance(suite, str)
+        else suite
+    )
+    chosen = [
+        make_strategy(s, batch_size=batch_size) if isinstance(s, str) else s for s in strategies
+    ]
+    spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
+    folder = Path(out) if out is not None else None
+    results = run_sync(
+        arun_sweep(
+            the_suite,
+            chosen,
+            backend,
+            instances=instances,
+            groups=groups,
+            seed=seed,
+            faults=spec,
+            policy=policy,
+            batch_size=batch_size,
+            out=folder,
+            progress=progress,
+        )
+    )
+    report = build_report(results, prices=prices)
+    if folder is not None:
+        report = write_report(report, folder)
+    return report

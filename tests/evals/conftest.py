@@ -1,0 +1,41 @@
+"""An answering function for `ScriptedBackend` that reads the prompt like a perfect model would.
+
+It knows the keyvalue facts ("The access code for the <key> is <code>.") and the prompt shapes of
+every strategy, so a test can run any strategy end to end and know what the right answer was.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agents.backend import CompletionRequest
+from agents.testing import ScriptedBackend
+
+
+def answer_one(question: str, context: str) -> str:
+    key = re.search(r"access code for the (.+?)\?", question)
+    if key is None:
+        return "not found"
+    fact = re.search(rf"access code for the {re.escape(key.group(1))} is (\d+)", context)
+    return fact.group(1) if fact else "not found"
+
+
+def oracle(request: CompletionRequest) -> str:
+    prompt = request.prompt
+    if prompt.context_label == "Findings":  # the coordinator's synthesis: keep the first finding
+        return prompt.context.splitlines()[0].removeprefix("- ")
+    if prompt.task_label == "Questions":
+        if prompt.answer_label == "Notes":  # chain worker: pass everything on
+            return prompt.context.replace("\n", " ")
+        questions = [line.split(". ", 1)[1] for line in prompt.task.splitlines()]
+        return "\n".join(
+            f"{i}. {answer_one(q, prompt.context)}" for i, q in enumerate(questions, 1)
+        )
+    return answer_one(prompt.task, prompt.context)
+
+
+@pytest.fixture
+def oracle_backend() -> ScriptedBackend:
+    return ScriptedBackend(fn=oracle)

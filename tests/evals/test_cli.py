@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import agents.factory
+from agents.errors import UserError
+from agents.testing import ScriptedBackend
+from evals.cli import parse_instances, register
+
+from .conftest import oracle
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """fanout."""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedBackend]:
+    made: list[ScriptedBackend] = []
+
+    def make_backend(kind: str, **options: object) -> ScriptedBackend:
+        made.append(ScriptedBackend(fn=oracle, name=f"scripted-{kind}"))
+        return made[-1]
+
+    monkeypatch.setattr(agents.factory, "make_backend", make_backend)
+    return made
+
+
+def invoke(app: typer.Typer, *args: str) -> BaseException | None:
+    result = CliRunner().invoke(app, ["eval", *args])
+    return result.exception
+
+
+def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBackend],
+                                   tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "eval", "--suite", "keyvalue", "--strategies", "isolated,monolithic,mti",
+        "--instances", "1,2", "--groups", "2", "--faults", "error=0.2", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "keyvalue on scripted-llama" in result.output
+    assert "blast" in result.output and "cascade" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["faults"] == "error=0.2"
+    assert (out / "report.html").exists()
+    rerun = CliRunner().invoke(app, ["eval", "--suite", "keyvalue", "--out", str(out),
+                                     "--report-only"])  # fmt: skip
+    assert rerun.exit_code == 0 and "rewrote the report" in rerun.output
+    assert len(scripted) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "kv"], "unknown suite 'kv'"),
+        (["--suite", "keyvalue", "--instances", "1,x"], "--instances takes numbers"),
+        (["--suite", "keyvalue", "--strategies", "isolated,solo"], "unknown strategy 'solo'"),
+        (["--suite", "keyvalue", "--faults", "error=2"], "between 0 and 1"),
+        (["--suite", "keyvalue", "--faults", "boom=0.1"], "unknown fault kind 'boom'"),
+        (["--suite", "nq", "--instances", "5,500"], "N=500 is larger than the dataset"),
+        (["--suite", "multitask", "--instances", "30"], "at most 20 questions"),
+        (["--suite", "keyvalue", "--groups", "0"], "--groups must be at least 1"),
+    ],
+)
+def test_bad_input_is_a_one_line_user_error(app: typer.Typer, scripted: list[ScriptedBackend],
+                                            args: list[str], message: str) -> None:  # fmt: skip
+    error = invoke(app, *args)
+    assert isinstance(error, UserError)
+    assert message in str(error) and "\n" not in str(error)
+    assert scripted == []  # refused before any model was loaded
+
+
+def test_malformed_dataset_line_is_named(app: typer.Typer, scripted: list[ScriptedBackend],
+                                        tmp_path: Path) -> None:  # fmt: skip
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"question": "q", "answer": "a", "context": "c"}\n{"question": 3\n')
+    error = invoke(app, "--suite", "jsonl", "--dataset", str(data))
+    assert isinstance(error, UserError) and f"{data}:2: not valid JSON" in str(error)
+
+
+def test_unwritable_out_is_a_user_error(app: typer.Typer, scripted: list[ScriptedBackend],
+                                       tmp_path: Path) -> None:  # fmt: skip
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    error = invoke(app, "--suite", "keyvalue", "--out", str(blocker / "out"))
+    assert isinstance(error, UserError) and "cannot write to --out" in str(error)
+    assert scripted == []
+
+
+def test_report_only_needs_results(app: typer.Typer, tmp_path: Path) -> None:
+    error = invoke(app, "--suite", "keyvalue", "--out", str(tmp_path), "--report-only")
+    assert isinstance(error, UserError) and "cannot read" in str(error)
+
+
+def test_fanout_main_prints_the_error_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--suite", "kv"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("fanout: error: unknown suite 'kv'")
+
+
+def test_parse_instances() -> None:
+    assert parse_instances("1, 2,5,2") == [1, 2, 5]
+    with pytest.raises(UserError, match="must be positive"):
+        parse_instances("0")

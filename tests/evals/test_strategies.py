@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.backend import CompletionRequest
+from agents.errors import BackendRejected, UserError
+from agents.testing import ScriptedBackend
+from evals.records import AnswerRecord
+from evals.strategies import (
+    STRATEGIES,
+    Answer,
+    BatchStrategy,
+    ModelSession,
+    Strategy,
+    make_strategy,
+)
+from evals.suites import Group, KeyValueSuite
+from orchestrator.policy import CallPolicy
+
+from .conftest import oracle
+
+POLICY = CallPolicy(max_attempts=1, max_tokens=64)
+
+
+def run(strategy: Strategy, group: Group, backend: ScriptedBackend) -> list[AnswerRecord]:
+    answers = asyncio.run(strategy.answer(group, ModelSession(backend, POLICY)))
+    by_id = {a.question_id: a for a in answers}
+    return [AnswerRecord.score(q, by_id.get(q.id)) for q in group.questions]
+
+
+GROUP = KeyValueSuite(doc_tokens=60).group(5, 0, seed=0)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_answers_everything_with_a_perfect_model(name: str) -> None:
+    backend = ScriptedBackend(fn=oracle)
+    records = run(make_strategy(name, batch_size=2), GROUP, backend)
+    assert [r.correct for r in records] == [True] * 5, [r.output for r in records]
+
+
+def test_isolated_gives_each_sub_agent_only_its_own_document() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    run(make_strategy("isolated"), GROUP, backend)
+    assert len(backend.calls) == 5
+    for call in backend.calls:
+        holding = [d for d in GROUP.documents if d.text in call.prompt.context]
+        assert len(holding) == 1
+        assert call.tags["document_id"] == holding[0].id
+
+
+def test_monolithic_makes_one_call_per_question_over_every_document() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    run(make_strategy("monolithic"), GROUP, backend)
+    assert len(backend.calls) == 5
+    for call in backend.calls:
+        assert all(d.text.strip() in call.prompt.context for d in GROUP.documents)
+    assert sorted(c.prompt.task for c in backend.calls) == sorted(q.text for q in GROUP.questions)
+
+
+def test_mti_and_batch_call_counts() -> None:
+    mti = ScriptedBackend(fn=oracle)
+    run(make_strategy("mti"), GROUP, mti)
+    assert len(mti.calls) == 1 and mti.calls[0].prompt.task.count("\n") == 4
+    batch = ScriptedBackend(fn=oracle)
+    run(BatchStrategy(2), GROUP, batch)
+    assert len(batch.calls) == 3  # 2 + 2 + 1 questions
+    assert all(len(c.prompt.context) < len(mti.calls[0].prompt.context) for c in batch.calls)
+    with pytest.raises(UserError):
+        BatchStrategy(0)
+
+
+def test_mti_counts_missing_numbers_as_format_failures() -> None:
+    backend = ScriptedBackend(["1. 1234\n2.\n4. 99"])
+    records = run(make_strategy("mti"), GROUP, backend)
+    assert [r.status for r in records] == ["ok", "format", "format", "ok", "format"]
+    assert records[1].error == "no answer numbered 2"
+    assert records[0].raw == "1. 1234\n2.\n4. 99"
+
+
+def test_a_failed_call_costs_isolated_one_answer_and_mti_all_of_them() -> None:
+    lost_doc = GROUP.documents[2].text
+
+    def flaky(request: CompletionRequest) -> str:
+        if lost_doc in request.prompt.context:
+            raise BackendRejected("HTTP 400: no")
+        return oracle(request)
+
+    isolated = run(make_strategy("isolated"), GROUP, ScriptedBackend(fn=flaky))
+    assert [r.status for r in isolated] == ["ok", "ok", "failed", "ok", "ok"]
+    assert "BackendRejected" in (isolated[2].error or "")
+    mti = run(make_strategy("mti"), GROUP, ScriptedBackend(fn=flaky))
+    assert [r.status for r in mti] == ["failed"] * 5
+
+
+def test_sequential_carries_earlier_answers_forward() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    run(make_strategy("sequential"), GROUP, backend)
+    last = backend.calls[-1].prompt
+    earlier = [e for e in last.examples if not e.context]
+    assert [e.task for e in earlier] == [q.text for q in GROUP.questions[:4]]
+    assert [e.answer for e in earlier] == [q.answers[0] for q in GROUP.questions[:4]]
+
+
+def test_chain_passes_notes_from_worker_to_worker() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    run(make_strategy("chain"), GROUP, backend)
+    assert len(backend.calls) == 6  # five workers and a manager
+    assert backend.calls[1].prompt.context.startswith("Notes so far: Notes so far: none")
+    assert backend.calls[-1].prompt.context_label == "Notes"
+
+
+def test_a_user_strategy_only_needs_a_name_and_answer() -> None:
+    class Constant:
+        name = "constant"
+
+        async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+            return [Answer(question_id=q.id, output="4417") for q in group.questions]
+
+    assert isinstance(Constant(), Strategy)
+    records = run(Constant(), GROUP, ScriptedBackend())
+    assert all(r.status == "ok" for r in records)
+
+
+def test_unknown_strategy() -> None:
+    with pytest.raises(UserError, match="unknown strategy 'solo'"):
+        make_strategy("solo")
