@@ -5,48 +5,74 @@ fanout's: timeouts, connection errors, 429 and 5xx are transient, 400/401/403 ar
 
 With several base URLs (replicas of one model) each call goes to the endpoint with the fewest
 requests in flight, so a slow replica gets less work; an endpoint that cannot be reached sits out a
-cool-down while others are healthy, and the coordinator's retry lands on a live one.
+cool-down while others are healthy, and the coordinator's retry lands on a live one (`fleet.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import os
-import threading
 import time
-import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 import structlog
 from pydantic import SecretStr
 
-from .backend import Completion, CompletionRequest, Prices, PromptStyle, estimate_tokens
+from .backend import (
+    Completion,
+    CompletionRequest,
+    Prices,
+    PromptStyle,
+    estimate_tokens,
+    parse_structured,
+)
 from .errors import (
     AuthenticationFailed,
     BackendError,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
-    OutputInvalid,
     RateLimited,
     UserError,
 )
+from .fleet import EndpointPool, EndpointStats, Outcome, parse_base_urls, redact_url
+from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
 
-__all__ = ["EndpointPool", "EndpointStats", "OpenAIBackend", "parse_base_urls", "redact_url"]
+__all__ = ["OpenAIBackend"]
 
 logger = structlog.get_logger("fanout")
 
 # Local servers accept any key; the client insists on one.
 _NO_KEY = "not-needed"
-_OPENAI = "api.openai.com"
 
-Outcome = Literal["ok", "failed", "unreachable", "cancelled"]
+_shared_http: openai.DefaultAsyncHttpxClient | None = None
+
+
+def _http_client() -> openai.DefaultAsyncHttpxClient:
+    """One connection pool for every backend and endpoint, on the portal loop like the calls.
+
+    A pool owned by a backend would hand its open sockets to the garbage collector whenever the
+    backend (or the event loop it was used from) went away; this one lives as long as the process.
+    Only the portal loop's thread touches it.
+    """
+    global _shared_http
+    if _shared_http is None:
+        _shared_http = openai.DefaultAsyncHttpxClient()
+        atexit.register(_close_http_client)
+    return _shared_http
+
+
+def _close_http_client() -> None:
+    """Close the pool's sockets before the interpreter drops them (and warns about each)."""
+    if _shared_http is not None:
+        with contextlib.suppress(Exception):
+            run_sync(asyncio.wait_for(_shared_http.aclose(), timeout=2))
 
 
 def _map_error(exc: openai.OpenAIError) -> BackendError:
@@ -73,164 +99,6 @@ def _outcome(exc: openai.OpenAIError) -> Outcome:
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
         return "unreachable"
     return "failed"
-
-
-def redact_url(url: str | None) -> str:
-    """`url` fit for logs and repr: a password in it (``http://user:pw@host``) becomes ``***``."""
-    if url is None:
-        return _OPENAI
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def parse_base_urls(base_url: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Base URLs from one URL, a comma-separated list (as an env var or option) or a sequence."""
-    if base_url is None:
-        return ()
-    items = base_url.split(",") if isinstance(base_url, str) else list(base_url)
-    urls = tuple(u.strip() for u in items if u.strip())
-    seen: set[str] = set()
-    for url in urls:
-        if url in seen:
-            raise UserError(f"base URL given twice: {redact_url(url)}")
-        seen.add(url)
-    return urls
-
-
-@dataclass(frozen=True, kw_only=True)
-class EndpointStats:
-    """What one endpoint of the pool has done so far (a snapshot)."""
-
-    url: str
-    """Base URL, password redacted."""
-    requests: int
-    """Calls sent to it."""
-    ok: int
-    """Calls it answered successfully."""
-    failed: int
-    """Calls that failed for any reason, unreachable ones included."""
-    unreachable: int
-    """Calls that could not connect (what puts an endpoint on cool-down)."""
-    outstanding: int
-    """Calls in flight right now."""
-    healthy: bool
-    """False while it sits out its cool-down."""
-
-
-class _Endpoint:
-    def __init__(self, index: int, url: str | None) -> None:
-        self.index = index
-        self.url = url
-        self.outstanding = 0
-        self.requests = 0
-        self.ok = 0
-        self.failed = 0
-        self.unreachable = 0
-        self.down_until = 0.0
-        self.last_pick = -1
-
-
-class EndpointPool:
-    """Least-outstanding-requests choice among endpoints, skipping unreachable ones for a while.
-
-    Transport-agnostic (it sees only outcomes), so the choice is testable without a network.
-
-    Args:
-        urls: the endpoints (None stands for the client's default, api.openai.com).
-        cooldown_s: how long an endpoint that refused a connection is skipped while others are
-            healthy. When every endpoint is down, the one due back first is tried rather than
-            failing without a try: the coordinator's retries then wait for a replica to return.
-        clock: monotonic seconds; injectable for tests.
-    """
-
-    def __init__(
-        self,
-        urls: Sequence[str | None],
-        *,
-        cooldown_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not urls:
-            raise UserError("an endpoint pool needs at least one endpoint")
-        self._endpoints = [_Endpoint(i, url) for i, url in enumerate(urls)]
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._picks = 0
-        # Backends are shared by event loops in different threads (run() uses a portal loop).
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._endpoints)
-
-    def acquire(self) -> int:
-        """Choose an endpoint for one call and count it as in flight; returns its index."""
-        with self._lock:
-            now = self._clock()
-            healthy = [e for e in self._endpoints if e.down_until <= now]
-            if healthy:
-                # Ties (e.g. sequential calls) rotate: least recently picked first.
-                chosen = min(healthy, key=lambda e: (e.outstanding, e.last_pick))
-            else:
-                chosen = min(self._endpoints, key=lambda e: (e.down_until, e.outstanding))
-            chosen.outstanding += 1
-            chosen.requests += 1
-            chosen.last_pick = self._picks
-            self._picks += 1
-            return chosen.index
-
-    def release(self, index: int, outcome: Outcome) -> bool:
-        """Record how a call ended; returns True when this outcome just took the endpoint down."""
-        with self._lock:
-            endpoint = self._endpoints[index]
-            endpoint.outstanding -= 1
-            if outcome == "ok":
-                endpoint.ok += 1
-                endpoint.down_until = 0.0  # it answered: healthy again, whatever happened before
-                return False
-            if outcome == "cancelled":
-                return False  # the caller gave up; says nothing about the endpoint
-            endpoint.failed += 1
-            if outcome != "unreachable":
-                return False
-            endpoint.unreachable += 1
-            return self._take_down(endpoint)
-
-    def mark_down(self, index: int) -> bool:
-        """Put an endpoint on cool-down without a call (a failed probe); True if it was healthy."""
-        with self._lock:
-            return self._take_down(self._endpoints[index])
-
-    def _take_down(self, endpoint: _Endpoint) -> bool:
-        now = self._clock()
-        was_healthy = endpoint.down_until <= now
-        endpoint.down_until = now + self.cooldown_s
-        return was_healthy
-
-    def url(self, index: int) -> str | None:
-        """The base URL of endpoint `index` (None: the client's default)."""
-        return self._endpoints[index].url
-
-    def stats(self) -> list[EndpointStats]:
-        """A snapshot of every endpoint, in the order given."""
-        with self._lock:
-            now = self._clock()
-            return [
-                EndpointStats(
-                    url=redact_url(e.url),
-                    requests=e.requests,
-                    ok=e.ok,
-                    failed=e.failed,
-                    unreachable=e.unreachable,
-                    outstanding=e.outstanding,
-                    healthy=e.down_until <= now,
-                )
-                for e in self._endpoints
-            ]
 
 
 class OpenAIBackend:
@@ -289,10 +157,8 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.schema_format = schema_format
         self.pool = EndpointPool(self.base_urls or (None,), cooldown_s=cooldown_s)
-        # An async client is bound to the loop it first ran on; keep one per loop and endpoint.
-        self._clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[int, openai.AsyncOpenAI]
-        ] = weakref.WeakKeyDictionary()
+        self._clients: dict[int, openai.AsyncOpenAI] = {}
+        """One API client per endpoint, all on the shared connection pool (portal loop only)."""
 
     def __repr__(self) -> str:
         urls = [redact_url(u) for u in self.base_urls]
@@ -303,25 +169,15 @@ class OpenAIBackend:
         """Requests, failures and health per endpoint, in the order the base URLs were given."""
         return self.pool.stats()
 
-    async def aclose(self) -> None:
-        """Close the connections opened from the running event loop (other loops keep theirs).
-
-        Call it before a loop you started yourself (``asyncio.run``) ends; the coordinator's own
-        loop lives as long as the process, so ``Coordinator.run`` users need not.
-        """
-        clients = self._clients.pop(asyncio.get_running_loop(), {})
-        await asyncio.gather(*(client.close() for client in clients.values()))
-
     def _client(self, index: int) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        clients = self._clients.setdefault(loop, {})
-        client = clients.get(index)
+        client = self._clients.get(index)
         if client is None:
-            client = clients[index] = openai.AsyncOpenAI(
+            client = self._clients[index] = openai.AsyncOpenAI(
                 api_key=self._api_key.get_secret_value(),
                 base_url=self.pool.url(index),
                 max_retries=0,
                 timeout=self.timeout_s,
+                http_client=_http_client(),
             )
         return client
 
@@ -334,7 +190,7 @@ class OpenAIBackend:
 
         In a fleet, unreachable endpoints are only put on cool-down: the run goes on with the rest.
         """
-        errors = await asyncio.gather(*(self._probe(i) for i in range(len(self.pool))))
+        errors = await on_portal(self._probe_all())
         down: list[str] = []
         for index, error in enumerate(errors):
             where = redact_url(self.pool.url(index))
@@ -347,6 +203,9 @@ class OpenAIBackend:
         if len(down) == len(self.pool):
             raise UserError(f"cannot reach {'; '.join(down)}")
 
+    async def _probe_all(self) -> list[BackendError | None]:
+        return await asyncio.gather(*(self._probe(i) for i in range(len(self.pool))))
+
     async def _probe(self, index: int) -> BackendError | None:
         try:
             await self._client(index).models.list()
@@ -355,7 +214,13 @@ class OpenAIBackend:
         return None
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        """One chat or completions call, on the least busy healthy endpoint."""
+        """One chat or completions call, on the least busy healthy endpoint.
+
+        The call runs on the portal loop, where the connections live, whichever loop awaits it.
+        """
+        return await on_portal(self._complete(request))
+
+    async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
         index = self.pool.acquire()
         try:
@@ -370,12 +235,7 @@ class OpenAIBackend:
             self._release(index, "cancelled")  # a coordinator timeout or cancellation
             raise
         self._release(index, "ok")
-        data = None
-        if request.json_schema is not None:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise OutputInvalid(f"output is not JSON: {exc}") from None
+        data = parse_structured(request, text)
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
         return Completion(
@@ -425,5 +285,24 @@ class OpenAIBackend:
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             stop=None if request.json_schema else stop_sequences(request.prompt)[:4],
+            extra_body=self._completion_schema(request.json_schema),
         )
         return response.choices[0].text, response.usage
+
+    def _completion_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        """How the completions endpoint is told the schema: it has no standard field for one.
+
+        llama-cpp-python's server takes a GBNF ``grammar``; vLLM reads ``response_format``.
+        """
+        if schema is None:
+            return None
+        if self.schema_format == "json_object":
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema},
+            }
+        }

@@ -367,9 +367,15 @@ def bench_command(
     from rich.console import Console
     from rich.table import Table
 
+    from agents.errors import UserError
     from orchestrator.logs import configure_logging
 
     configure_logging(level="warning")
+    try:  # fail before minutes of measuring, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc.strerror}") from None
     err = Console(stderr=True)
     report = run_bench(quick=quick, progress=lambda line: err.print(line, style="dim"))
     out.write_text(report.model_dump_json(indent=2) + "\n")

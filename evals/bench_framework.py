@@ -19,6 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from agents.backend import CompletionRequest
+from agents.portal import run_sync
 from agents.subagent import task_prompt
 from agents.testing import ScriptedBackend
 from orchestrator.graph import Coordinator
@@ -204,14 +205,9 @@ def measure_fanout(
 
             await asyncio.gather(*(call(r) for r in _requests(request, policy.max_tokens)))
 
-        async def measure() -> dict[str, list[float]]:
-            try:
-                contenders = {"coordinator": with_coordinator, "asyncio": with_asyncio}
-                return await _interleaved(contenders, repeats)
-            finally:
-                await backend.aclose()
-
-        samples = asyncio.run(measure())
+        # On the portal loop, where the backend's connections live: no hop between loops per call.
+        contenders = {"coordinator": with_coordinator, "asyncio": with_asyncio}
+        samples = run_sync(_interleaved(contenders, repeats))
     ideal = math.ceil(n / max_concurrency) * delay_s
     wall = best(samples["coordinator"])
     return FanoutSection(

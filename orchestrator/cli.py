@@ -100,7 +100,11 @@ def run_command(
         str | None, typer.Option(help="GGUF path (llama) or model name (openai).")
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1.")
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1; several, "
+            "comma-separated, spread calls over a fleet."
+        ),
     ] = None,
     endpoint: Annotated[
         str, typer.Option(help="openai: chat, or completions for base models.")

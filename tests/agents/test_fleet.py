@@ -17,6 +17,7 @@ from evals.loopback import LoopbackServer
 from orchestrator.graph import Coordinator
 from orchestrator.policy import CallPolicy
 from orchestrator.request import Document, Request
+from orchestrator.result import RunResult
 
 
 class FakeClock:
@@ -37,6 +38,10 @@ def dead_url() -> str:
 
 def request() -> CompletionRequest:
     return CompletionRequest(prompt=Prompt(instruction="Answer.", task="What?"))
+
+
+def run(backend: OpenAIBackend, n: int, policy: CallPolicy) -> RunResult:
+    return Coordinator(backend, synthesis="collect", policy=policy).run(docs_request(n))
 
 
 def docs_request(n: int) -> Request:
@@ -170,7 +175,6 @@ def test_calls_spread_over_two_servers_and_both_endpoints_speak() -> None:
 
             async def fan_out(backend: OpenAIBackend = backend) -> list[str]:
                 completions = await asyncio.gather(*(backend.complete(request()) for _ in range(8)))
-                await backend.aclose()
                 return [c.text for c in completions]
 
             assert asyncio.run(fan_out()) == ["ok"] * 8
@@ -185,8 +189,7 @@ def test_least_outstanding_sends_more_work_to_the_faster_server() -> None:
         LoopbackServer(0.01, in_process=True) as fast,
     ):
         backend = OpenAIBackend("m", base_url=[slow.base_url, fast.base_url])
-        policy = CallPolicy(max_concurrency=4)
-        result = Coordinator(backend, synthesis="collect", policy=policy).run(docs_request(24))
+        result = run(backend, 24, CallPolicy(max_concurrency=4))
     assert result.ok
     slow_stats, fast_stats = backend.stats()
     assert slow_stats.requests + fast_stats.requests == 24
@@ -198,10 +201,7 @@ def test_dead_endpoint_is_skipped_and_the_retry_lands_on_a_live_one() -> None:
         backend = OpenAIBackend("m", base_url=[dead_url(), live.base_url], cooldown_s=60)
 
         async def first_call() -> None:
-            try:
-                await backend.complete(request())
-            finally:
-                await backend.aclose()
+            await backend.complete(request())
 
         with pytest.raises(BackendUnavailable) as failure:  # the dead one goes first
             asyncio.run(first_call())
@@ -210,28 +210,21 @@ def test_dead_endpoint_is_skipped_and_the_retry_lands_on_a_live_one() -> None:
         assert (dead.unreachable, dead.healthy) == (1, False)
 
         policy = CallPolicy(max_concurrency=4, max_attempts=2, backoff_initial_s=0.01)
-        result = Coordinator(backend, synthesis="collect", policy=policy).run(docs_request(6))
+        result = run(backend, 6, policy)
     assert result.ok
     dead, alive = backend.stats()
     assert dead.requests == 1  # never tried again while on cool-down
     assert alive.ok == 6
 
 
-async def check_and_close(backend: OpenAIBackend) -> None:
-    try:
-        await backend.check()
-    finally:
-        await backend.aclose()
-
-
 def test_check_fails_only_when_no_endpoint_answers() -> None:
     with LoopbackServer(0.0, in_process=True) as live:
         fleet = OpenAIBackend("m", base_url=[dead_url(), live.base_url])
-        asyncio.run(check_and_close(fleet))
+        asyncio.run(fleet.check())
         assert [s.healthy for s in fleet.stats()] == [False, True]
     lone = OpenAIBackend("m", base_url=[dead_url(), dead_url()])
     with pytest.raises(UserError, match="cannot reach"):
-        asyncio.run(check_and_close(lone))
+        asyncio.run(lone.check())
 
 
 # -- two real llama.cpp servers -----------------------------------------------------------------
@@ -254,9 +247,8 @@ def test_two_llama_servers_both_receive_work(gemma_path: Path, tmp_path: Path) -
         backend = OpenAIBackend(
             "gemma", base_url=[s.base_url for s in servers], endpoint="completions"
         )
-        asyncio.run(check_and_close(backend))
-        policy = CallPolicy(max_concurrency=2, max_tokens=4)
-        result = Coordinator(backend, synthesis="collect", policy=policy).run(docs_request(2))
+        asyncio.run(backend.check())
+        result = run(backend, 2, CallPolicy(max_concurrency=2, max_tokens=4))
     finally:
         for server in servers:
             server.stop()

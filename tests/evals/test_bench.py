@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from agents.errors import UserError
 from evals import bench, bench_framework, bench_model
 from evals.bench import (
     SECTIONS,
@@ -193,13 +194,26 @@ def test_bench_command_writes_json_and_a_table(
         """Keep `bench` a subcommand."""
 
     register(app)
-    out = tmp_path / "bench.json"
+    out = tmp_path / "new" / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--out", str(out), "--quick"])
     assert result.exit_code == 0, result.output
     assert calls == [True]
     assert json.loads(out.read_text())["memory"]["growth_mb"] == 10.0
     assert "memory" in result.output
     assert "+10.0 MiB" in result.output
+
+
+def test_bench_command_refuses_an_unwritable_out_before_measuring(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def must_not_run(**_: object) -> BenchReport:
+        raise AssertionError("measured before checking --out")
+
+    monkeypatch.setattr(bench, "run_bench", must_not_run)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write the report"):
+        bench.bench_command(out=blocker / "bench.json", quick=True)
 
 
 def test_fanout_cli_registers_bench() -> None:
