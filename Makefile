@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 # llama-cpp-python compiles from source; pip caches the wheel, so only the first install pays for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install run test unit lint typecheck bench clean
+.PHONY: install run test unit lint typecheck bench eval clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fanout bench --out bench.json
+
+eval: $(STAMP)
+	$(VENV)/bin/fanout eval --suite keyvalue --strategies isolated,monolithic,mti \
+		--instances 1,5,10 --groups 4 --doc-tokens 100 --out eval-out/keyvalue
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

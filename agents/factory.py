@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from .backend import Backend
@@ -31,7 +32,10 @@ def make_backend(
     if kind == "llama":
         from .llama_cpp import LlamaCppBackend
 
-        return LlamaCppBackend(model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+        # llama-cpp-python's own default is half the cores: one thread on a 2-core machine.
+        return LlamaCppBackend(
+            model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads or os.cpu_count()
+        )
     if kind == "openai":
         from .openai import OpenAIBackend
 

@@ -126,7 +126,9 @@ def _print_summary(report: EvalReport, console: Console) -> None:
 
 
 def eval_command(
-    suite: Annotated[str, typer.Option(help=f"One of: {', '.join(SUITES)}.")],
+    suite: Annotated[
+        str | None, typer.Option(help=f"One of: {', '.join(SUITES)} (not with --report-only).")
+    ] = None,
     dataset: Annotated[
         Path | None, typer.Option(help="Data file (nq: default the shipped slice; jsonl, mti).")
     ] = None,
@@ -188,6 +190,8 @@ def eval_command(
         _print_summary(report, _stdout())
         Console(stderr=True).print(f"rewrote the report in {out}")
         return 0
+    if suite is None:
+        raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
     the_suite = make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
     sizes = parse_instances(instances)
     if groups < 1:

@@ -7,7 +7,11 @@ order, yet the same seed faults the same calls every time.
 Kinds:
     error:   the call raises `BackendUnavailable` (as an HTTP 503 would): transient, so retried
              when the call policy allows retries.
-    timeout: the call raises `BackendTimeout` at once (as if its deadline had passed).
+    timeout: the call raises `BackendTimeout` (as if its deadline had passed).
+
+The wrapped model runs for every call, faulted or not, and a fault only replaces what the call
+returns: a local model's state (llama.cpp's prompt cache) then evolves exactly as in the clean run,
+so a changed answer elsewhere is the fault's doing, not a different cache.
     garbage: the call returns unstructured junk instead of the model's text.
     wrong:   the call keeps its shape (numbering) but every answer in it is replaced by
              `WRONG_ANSWER`: well-formed and wrong.
@@ -42,7 +46,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = ("error", "timeout", "garbage", "wrong")
 WRONG_ANSWER = "xyzzy"
 """What a `wrong` fault puts in place of each answer: no gold answer is ever this."""
 
-_NUMBERED_LINE = re.compile(r"^(\s*#?\d+\s*[.):]\s*).*$", re.M)
+_MARKER = re.compile(r"((?:^|(?<=\s))#?\d{1,3}\s*[.):][ \t]+)", re.M)
 _JUNK = "abcdefghijklmnopqrstuvwxyz{}<>#@%&*~"
 
 
@@ -123,8 +127,7 @@ class FaultyBackend:
     """Wraps any `Backend`, injecting seeded faults at the rates of a `FaultSpec`.
 
     Args:
-        inner: the backend that answers calls that are not faulted (and faulted ones that still
-            return text: garbage and wrong answers are made from a real call, so tokens count).
+        inner: the backend every call goes to; a fault replaces its answer afterwards.
         spec: fault rates.
         seed: with the same seed, the same prompts are faulted the same way.
     """
@@ -170,11 +173,11 @@ class FaultyBackend:
         kind, digest = self._draw(request)
         if kind is not None:
             self.injected.append(InjectedFault(kind=kind, call=call, tags=dict(request.tags)))
+        completion = await self.inner.complete(request)
         if kind == "error":
             raise BackendUnavailable("injected fault: HTTP 503", status_code=503)
         if kind == "timeout":
             raise BackendTimeout("injected fault: timeout")
-        completion = await self.inner.complete(request)
         if kind == "garbage":
             return completion.model_copy(update={"text": _garbage(digest), "data": None})
         if kind == "wrong":
@@ -190,7 +193,12 @@ def _garbage(digest: bytes) -> str:
 
 
 def wrong_text(text: str) -> str:
-    """`text` with every answer replaced by `WRONG_ANSWER`, numbering kept."""
-    if _NUMBERED_LINE.search(text):
-        return _NUMBERED_LINE.sub(lambda m: f"{m.group(1)}{WRONG_ANSWER}", text)
-    return WRONG_ANSWER
+    """`text` with every answer replaced by `WRONG_ANSWER`; a numbered list keeps its numbers."""
+    parts = _MARKER.split(text.strip())
+    if len(parts) < 3 or parts[0].strip():  # not a list that starts with a number marker
+        return WRONG_ANSWER
+    out = []
+    for marker, answer in zip(parts[1::2], parts[2::2], strict=True):
+        tail = "\n" if "\n" in answer else " "
+        out.append(f"{marker}{WRONG_ANSWER}{tail}")
+    return "".join(out).strip()

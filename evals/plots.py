@@ -10,6 +10,10 @@ from .metrics import CellMetrics
 __all__ = ["plot_all"]
 
 Value = Callable[[CellMetrics], float | None]
+# Strategies often tie (blast radius 1.0, accuracy 100%): distinct markers and dashes keep every
+# line visible when another is drawn on top of it.
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_DASHES = ("-", "--", "-.", ":")
 
 
 def _by_strategy(cells: Sequence[CellMetrics]) -> dict[str, list[CellMetrics]]:
@@ -37,13 +41,20 @@ def _line_plot(
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     ns = sorted({c.n for c in cells})
-    for strategy, series in _by_strategy(cells).items():
+    for i, (strategy, series) in enumerate(_by_strategy(cells).items()):
         points = [(c.n, value(c)) for c in series]
         xs = [n for n, v in points if v is not None]
         ys = [v for _, v in points if v is not None]
         if not xs:
             continue
-        (line,) = axes.plot(xs, ys, marker="o", label=strategy)
+        (line,) = axes.plot(
+            xs,
+            ys,
+            marker=_MARKERS[i % len(_MARKERS)],
+            linestyle=_DASHES[i % len(_DASHES)],
+            markersize=7 - i % 3,
+            label=strategy,
+        )
         if band is not None:
             low, high = band
             axes.fill_between(

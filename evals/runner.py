@@ -15,7 +15,7 @@ from typing import Protocol
 from agents.backend import Backend
 from agents.errors import UserError
 from orchestrator.policy import CallPolicy
-from orchestrator.portal import run_sync
+from agents.portal import run_sync
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable

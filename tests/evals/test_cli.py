@@ -57,8 +57,7 @@ def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBack
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["faults"] == "error=0.2"
     assert (out / "report.html").exists()
-    rerun = CliRunner().invoke(app, ["eval", "--suite", "keyvalue", "--out", str(out),
-                                     "--report-only"])  # fmt: skip
+    rerun = CliRunner().invoke(app, ["eval", "--out", str(out), "--report-only"])
     assert rerun.exit_code == 0 and "rewrote the report" in rerun.output
     assert len(scripted) == 1
 
@@ -67,6 +66,7 @@ def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBack
     ("args", "message"),
     [
         (["--suite", "kv"], "unknown suite 'kv'"),
+        ([], "--suite is required"),
         (["--suite", "keyvalue", "--instances", "1,x"], "--instances takes numbers"),
         (["--suite", "keyvalue", "--strategies", "isolated,solo"], "unknown strategy 'solo'"),
         (["--suite", "keyvalue", "--faults", "error=2"], "between 0 and 1"),
