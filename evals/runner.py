@@ -14,8 +14,8 @@ from typing import Protocol
 
 from agents.backend import Backend
 from agents.errors import UserError
-from orchestrator.policy import CallPolicy
 from agents.portal import run_sync
+from orchestrator.policy import CallPolicy
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
