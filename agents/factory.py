@@ -23,6 +23,7 @@ def make_backend(
     n_ctx: int = 2048,
     n_threads: int | None = None,
     context_window: int | None = None,
+    n_parallel: int = 1,
 ) -> Backend:
     """A backend by name: "llama" (in-process GGUF; `model` is a path) or "openai" (`model` a name).
 
@@ -34,7 +35,11 @@ def make_backend(
 
         # llama-cpp-python's own default is half the cores: one thread on a 2-core machine.
         return LlamaCppBackend(
-            model, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads or os.cpu_count()
+            model,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads or os.cpu_count(),
+            n_parallel=n_parallel,
         )
     if kind == "openai":
         from .openai import OpenAIBackend

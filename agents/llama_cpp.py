@@ -2,23 +2,28 @@
 
 A llama.cpp context is not thread-safe and loading a model is slow, so each (model, settings) is
 loaded once per process and shared by every sub-agent behind a lock; calls run in a worker thread
-so the event loop keeps serving the other sub-agents' bookkeeping.
+so the event loop keeps serving the other sub-agents' bookkeeping. With ``n_parallel`` > 1,
+concurrent calls decode together in a second context of the same weights (`agents.llama_batch`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Completion, CompletionRequest, PromptStyle
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
+
+if TYPE_CHECKING:
+    from .llama_batch import LlamaBatchEngine
 
 __all__ = ["LlamaCppBackend", "default_model_path"]
 
@@ -40,6 +45,7 @@ class _ModelKey:
     n_gpu_layers: int
     n_threads: int | None
     seed: int
+    batch_invariant: bool = False
 
 
 class _LoadedModel:
@@ -48,6 +54,20 @@ class _LoadedModel:
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        self._engines: dict[tuple[int, bool], LlamaBatchEngine] = {}
+
+    def batch_engine(self, max_sequences: int, *, share_prefix: bool) -> LlamaBatchEngine:
+        """The batching engine of this size, created on first use and shared like the model."""
+        with _models_lock:
+            engine = self._engines.get((max_sequences, share_prefix))
+            if engine is None:
+                from .llama_batch import LlamaBatchEngine
+
+                engine = LlamaBatchEngine(
+                    self.llama, self.lock, max_sequences=max_sequences, share_prefix=share_prefix
+                )
+                self._engines[max_sequences, share_prefix] = engine
+            return engine
 
 
 _quiet_callback: Any = None
@@ -83,16 +103,19 @@ def _load(key: _ModelKey) -> _LoadedModel:
         if loaded is None:
             from llama_cpp import Llama
 
+            from .llama_batch import batch_invariant_load
+
             _quiet_llama_logs()
             try:
-                llama = Llama(
-                    model_path=key.path,
-                    n_ctx=key.n_ctx,
-                    n_gpu_layers=key.n_gpu_layers,
-                    n_threads=key.n_threads,
-                    seed=key.seed,
-                    verbose=False,
-                )
+                with batch_invariant_load() if key.batch_invariant else contextlib.nullcontext():
+                    llama = Llama(
+                        model_path=key.path,
+                        n_ctx=key.n_ctx,
+                        n_gpu_layers=key.n_gpu_layers,
+                        n_threads=key.n_threads,
+                        seed=key.seed,
+                        verbose=False,
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot load model {key.path}: not a valid GGUF ({exc})") from None
             loaded = _models[key] = _LoadedModel(llama)
@@ -110,6 +133,16 @@ class LlamaCppBackend:
         seed: sampling seed (temperature 0 is greedy regardless).
         chat: True for chat prompting, False for completion (few-shot) prompting; None decides from
             the GGUF: chat when it carries a chat template, completion otherwise (base models).
+        n_parallel: above 1, concurrent completion-style calls without a JSON schema decode
+            together, up to this many at a time, in one llama.cpp batch (`agents.llama_batch`);
+            the rest take the sequential path. Give the coordinator at least this much
+            concurrency. Costs a KV cache per sequence (about 40 MB each for the embedded model).
+        batch_invariant: load the weights so a token's result does not depend on what else is in
+            its batch (unpacked weights, no tiled small-batch kernel): batched, sequential and
+            prefix-reusing calls then give bit-identical greedy output. None: on when batching.
+        prefix_reuse: evaluate a prompt prefix already in the KV cache only once: the previous
+            sequential call's (llama-cpp-python's longest-prefix match) or, when batching, any
+            sequence's. On by default; turn it off only to measure what it saves.
     """
 
     def __init__(
@@ -121,12 +154,24 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         seed: int = 0,
         chat: bool | None = None,
+        n_parallel: int = 1,
+        batch_invariant: bool | None = None,
+        prefix_reuse: bool = True,
     ) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise UserError(f"model file not found: {path}")
-        self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed)
+        if n_parallel < 1:
+            raise UserError("n_parallel must be at least 1")
+        invariant = n_parallel > 1 if batch_invariant is None else batch_invariant
+        self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, invariant)
         self._model = _load(self._key)
+        self._prefix_reuse = prefix_reuse
+        self._batch = (
+            self._model.batch_engine(n_parallel, share_prefix=prefix_reuse)
+            if n_parallel > 1
+            else None
+        )
         self.name = path.name
         self.context_window: int | None = n_ctx
         if chat is None:
@@ -149,17 +194,44 @@ class LlamaCppBackend:
         """Serialises use of the shared llama.cpp context."""
         return self._model.lock
 
+    @property
+    def batch_engine(self) -> LlamaBatchEngine | None:
+        """The batching engine (its ``stats`` count shared prefix tokens); None when not batching."""
+        return self._batch
+
     def count_tokens(self, text: str) -> int:
         """Exact count from the model's tokenizer."""
         return len(self._model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run the call in a worker thread; a timeout or cancellation stops generation early."""
+        batchable = request.json_schema is None and self.prompt_style == "completion"
+        if self._batch is not None and batchable:
+            return await self._complete_batched(self._batch, request)
         cancelled = threading.Event()
         try:
             return await asyncio.to_thread(self._complete_blocking, request, cancelled)
         finally:
             cancelled.set()  # if we were cancelled, the thread stops at its next token
+
+    async def _complete_batched(
+        self, engine: LlamaBatchEngine, request: CompletionRequest
+    ) -> Completion:
+        started = time.perf_counter()
+        out = await engine.complete(
+            render_completion(request.prompt),
+            max_tokens=request.max_tokens,
+            stop=stop_sequences(request.prompt),
+            temperature=request.temperature,
+            seed=self._key.seed,
+        )
+        return Completion(
+            text=out.text.strip(),
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            latency_s=time.perf_counter() - started,
+            model=self.name,
+        )
 
     def _complete_blocking(
         self, request: CompletionRequest, cancelled: threading.Event
@@ -184,6 +256,8 @@ class LlamaCppBackend:
             if cancelled.is_set():
                 raise BackendError("cancelled before it started")
             llama = self._model.llama
+            if not self._prefix_reuse:
+                llama.reset()  # forget the cached tokens, so the whole prompt is evaluated again
             try:
                 if self.prompt_style == "chat":
                     messages: Any = render_chat(request.prompt)

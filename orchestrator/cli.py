@@ -111,6 +111,9 @@ def run_command(
     ] = "chat",
     n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
     n_ctx: Annotated[int, typer.Option(help="llama: context window in tokens.")] = 2048,
+    parallel: Annotated[
+        int, typer.Option(help="llama: sub-agents decoded together in one batch.")
+    ] = 1,
     context_window: Annotated[
         int | None, typer.Option(help="openai: the model's context (enables chunking).")
     ] = None,
@@ -161,7 +164,7 @@ def run_command(
         instructions=tuple(instruction or ()),
     )
     policy = CallPolicy(
-        max_concurrency=max_concurrency,
+        max_concurrency=max(max_concurrency, parallel),
         timeout_s=timeout,
         max_attempts=retries + 1,
         max_tokens=max_tokens,
@@ -174,6 +177,7 @@ def run_command(
         n_gpu_layers=n_gpu_layers,
         n_ctx=n_ctx,
         context_window=context_window,
+        n_parallel=parallel,
     )
     check = getattr(chosen, "check", None)
     if check is not None:
