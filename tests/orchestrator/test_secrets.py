@@ -1,4 +1,4 @@
-"""An API key never reaches logs, results or the checkpoint database."""
+"""An API key never reaches logs, results, eval reports or the checkpoint database."""
 
 import os
 import subprocess
@@ -17,7 +17,15 @@ def test_api_key_is_not_in_logs_results_or_checkpoint(gemma_path: Path, tmp_path
     server = LlamaServer(gemma_path, api_key=MARKER, log=tmp_path / "server.log")
     db = tmp_path / "run.db"
     env = {**os.environ, "OPENAI_API_KEY": MARKER}
+    out = tmp_path / "eval"
     try:
+        evaluation = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "eval", "--suite", "keyvalue",
+             "--strategies", "isolated,monolithic", "--instances", "2", "--groups", "1",
+             "--doc-tokens", "40", "--backend", "openai", "--model", "gemma",
+             "--base-url", server.base_url, "--endpoint", "completions", "--out", str(out)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-m", "orchestrator", "run", str(EXAMPLES / "suppliers"),
              "-q", "Who is the account manager?", "--backend", "openai", "--model", "gemma",
@@ -27,6 +35,12 @@ def test_api_key_is_not_in_logs_results_or_checkpoint(gemma_path: Path, tmp_path
         )  # fmt: skip
     finally:
         server.stop()
+    assert evaluation.returncode == 0, evaluation.stderr
+    reports = [out / n for n in ("results.json", "report.md", "report.html")]
+    assert all(r.is_file() and r.stat().st_size > 0 for r in reports)
+    for report in reports:
+        assert MARKER not in report.read_text(), f"API key leaked into {report.name}"
+    assert MARKER not in evaluation.stdout + evaluation.stderr
     assert proc.returncode == 0, proc.stderr
     assert '"sub_agent.call"' in proc.stderr  # the JSON log events were written...
     assert '"usage"' in proc.stdout  # ...and the result
