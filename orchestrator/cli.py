@@ -163,7 +163,10 @@ def run_command(
         question=question,
         instructions=tuple(instruction or ()),
     )
+    if max_concurrency < 1 or parallel < 1:
+        raise UserError("max_concurrency and parallel must be at least 1")
     policy = CallPolicy(
+        # a batch can only fill if at least `parallel` calls are in flight
         max_concurrency=max(max_concurrency, parallel),
         timeout_s=timeout,
         max_attempts=retries + 1,
