@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import time
+from abc import abstractmethod
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -62,9 +63,9 @@ class Section(BaseModel):
     met: bool | None
     """Whether the measurement met it (None: no verdict possible)."""
 
+    @abstractmethod
     def summary(self) -> str:
         """The measurement in one line, for the table."""
-        raise NotImplementedError
 
 
 class OverheadSection(Section):

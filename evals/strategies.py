@@ -21,6 +21,7 @@ coroutine::
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -137,7 +138,7 @@ def _from_run(question: Question, result: RunResult) -> Answer:
     return Answer(question_id=question.id, output=result.answer)
 
 
-class _CoordinatorStrategy:
+class _CoordinatorStrategy(ABC):
     """Shared by isolated and monolithic: one coordinator run per question, runs in parallel."""
 
     name: str
@@ -146,8 +147,9 @@ class _CoordinatorStrategy:
     def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
         self.sub_agent = sub_agent
 
+    @abstractmethod
     def _request(self, group: Group, question: Question) -> Request:
-        raise NotImplementedError
+        """The coordinator request that answers `question` in this strategy's shape."""
 
     async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
         """Run the coordinator once per question, all questions at once."""
