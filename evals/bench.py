@@ -8,10 +8,10 @@
    identical prompts (goal >= 0.95x);
 4. memory: peak RSS of whole runs at N=1 and N=100, each in its own process (goal: one model load,
    growth <= 50 MB);
-5. batched llama.cpp sub-agents, when ``agents.llama_batch`` provides ``measure_batch_speedup``.
+5. batched llama.cpp sub-agents, when ``fanout.agents.llama_batch`` provides ``measure_batch_speedup``.
 
-This module holds the report and the command; the measurements live in `evals.bench_framework`
-(1, 2: the framework against fakes) and `evals.bench_model` (3-5: on the embedded model), imported
+This module holds the report and the command; the measurements live in `fanout.evals.bench_framework`
+(1, 2: the framework against fakes) and `fanout.evals.bench_model` (3-5: on the embedded model), imported
 only when a bench runs so that ``fanout --help`` stays fast. Timings keep the best of several runs:
 other processes can only add time, never remove it.
 """
@@ -42,7 +42,6 @@ __all__ = [
     "MemorySection",
     "OverheadSection",
     "Section",
-    "register",
     "run_bench",
 ]
 
@@ -196,7 +195,7 @@ class BatchSection(Section):
     note: str = ""
     """Why it is unavailable, or what was measured."""
     result: dict[str, Any] | None = None
-    """What ``agents.llama_batch.measure_batch_speedup`` returned, as JSON."""
+    """What ``fanout.agents.llama_batch.measure_batch_speedup`` returned, as JSON."""
 
     def summary(self) -> str:
         """The batched mode's own headline, or why there is none."""
@@ -355,11 +354,6 @@ def run_bench(
 # -- command -------------------------------------------------------------------------------------
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``fanout bench`` to the CLI (called by orchestrator.cli at import)."""
-    app.command("bench")(bench_command)
-
-
 def bench_command(
     out: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("bench.json"),
     quick: Annotated[bool, typer.Option(help="Smaller sizes, fewer repeats: a smoke run.")] = False,
@@ -368,8 +362,8 @@ def bench_command(
     from rich.console import Console
     from rich.table import Table
 
-    from agents.errors import UserError
-    from orchestrator.logs import configure_logging
+    from fanout.agents.errors import UserError
+    from fanout.orchestrator.logs import configure_logging
 
     configure_logging(level="warning")
     try:  # fail before minutes of measuring, not after

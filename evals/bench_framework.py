@@ -18,14 +18,14 @@ from typing import Annotated, Any, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from agents.backend import CompletionRequest
-from agents.portal import run_sync
-from agents.subagent import task_prompt
-from agents.testing import ScriptedBackend
-from orchestrator.graph import Coordinator
-from orchestrator.policy import CallPolicy
-from orchestrator.request import Document, Request
-from orchestrator.split import split_request
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.portal import run_sync
+from fanout.agents.subagent import task_prompt
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.request import Document, Request
+from fanout.orchestrator.split import split_request
 
 from .bench import FanoutSection, OverheadSection
 
@@ -181,7 +181,7 @@ def measure_fanout(
     A plain asyncio loop over the same backend runs alongside, so the report separates what the
     HTTP stack costs from what the coordinator adds.
     """
-    from agents.openai import OpenAIBackend
+    from fanout.agents.openai import OpenAIBackend
 
     from .loopback import LoopbackServer
 

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from agents.prompts import render_completion, stop_sequences
-from agents.subagent import task_prompt
-from orchestrator.graph import Coordinator
-from orchestrator.policy import CallPolicy
-from orchestrator.split import split_request
+from fanout.agents.prompts import render_completion, stop_sequences
+from fanout.agents.subagent import task_prompt
+from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.split import split_request
 
 from .bench import BatchSection, LocalSection, MemorySection
 from .bench_framework import bench_request, best
 
 if TYPE_CHECKING:
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
 __all__ = ["measure_batch", "measure_local_throughput", "measure_memory", "memory_probe"]
 
@@ -43,7 +43,7 @@ def measure_local_throughput(
     backend: LlamaCppBackend | None = None,
 ) -> LocalSection:
     """The coordinator on the embedded model vs a plain llama-cpp-python loop, same prompts."""
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     backend = backend or LlamaCppBackend.default()
     policy = CallPolicy(max_concurrency=16, max_tokens=max_tokens)
@@ -113,7 +113,7 @@ def memory_probe(n: int, max_tokens: int, mode: str = "coordinator") -> None:
     """
     import llama_cpp
 
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     loads = 0
     original_init = llama_cpp.Llama.__init__
@@ -200,14 +200,17 @@ def _as_json(value: object) -> dict[str, Any]:
 
 
 def measure_batch(*, quick: bool = False) -> BatchSection:
-    """Call ``agents.llama_batch.measure_batch_speedup`` if this build has it; never invent one."""
+    """Call ``fanout.agents.llama_batch.measure_batch_speedup`` if this build has it; never invent one."""
     try:
-        module = importlib.import_module("agents.llama_batch")
+        module = importlib.import_module("fanout.agents.llama_batch")
     except ModuleNotFoundError as exc:
-        if exc.name != "agents.llama_batch":
+        if exc.name != "fanout.agents.llama_batch":
             raise
         return BatchSection(
-            goal=_BATCH_GOAL, met=None, available=False, note="agents.llama_batch is not built"
+            goal=_BATCH_GOAL,
+            met=None,
+            available=False,
+            note="fanout.agents.llama_batch is not built",
         )
     measure = getattr(module, "measure_batch_speedup", None)
     if measure is None:
@@ -215,7 +218,7 @@ def measure_batch(*, quick: bool = False) -> BatchSection:
             goal=_BATCH_GOAL,
             met=None,
             available=False,
-            note="agents.llama_batch has no measure_batch_speedup",
+            note="fanout.agents.llama_batch has no measure_batch_speedup",
         )
     kwargs = {"quick": quick} if "quick" in inspect.signature(measure).parameters else {}
     result = _as_json(measure(**kwargs))

@@ -1,6 +1,6 @@
 """``fanout eval``: sweep strategies x N on a suite, write results.json, report.md/html and plots.
 
-`register` adds the command to the ``fanout`` app (orchestrator.cli calls it at import). Every bad
+`fanout.cli` registers the command on the ``fanout`` app. Every bad
 input (suite, dataset line, N, fault spec, output folder) is checked before the model loads and
 raised as a one-line `UserError`.
 """
@@ -23,8 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agents.errors import UserError
-from orchestrator.policy import CallPolicy
+from fanout.agents.errors import UserError
+from fanout.orchestrator.policy import CallPolicy
 
 from .faults import FaultSpec
 from .metrics import PriceTable, load_prices
@@ -34,12 +34,7 @@ from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, make_suite
 
-__all__ = ["eval_command", "parse_instances", "register"]
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``fanout eval`` to the CLI."""
-    app.command("eval")(eval_command)
+__all__ = ["eval_command", "parse_instances"]
 
 
 def parse_instances(text: str) -> list[int]:
@@ -180,7 +175,7 @@ def eval_command(
     ] = False,
 ) -> int:
     """Measure accuracy, cost and failure blast radius as more instances share one request."""
-    from orchestrator.logs import configure_logging
+    from fanout.orchestrator.logs import configure_logging
 
     configure_logging(level="error")  # injected faults would otherwise log a warning each
     price_table: PriceTable | None = load_prices(prices) if prices is not None else None
@@ -204,7 +199,7 @@ def eval_command(
         max_concurrency=concurrency, timeout_s=timeout, max_attempts=attempts, max_tokens=max_tokens
     )
     _writable(out)
-    from agents.factory import make_backend
+    from fanout.agents.factory import make_backend
 
     if endpoint not in ("chat", "completions"):
         raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from agents.backend import Prices
-from agents.errors import UserError
+from fanout.agents.backend import Prices
+from fanout.agents.errors import UserError
 
 from .records import AnswerRecord, GroupRecord
 from .scoring import normalize

@@ -3,15 +3,15 @@
 Several questions in one call (mti, batch), a Chain-of-Agents worker and manager, and a sequential
 session's turns.
 All are few-shot and end on an answer cue, so base models (the embedded Gemma 3 270M) continue
-them with the answer; chat models get the same parts as messages (see `agents.prompts`).
+them with the answer; chat models get the same parts as messages (see `fanout.agents.prompts`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.backend import Example, Prompt
-from agents.subagent import NOT_FOUND, SubTask, task_prompt
+from fanout.agents.backend import Example, Prompt
+from fanout.agents.subagent import NOT_FOUND, SubTask, task_prompt
 
 from .suites.group import Document
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .scoring import extract_answer, is_correct, is_hijacked
 from .strategies import Answer, AnswerStatus

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from agents.backend import Backend
-from agents.errors import UserError
-from agents.portal import run_sync
-from orchestrator.policy import CallPolicy
+from fanout.agents.backend import Backend
+from fanout.agents.errors import UserError
+from fanout.agents.portal import run_sync
+from fanout.orchestrator.policy import CallPolicy
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
@@ -215,8 +215,8 @@ def evaluate(
 
     Args:
         backend: the model (wrap nothing: faults are injected here when `faults` is given).
-        suite: a suite name (see `evals.suites.SUITES`) or your own `Suite`.
-        strategies: names (see `evals.strategies.STRATEGIES`) or your own `Strategy` objects.
+        suite: a suite name (see `fanout.evals.suites.SUITES`) or your own `Suite`.
+        strategies: names (see `fanout.evals.strategies.STRATEGIES`) or your own `Strategy` objects.
         instances: the values of N (instances packed into one request).
         groups: requests per N.
         seed: seeds the synthetic data, the dataset shuffle and the faults.

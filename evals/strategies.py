@@ -2,7 +2,7 @@
 
 Every strategy gets the same `Group` and a `ModelSession` (the same backend under the same call
 policy) and returns one raw `Answer` per question; extraction and scoring happen afterwards, the
-same for all (see `evals.scoring`). Adding a strategy is one class with a ``name`` and one
+same for all (see `fanout.evals.scoring`). Adding a strategy is one class with a ``name`` and one
 coroutine::
 
     class OnlyFirstDocument:
@@ -27,13 +27,13 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.backend import Backend, Usage
-from agents.errors import BackendError, UserError
-from agents.subagent import SubAgent
-from orchestrator.graph import Coordinator
-from orchestrator.policy import CallPolicy, ModelCaller
-from orchestrator.request import Request
-from orchestrator.result import RunResult
+from fanout.agents.backend import Backend, Usage
+from fanout.agents.errors import BackendError, UserError
+from fanout.agents.subagent import SubAgent
+from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.policy import CallPolicy, ModelCaller
+from fanout.orchestrator.request import Request
+from fanout.orchestrator.result import RunResult
 
 from .prompts import chain_manager_prompt, chain_worker_prompt, numbered_prompt, sequential_prompt
 from .scoring import extract_answer, parse_numbered
@@ -80,7 +80,7 @@ class Answer(BaseModel):
 class ModelSession:
     """The model as one group's strategy may use it: fanout's call policy and an exact tally.
 
-    Every call goes through `orchestrator.policy.ModelCaller` (concurrency bound, timeout, retries
+    Every call goes through `fanout.orchestrator.policy.ModelCaller` (concurrency bound, timeout, retries
     of transient errors), so strategies differ only in what they ask, never in how calls are made.
     """
 

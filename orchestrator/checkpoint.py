@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.errors import UserError
-from agents.portal import run_sync
+from fanout.agents.errors import UserError
+from fanout.agents.portal import run_sync
 
 from .store import SqliteResultStore
 

@@ -9,7 +9,7 @@ import glob
 import os
 from pathlib import Path
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .request import Document
 

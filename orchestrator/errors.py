@@ -1,4 +1,4 @@
-"""Errors the coordinator raises; the shared bases live in `agents.errors`.
+"""Errors the coordinator raises; the shared bases live in `fanout.agents.errors`.
 
 FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
@@ -7,7 +7,7 @@ FanoutError (agents.errors)
 
 from __future__ import annotations
 
-from agents.errors import FanoutError, UserError
+from fanout.agents.errors import FanoutError, UserError
 
 from .result import SubResult
 

@@ -24,11 +24,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 from pydantic import BaseModel
 
-from agents.backend import Backend, Usage
-from agents.errors import UserError
-from agents.portal import run_sync
-from agents.prompts import prompt_text
-from agents.subagent import (
+from fanout.agents.backend import Backend, Usage
+from fanout.agents.errors import UserError
+from fanout.agents.portal import run_sync
+from fanout.agents.prompts import prompt_text
+from fanout.agents.subagent import (
     SubAgent,
     SubAgentOutput,
     SubTask,

@@ -20,8 +20,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agents.backend import Backend, Completion, CompletionRequest, Prompt, PromptStyle, Usage
-from agents.errors import (
+from fanout.agents.backend import Backend, Completion, CompletionRequest, Prompt, PromptStyle, Usage
+from fanout.agents.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,

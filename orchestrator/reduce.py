@@ -11,8 +11,8 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
-from agents.backend import Example, Prompt
-from agents.subagent import NOT_FOUND, ModelAccess
+from fanout.agents.backend import Example, Prompt
+from fanout.agents.subagent import NOT_FOUND, ModelAccess
 
 from .result import DocumentAnswer, SubResult
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 __all__ = ["Document", "Request"]
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.backend import Usage
+from fanout.agents.backend import Usage
 
 __all__ = ["DocumentAnswer", "RunResult", "RunUsage", "Status", "SubResult"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agents.errors import UserError
-from agents.subagent import SubTask
+from fanout.agents.errors import UserError
+from fanout.agents.subagent import SubTask
 
 from .request import Request
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
-from agents.backend import Usage
-from agents.subagent import SubTask
+from fanout.agents.backend import Usage
+from fanout.agents.subagent import SubTask
 
 from .request import Request
 from .result import DocumentAnswer, SubResult

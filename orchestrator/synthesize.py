@@ -15,8 +15,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.backend import Example, Prompt
-from agents.subagent import NOT_FOUND, ModelAccess
+from fanout.agents.backend import Example, Prompt
+from fanout.agents.subagent import NOT_FOUND, ModelAccess
 
 from .request import Request
 from .result import DocumentAnswer, SubResult

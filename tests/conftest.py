@@ -1,6 +1,6 @@
 """Shared fixtures: the real embedded model and a real llama_cpp.server on loopback.
 
-Unit tests use `agents.testing.ScriptedBackend`; only tests marked `integration` touch these.
+Unit tests use `fanout.agents.testing.ScriptedBackend`; only tests marked `integration` touch these.
 """
 
 from __future__ import annotations
@@ -29,28 +29,45 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
-    from agents.llama_cpp import default_model_path
+    from fanout.agents.llama_cpp import default_model_path
 
     return default_model_path()
 
 
 @pytest.fixture(scope="session")
 def llama_backend(gemma_path: Path):  # type: ignore[no-untyped-def]
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     return LlamaCppBackend(gemma_path, n_ctx=2048, n_threads=2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The instruction-tuned embedded model (a chat template): the real chat path's test model."""
+    from fanout.agents.embedded import embedded_model_path
+
+    return embedded_model_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_backend(smollm2_path: Path):  # type: ignore[no-untyped-def]
+    from fanout.agents.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(smollm2_path, n_ctx=2048, n_threads=2)
 
 
 class LlamaServer:
     """A real `python -m llama_cpp.server` process serving the embedded model on 127.0.0.1."""
 
-    def __init__(self, model: Path, *, api_key: str | None = None, log: Path) -> None:
+    def __init__(
+        self, model: Path, *, api_key: str | None = None, log: Path, alias: str = "gemma"
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.api_key = api_key
         cmd = [
             sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model), "--model_alias", "gemma",
+            "--model", str(model), "--model_alias", alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", "2048", "--n_threads", "2",
         ]  # fmt: skip
@@ -94,6 +111,16 @@ def llama_server(
     gemma_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
     server = LlamaServer(gemma_path, log=tmp_path_factory.mktemp("server") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(
+    smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    log = tmp_path_factory.mktemp("smollm2-server") / "server.log"
+    server = LlamaServer(smollm2_path, log=log, alias="smollm2")
     yield server
     server.stop()
 

@@ -69,7 +69,7 @@ def test_cuda_overlay_only_swaps_the_server_onto_the_gpu_image() -> None:
 def test_the_eval_job_command_is_accepted_by_fanout_eval() -> None:
     import typer
 
-    from orchestrator.cli import app
+    from fanout.cli import app
 
     group = typer.main.get_command(app)
     args = compose()["services"]["eval"]["command"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .aggregate import AggregateSuite
 from .dataset import DatasetSuite

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .group import Group
 

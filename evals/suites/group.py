@@ -12,7 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.request import Document
+from fanout.orchestrator.request import Document
 
 __all__ = ["Document", "Group", "MatchMode", "Question", "Suite"]
 

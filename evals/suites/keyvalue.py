@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .filler import Position, embed_fact
 from .group import Document, Group, Question

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .dataset import DatasetSuite, read_json
 from .group import Document, Group, Question

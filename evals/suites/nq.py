@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from agents.errors import UserError
+from fanout.agents.errors import UserError
 
 from .dataset import DatasetSuite, read_jsonl, validation_message
 from .group import Document, Group, Question

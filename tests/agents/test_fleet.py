@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.backend import CompletionRequest, Prompt
-from agents.errors import BackendUnavailable, UserError
-from agents.fleet import EndpointPool, parse_base_urls, redact_url
-from agents.openai import OpenAIBackend
-from evals.loopback import LoopbackServer
-from orchestrator.graph import Coordinator
-from orchestrator.policy import CallPolicy
-from orchestrator.request import Document, Request
-from orchestrator.result import RunResult
+from fanout.agents.backend import CompletionRequest, Prompt
+from fanout.agents.errors import BackendUnavailable, UserError
+from fanout.agents.fleet import EndpointPool, parse_base_urls, redact_url
+from fanout.agents.openai import OpenAIBackend
+from fanout.evals.loopback import LoopbackServer
+from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.request import Document, Request
+from fanout.orchestrator.result import RunResult
 
 
 class FakeClock:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.backend import CompletionRequest, Prompt
-from agents.errors import ContextOverflow, UserError
-from agents.llama_batch import MIN_COPY_TOKENS, _plan_admission, _Slot, common_prefix_length
-from agents.llama_completion import BatchOutput, CompletionJob, SequenceDecoder
-from agents.subagent import SubTask, task_prompt
+from fanout.agents.backend import CompletionRequest, Prompt
+from fanout.agents.errors import ContextOverflow, UserError
+from fanout.agents.llama_batch import MIN_COPY_TOKENS, _plan_admission, _Slot, common_prefix_length
+from fanout.agents.llama_completion import BatchOutput, CompletionJob, SequenceDecoder
+from fanout.agents.subagent import SubTask, task_prompt
 
 # ggml picks its small-batch kernel once, at the first matmul of the process: set it before any
 # test computes, so the exactness tests hold whatever order the suite runs in.
@@ -103,7 +103,7 @@ def test_without_sharing_every_prompt_is_evaluated_whole() -> None:
 def test_a_prompt_is_evaluated_in_a_call_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     # llama.cpp splits a call mixing one sequence's prompt with other sequences' tokens into
     # micro-batches whose shape changes the prompt's rounding: prompts must travel alone.
-    from agents.llama_batch import LlamaBatchEngine
+    from fanout.agents.llama_batch import LlamaBatchEngine
 
     engine = LlamaBatchEngine.__new__(LlamaBatchEngine)  # no model: the calls are recorded
     engine._slots = [_Slot(i) for i in range(4)]
@@ -175,7 +175,7 @@ def test_an_incomplete_utf8_character_waits_for_its_second_byte() -> None:
 
 
 def test_n_parallel_below_one_is_refused(tmp_path: Path) -> None:
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     model = tmp_path / "model.gguf"
     model.write_bytes(b"not loaded")
@@ -199,7 +199,7 @@ def supplier_prompts() -> list[Prompt]:
 @pytest.fixture(scope="module")
 def exact_backends(gemma_path: Path):  # type: ignore[no-untyped-def]
     """The sequential path and the batched one, on the same batch-invariant weights."""
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     sequential = LlamaCppBackend(gemma_path, n_ctx=2048, n_threads=2, batch_invariant=True)
     batched = LlamaCppBackend(gemma_path, n_ctx=2048, n_threads=2, n_parallel=4)
@@ -263,8 +263,8 @@ def test_batched_greedy_output_equals_the_sequential_path(exact_backends) -> Non
 def test_long_answers_stay_exact_when_requests_outnumber_sequences(exact_backends) -> None:  # type: ignore[no-untyped-def]
     # No stop sequence: every answer runs 64 tokens, so newcomers join a batch still decoding,
     # reuse and trim the caches of finished sequences, and the caches outgrow 256 cells.
-    from agents.llama_batch_measure import qa_prompts
-    from agents.prompts import render_completion
+    from fanout.agents.llama_batch_measure import qa_prompts
+    from fanout.agents.prompts import render_completion
 
     sequential, batched = exact_backends
     texts = [render_completion(p) for p in qa_prompts(6)]
@@ -286,8 +286,8 @@ def test_long_answers_stay_exact_when_requests_outnumber_sequences(exact_backend
 
 @pytest.mark.integration
 def test_prompt_tokens_are_counted_as_create_completion_counts_them(exact_backends) -> None:  # type: ignore[no-untyped-def]
-    from agents.llama_batch import completion_prompt_tokens
-    from agents.prompts import render_completion
+    from fanout.agents.llama_batch import completion_prompt_tokens
+    from fanout.agents.prompts import render_completion
 
     sequential, _ = exact_backends
     text = render_completion(supplier_prompts()[0])
@@ -345,7 +345,7 @@ def test_schema_calls_take_the_sequential_path(exact_backends) -> None:  # type:
 
 @pytest.mark.integration
 def test_sequential_prefix_reuse_is_exact_on_batch_invariant_weights(gemma_path: Path) -> None:
-    from agents.llama_cpp import LlamaCppBackend
+    from fanout.agents.llama_cpp import LlamaCppBackend
 
     reuse = LlamaCppBackend(gemma_path, n_ctx=2048, n_threads=2, batch_invariant=True)
     fresh = LlamaCppBackend(

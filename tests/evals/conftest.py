@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from agents.backend import CompletionRequest
-from agents.testing import ScriptedBackend
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.testing import ScriptedBackend
 
 
 def answer_one(question: str, context: str) -> str:

@@ -8,12 +8,11 @@ import types
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from agents.errors import UserError
-from evals import bench, bench_framework, bench_model
-from evals.bench import (
+from fanout.agents.errors import UserError
+from fanout.evals import bench, bench_framework, bench_model
+from fanout.evals.bench import (
     SECTIONS,
     BatchSection,
     BenchReport,
@@ -21,7 +20,6 @@ from evals.bench import (
     LocalSection,
     MemorySection,
     OverheadSection,
-    register,
     run_bench,
 )
 
@@ -58,7 +56,7 @@ def test_fanout_section_against_the_loopback_server() -> None:
 
 
 def test_batch_section_is_unavailable_without_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "agents.llama_batch", None)
+    monkeypatch.setitem(sys.modules, "fanout.agents.llama_batch", None)
     section = bench_model.measure_batch()
     assert not section.available
     assert section.met is None
@@ -69,7 +67,9 @@ def test_batch_section_is_unavailable_without_the_module(monkeypatch: pytest.Mon
 def test_batch_section_is_unavailable_without_the_function(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "agents.llama_batch", types.ModuleType("agents.llama_batch"))
+    monkeypatch.setitem(
+        sys.modules, "fanout.agents.llama_batch", types.ModuleType("fanout.agents.llama_batch")
+    )
     section = bench_model.measure_batch()
     assert not section.available
     assert "measure_batch_speedup" in section.note
@@ -78,7 +78,7 @@ def test_batch_section_is_unavailable_without_the_function(
 def test_batch_section_reports_what_the_function_returned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    module = types.ModuleType("agents.llama_batch")
+    module = types.ModuleType("fanout.agents.llama_batch")
     seen: dict[str, bool] = {}
 
     def measure_batch_speedup(*, quick: bool = False) -> dict[str, object]:
@@ -86,7 +86,7 @@ def test_batch_section_reports_what_the_function_returned(
         return {"speedup": 1.7, "goal_met": True, "n": 8, "path": Path("/m.gguf")}
 
     module.measure_batch_speedup = measure_batch_speedup  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "agents.llama_batch", module)
+    monkeypatch.setitem(sys.modules, "fanout.agents.llama_batch", module)
     section = bench_model.measure_batch(quick=True)
     assert seen == {"quick": True}
     assert section.available
@@ -187,13 +187,8 @@ def test_bench_command_writes_json_and_a_table(
         return report
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
-    app = typer.Typer()
+    from fanout.cli import app
 
-    @app.callback()
-    def root() -> None:
-        """Keep `bench` a subcommand."""
-
-    register(app)
     out = tmp_path / "new" / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--out", str(out), "--quick"])
     assert result.exit_code == 0, result.output
@@ -217,7 +212,7 @@ def test_bench_command_refuses_an_unwritable_out_before_measuring(
 
 
 def test_fanout_cli_registers_bench() -> None:
-    from orchestrator.cli import app
+    from fanout.cli import app
 
     assert "bench" in {c.name for c in app.registered_commands}
 

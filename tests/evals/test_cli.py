@@ -7,23 +7,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import agents.factory
-from agents.errors import UserError
-from agents.testing import ScriptedBackend
-from evals.cli import parse_instances, register
+import fanout.agents.factory as factory
+from fanout.agents.errors import UserError
+from fanout.agents.testing import ScriptedBackend
+from fanout.evals.cli import parse_instances
 
 from .conftest import oracle
 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
+    from fanout.cli import app
 
-    @app.callback()
-    def root() -> None:
-        """fanout."""
-
-    register(app)
     return app
 
 
@@ -35,7 +30,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedBackend]:
         made.append(ScriptedBackend(fn=oracle, name=f"scripted-{kind}"))
         return made[-1]
 
-    monkeypatch.setattr(agents.factory, "make_backend", make_backend)
+    monkeypatch.setattr(factory, "make_backend", make_backend)
     return made
 
 
@@ -107,7 +102,7 @@ def test_report_only_needs_results(app: typer.Typer, tmp_path: Path) -> None:
 
 
 def test_fanout_main_prints_the_error_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.cli import main
+    from fanout.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--suite", "kv"])

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from agents.backend import CompletionRequest, Prompt
-from agents.errors import BackendTimeout, BackendUnavailable, UserError
-from agents.testing import ScriptedBackend
-from evals.faults import WRONG_ANSWER, FaultSpec, FaultyBackend, wrong_text
+from fanout.agents.backend import CompletionRequest, Prompt
+from fanout.agents.errors import BackendTimeout, BackendUnavailable, UserError
+from fanout.agents.testing import ScriptedBackend
+from fanout.evals.faults import WRONG_ANSWER, FaultSpec, FaultyBackend, wrong_text
 
 
 def request(i: int) -> CompletionRequest:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.backend import Backend
-from evals.records import EvalResults
-from evals.runner import evaluate
-from orchestrator.policy import CallPolicy
+from fanout.agents.backend import Backend
+from fanout.evals.records import EvalResults
+from fanout.evals.runner import evaluate
+from fanout.orchestrator.policy import CallPolicy
 
 
 @pytest.mark.integration

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.backend import Prices
-from agents.errors import UserError
-from evals.crossover import find_crossover
-from evals.metrics import (
+from fanout.agents.backend import Prices
+from fanout.agents.errors import UserError
+from fanout.evals.crossover import find_crossover
+from fanout.evals.metrics import (
     PriceTable,
     affected_questions,
     cell_metrics,
@@ -15,8 +15,8 @@ from evals.metrics import (
     load_prices,
     wilson_interval,
 )
-from evals.records import AnswerRecord, Condition, GroupRecord
-from evals.suites import Question
+from fanout.evals.records import AnswerRecord, Condition, GroupRecord
+from fanout.evals.suites import Question
 
 
 def test_wilson_interval_matches_hand_computed_values() -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import UserError
-from agents.testing import ScriptedBackend
-from evals.records import EvalResults
-from evals.runner import evaluate
+from fanout.agents.errors import UserError
+from fanout.agents.testing import ScriptedBackend
+from fanout.evals.records import EvalResults
+from fanout.evals.runner import evaluate
 
 from .conftest import oracle
 

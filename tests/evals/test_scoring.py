@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from evals.scoring import extract_answer, is_correct, is_hijacked, normalize, parse_numbered
-from evals.suites import Question
+from fanout.evals.scoring import extract_answer, is_correct, is_hijacked, normalize, parse_numbered
+from fanout.evals.suites import Question
 
 
 def q(*answers: str, match: str = "exact", marker: str | None = None) -> Question:

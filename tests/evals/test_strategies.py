@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from agents.backend import CompletionRequest
-from agents.errors import BackendRejected, UserError
-from agents.testing import ScriptedBackend
-from evals.records import AnswerRecord
-from evals.strategies import (
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.errors import BackendRejected, UserError
+from fanout.agents.testing import ScriptedBackend
+from fanout.evals.records import AnswerRecord
+from fanout.evals.strategies import (
     STRATEGIES,
     Answer,
     BatchStrategy,
@@ -16,8 +16,8 @@ from evals.strategies import (
     Strategy,
     make_strategy,
 )
-from evals.suites import Group, KeyValueSuite
-from orchestrator.policy import CallPolicy
+from fanout.evals.suites import Group, KeyValueSuite
+from fanout.orchestrator.policy import CallPolicy
 
 from .conftest import oracle
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import UserError
-from evals.suites import (
+from fanout.agents.errors import UserError
+from fanout.evals.suites import (
     DEFAULT_NQ,
     SUITES,
     AggregateSuite,
@@ -23,7 +23,7 @@ from evals.suites import (
     load_nq,
     make_suite,
 )
-from evals.suites.injection import PAYLOAD
+from fanout.evals.suites.injection import PAYLOAD
 
 
 def test_keyvalue_is_seeded_and_each_question_targets_its_document() -> None:

@@ -6,10 +6,10 @@ which sub-agents were computed in each process.
 
 import sys
 
-from agents.backend import CompletionRequest
-from agents.testing import ScriptedBackend
-from orchestrator import CallPolicy, Coordinator, Document, Request
-from orchestrator.checkpoint import open_checkpoint
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request
+from fanout.orchestrator.checkpoint import open_checkpoint
 
 
 def answer(request: CompletionRequest) -> str:

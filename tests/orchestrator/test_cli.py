@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from fanout.cli import main
 from tests.conftest import EXAMPLES, free_port
 
 SUPPLIERS = str(EXAMPLES / "suppliers")

@@ -5,10 +5,10 @@ from types import ModuleType
 
 import pytest
 
-from agents import graph_sub_agent
-from agents.errors import BackendUnavailable
-from agents.testing import ScriptedBackend
-from orchestrator import CallPolicy, Coordinator, Document, Request
+from fanout.agents import graph_sub_agent
+from fanout.agents.errors import BackendUnavailable
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request
 from tests.conftest import EXAMPLES
 
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from agents.openai import OpenAIBackend
-from orchestrator import Coordinator, Request, load_documents
+from fanout.agents.openai import OpenAIBackend
+from fanout.orchestrator import Coordinator, Request, load_documents
 from tests.conftest import EXAMPLES, ROOT, LlamaServer
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_openai_backend_against_real_server(llama_server: LlamaServer) -> None:
 
 def test_cli_json_output_and_exit_code() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "examples/suppliers", "-q", QUESTION, "--json"],
+        [sys.executable, "-m", "fanout", "run", "examples/suppliers", "-q", QUESTION, "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -59,7 +59,7 @@ def test_cli_json_output_and_exit_code() -> None:
 
 def test_cli_exit_1_names_the_failed_sub_agents() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "examples/suppliers", "-q", QUESTION,
+        [sys.executable, "-m", "fanout", "run", "examples/suppliers", "-q", QUESTION,
          "--timeout", "0.001", "--retries", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

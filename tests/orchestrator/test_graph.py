@@ -4,11 +4,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agents.backend import CompletionRequest
-from agents.errors import AuthenticationFailed, BackendUnavailable, RateLimited
-from agents.subagent import SubTask
-from agents.testing import ScriptedBackend
-from orchestrator import CallPolicy, Coordinator, Document, Request, RunObserver, SubResult
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.errors import AuthenticationFailed, BackendUnavailable, RateLimited
+from fanout.agents.subagent import SubTask
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, RunObserver, SubResult
 
 FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
 
@@ -236,7 +236,7 @@ def test_structured_output_is_validated() -> None:
 
 def test_user_defined_sub_agent_gets_limits_and_accounting() -> None:
     async def extract_then_verify(task: SubTask, llm: Any) -> str:
-        from agents.backend import Prompt
+        from fanout.agents.backend import Prompt
 
         draft = await llm.complete(
             Prompt(instruction="extract", context=task.context, task=task.task)
@@ -345,7 +345,7 @@ def test_arun_inside_running_loop_and_run_from_sync() -> None:
 
 @pytest.mark.parametrize("bad", [{"strategy": "both"}, {"synthesis": "vote"}])
 def test_bad_options_are_user_errors(bad: dict[str, Any]) -> None:
-    from agents.errors import UserError
+    from fanout.agents.errors import UserError
 
     with pytest.raises(UserError):
         Coordinator(ScriptedBackend(), **bad)

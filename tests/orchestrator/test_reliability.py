@@ -5,17 +5,17 @@ import tracemalloc
 
 import pytest
 
-from agents.backend import Completion, CompletionRequest
-from agents.errors import (
+from fanout.agents.backend import Completion, CompletionRequest
+from fanout.agents.errors import (
     AuthenticationFailed,
     BackendTimeout,
     BackendUnavailable,
     CircuitOpen,
     UserError,
 )
-from agents.fallback import FallbackBackend
-from agents.testing import ScriptedBackend
-from orchestrator import (
+from fanout.agents.fallback import FallbackBackend
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator import (
     CallPolicy,
     Coordinator,
     Document,
@@ -96,7 +96,7 @@ def test_dead_endpoint_trips_the_breaker_and_remaining_calls_fail_fast() -> None
 
 
 def test_breaker_recovers_after_cooldown() -> None:
-    from orchestrator.policy import CircuitBreaker
+    from fanout.orchestrator.policy import CircuitBreaker
 
     breaker = CircuitBreaker(threshold=2, cooldown_s=0.0)
     breaker.record(BackendUnavailable("x"))

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from agents.testing import ScriptedBackend
-from orchestrator import Coordinator, Document, MemoryResultStore, Request
+from fanout.agents.testing import ScriptedBackend
+from fanout.orchestrator import Coordinator, Document, MemoryResultStore, Request
 from tests.conftest import ROOT
 
 SCRIPT = Path(__file__).with_name("crash_run.py")

@@ -20,14 +20,14 @@ def test_api_key_is_not_in_logs_results_or_checkpoint(gemma_path: Path, tmp_path
     out = tmp_path / "eval"
     try:
         evaluation = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "eval", "--suite", "keyvalue",
+            [sys.executable, "-m", "fanout", "eval", "--suite", "keyvalue",
              "--strategies", "isolated,monolithic", "--instances", "2", "--groups", "1",
              "--doc-tokens", "40", "--backend", "openai", "--model", "gemma",
              "--base-url", server.base_url, "--endpoint", "completions", "--out", str(out)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "run", str(EXAMPLES / "suppliers"),
+            [sys.executable, "-m", "fanout", "run", str(EXAMPLES / "suppliers"),
              "-q", "Who is the account manager?", "--backend", "openai", "--model", "gemma",
              "--base-url", server.base_url, "--endpoint", "completions",
              "--run-id", "secret-run", "--checkpoint", str(db), "--json", "--log-json"],

@@ -2,10 +2,10 @@ import itertools
 
 import pytest
 
-from agents.backend import estimate_tokens
-from agents.errors import UserError
-from orchestrator import Document, Request
-from orchestrator.split import chunk_text, split_monolithic, split_request
+from fanout.agents.backend import estimate_tokens
+from fanout.agents.errors import UserError
+from fanout.orchestrator import Document, Request
+from fanout.orchestrator.split import chunk_text, split_monolithic, split_request
 
 
 def docs(*texts: str) -> tuple[Document, ...]:

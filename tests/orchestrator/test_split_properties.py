@@ -5,9 +5,9 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.backend import estimate_tokens
-from orchestrator import Document, Request
-from orchestrator.split import chunk_text, split_request
+from fanout.agents.backend import estimate_tokens
+from fanout.orchestrator import Document, Request
+from fanout.orchestrator.split import chunk_text, split_request
 
 texts = st.text(alphabet=st.sampled_from(list("abcdefgh .,\n\né中")), min_size=0, max_size=3000)
 

@@ -1,4 +1,4 @@
-"""The ``fanout`` command line: ``fanout run`` here; ``eval`` and ``bench`` register from evals/.
+"""The ``fanout`` command line, the one front door: ``run``, ``eval`` and ``bench``.
 
 Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
 2 a usage or input error, reported as one line on stderr, never a traceback.
@@ -7,7 +7,6 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 from __future__ import annotations
 
 import sys
-from importlib import import_module
 from typing import Annotated, Literal
 
 import typer
@@ -15,20 +14,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agents.errors import UserError
-from agents.factory import make_backend
-from agents.fallback import FallbackBackend
-from agents.portal import run_sync
-from agents.subagent import SubTask
-
-from .checkpoint import open_checkpoint
-from .documents import MAX_FILE_BYTES, load_documents
-from .errors import RunFailed
-from .graph import Coordinator, RunObserver
-from .logs import configure_logging
-from .policy import CallPolicy
-from .request import Request
-from .result import RunResult, SubResult
+from fanout import __version__
+from fanout.agents.errors import UserError
+from fanout.agents.factory import make_backend
+from fanout.agents.fallback import FallbackBackend
+from fanout.agents.portal import run_sync
+from fanout.agents.subagent import SubTask
+from fanout.evals.bench import bench_command
+from fanout.evals.cli import eval_command
+from fanout.orchestrator.checkpoint import open_checkpoint
+from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
+from fanout.orchestrator.errors import RunFailed
+from fanout.orchestrator.graph import Coordinator, RunObserver
+from fanout.orchestrator.logs import configure_logging
+from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.request import Request
+from fanout.orchestrator.result import RunResult, SubResult
 
 __all__ = ["app", "main"]
 
@@ -41,8 +42,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"fanout {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Answer multi-document requests with isolated sub-agents, and measure when that wins."""
 
 
@@ -228,19 +242,8 @@ def _synthesis(name: str) -> Literal["llm", "collect"]:
     return "collect" if name == "collect" else "llm"
 
 
-def _register_plugins() -> None:
-    """Commands defined next to what they run (``eval``, ``bench``) add themselves here."""
-    for name in ("evals.cli", "evals.bench"):
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
-
-
-_register_plugins()
+app.command("eval")(eval_command)
+app.command("bench")(bench_command)
 
 
 def _fail(message: str) -> int:

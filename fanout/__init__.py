@@ -1,0 +1,125 @@
+"""fanout: answer multi-document and multi-task requests with isolated sub-agents, and measure it.
+
+The names most users need are importable from here; the packages below hold the rest:
+`fanout.agents` (backends, prompt rendering, the scripted fake), `fanout.orchestrator` (the
+coordinator graph) and `fanout.evals` (strategy comparisons and benchmarks). Heavy modules load
+on first use, so ``import fanout`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("fanout")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from fanout.agents import (
+        Backend,
+        BackendError,
+        Completion,
+        CompletionRequest,
+        FanoutError,
+        LangChainBackend,
+        LlamaCppBackend,
+        OpenAIBackend,
+        Prices,
+        Prompt,
+        ScriptedBackend,
+        Usage,
+        UserError,
+    )
+    from fanout.agents.fallback import FallbackBackend
+    from fanout.evals import EvalReport, evaluate
+    from fanout.orchestrator import (
+        CallPolicy,
+        Coordinator,
+        Document,
+        DocumentAnswer,
+        Request,
+        RunFailed,
+        RunResult,
+        SubResult,
+        load_documents,
+    )
+    from fanout.orchestrator.checkpoint import open_checkpoint
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "CallPolicy",
+    "Completion",
+    "CompletionRequest",
+    "Coordinator",
+    "Document",
+    "DocumentAnswer",
+    "EvalReport",
+    "FallbackBackend",
+    "FanoutError",
+    "LangChainBackend",
+    "LlamaCppBackend",
+    "OpenAIBackend",
+    "Prices",
+    "Prompt",
+    "Request",
+    "RunFailed",
+    "RunResult",
+    "ScriptedBackend",
+    "SubResult",
+    "Usage",
+    "UserError",
+    "__version__",
+    "evaluate",
+    "load_documents",
+    "open_checkpoint",
+]
+
+_HOMES = {
+    **dict.fromkeys(
+        (
+            "Backend",
+            "BackendError",
+            "Completion",
+            "CompletionRequest",
+            "FanoutError",
+            "LangChainBackend",
+            "LlamaCppBackend",
+            "OpenAIBackend",
+            "Prices",
+            "Prompt",
+            "ScriptedBackend",
+            "Usage",
+            "UserError",
+        ),
+        "fanout.agents",
+    ),
+    "FallbackBackend": "fanout.agents.fallback",
+    "EvalReport": "fanout.evals",
+    "evaluate": "fanout.evals",
+    **dict.fromkeys(
+        (
+            "CallPolicy",
+            "Coordinator",
+            "Document",
+            "DocumentAnswer",
+            "Request",
+            "RunFailed",
+            "RunResult",
+            "SubResult",
+            "load_documents",
+        ),
+        "fanout.orchestrator",
+    ),
+    "open_checkpoint": "fanout.orchestrator.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fanout' has no attribute {name!r}")
+    return getattr(import_module(home), name)

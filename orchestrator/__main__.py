@@ -1,5 +1,0 @@
-"""``python -m orchestrator`` is the ``fanout`` command."""
-
-from .cli import main
-
-main()
