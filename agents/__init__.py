@@ -1,20 +1,12 @@
-"""fanout's sub-agents and model backends.
+"""fanout's model backends: one protocol, in-process llama.cpp, OpenAI-compatible, LangChain, a fake.
 
-Backends import their client library lazily where it is heavy, so ``import agents`` stays cheap.
+Backends import their client library lazily where it is heavy, so ``import fanout.agents`` stays cheap.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, Completion, CompletionRequest, Example, Prices, Prompt, Usage
 from .errors import BackendError, FanoutError, UserError
-from .subagent import (
-    ModelAccess,
-    SubAgent,
-    SubTask,
-    answer_task,
-    graph_sub_agent,
-    structured_answerer,
-)
 from .testing import ScriptedBackend
 
 if TYPE_CHECKING:
@@ -31,18 +23,12 @@ __all__ = [
     "FanoutError",
     "LangChainBackend",
     "LlamaCppBackend",
-    "ModelAccess",
     "OpenAIBackend",
     "Prices",
     "Prompt",
     "ScriptedBackend",
-    "SubAgent",
-    "SubTask",
     "Usage",
     "UserError",
-    "answer_task",
-    "graph_sub_agent",
-    "structured_answerer",
 ]
 
 _LAZY = {
@@ -57,4 +43,4 @@ def __getattr__(name: str) -> Any:
         from importlib import import_module
 
         return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    raise AttributeError(f"module 'fanout.agents' has no attribute {name!r}")

@@ -49,7 +49,8 @@ def qa_prompts(n: int) -> list[Any]:
     They share the sub-agent's instruction and few-shot examples, as a real fan-out does, and differ
     in document and question.
     """
-    from .subagent import SubTask, task_prompt
+    from fanout.orchestrator.prompts import task_prompt
+    from fanout.orchestrator.task import SubTask
 
     prompts = []
     for i in range(n):

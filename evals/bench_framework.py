@@ -20,10 +20,10 @@ from langgraph.types import Send
 
 from fanout.agents.backend import CompletionRequest
 from fanout.agents.portal import run_sync
-from fanout.agents.subagent import task_prompt
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.prompts import task_prompt
 from fanout.orchestrator.request import Document, Request
 from fanout.orchestrator.split import split_request
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from fanout.agents.prompts import render_completion, stop_sequences
-from fanout.agents.subagent import task_prompt
-from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.prompts import task_prompt
 from fanout.orchestrator.split import split_request
 
 from .bench import BatchSection, LocalSection, MemorySection

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fanout.agents.backend import Example, Prompt
-from fanout.agents.subagent import NOT_FOUND, SubTask, task_prompt
+from fanout.orchestrator.prompts import NOT_FOUND, task_prompt
+from fanout.orchestrator.task import SubTask
 
 from .suites.group import Document
 

@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import BackendError, UserError
-from fanout.agents.subagent import SubAgent
-from fanout.orchestrator.graph import Coordinator
+from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy, ModelCaller
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
+from fanout.orchestrator.subagent import SubAgent
 
 from .prompts import chain_manager_prompt, chain_worker_prompt, numbered_prompt, sequential_prompt
 from .scoring import extract_answer, parse_numbered

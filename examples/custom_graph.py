@@ -12,9 +12,9 @@ from typing import Any, TypedDict
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
-from fanout.agents import LlamaCppBackend, Prompt, SubTask, graph_sub_agent
-from fanout.agents.backend import Example
-from fanout.orchestrator import Coordinator, Request, load_documents
+from fanout.agents import Example, LlamaCppBackend, Prompt
+from fanout.orchestrator import Coordinator, Request, SubTask, graph_sub_agent, load_documents
+from fanout.orchestrator.prompts import task_prompt
 
 VERIFY_EXAMPLES = (
     Example(context="The bridge is green.", task="Is 'green' stated in the text?", answer="yes"),
@@ -31,8 +31,6 @@ class ExtractVerify(TypedDict, total=False):
 
 async def extract(state: ExtractVerify, config: RunnableConfig) -> dict[str, Any]:
     """First call: answer from the document (the default few-shot QA prompt)."""
-    from fanout.agents.subagent import task_prompt
-
     llm = config["configurable"]["llm"]
     completion = await llm.complete(task_prompt(state["task"]))
     return {"draft": completion.text}

@@ -19,17 +19,17 @@ from fanout.agents.errors import UserError
 from fanout.agents.factory import make_backend
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.portal import run_sync
-from fanout.agents.subagent import SubTask
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator.checkpoint import open_checkpoint
+from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import RunFailed
-from fanout.orchestrator.graph import Coordinator, RunObserver
 from fanout.orchestrator.logs import configure_logging
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult, SubResult
+from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
 

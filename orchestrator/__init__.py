@@ -1,14 +1,23 @@
 """fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize."""
 
+from .coordinator import Coordinator, RunObserver
 from .documents import load_documents
 from .errors import RunFailed
-from .graph import Coordinator, RunObserver, Splitter, Strategy
 from .logs import configure_logging
+from .nodes import Splitter, Strategy
 from .policy import CallPolicy, FailurePolicy
 from .request import Document, Request
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
+from .subagent import (
+    ModelAccess,
+    SubAgent,
+    answer_task,
+    graph_sub_agent,
+    structured_answerer,
+)
 from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis, Synthesizer
+from .task import SubTask
 
 __all__ = [
     "CallPolicy",
@@ -19,6 +28,7 @@ __all__ = [
     "FailurePolicy",
     "LLMSynthesizer",
     "MemoryResultStore",
+    "ModelAccess",
     "Request",
     "ResultStore",
     "RunFailed",
@@ -28,9 +38,14 @@ __all__ = [
     "Splitter",
     "SqliteResultStore",
     "Strategy",
+    "SubAgent",
     "SubResult",
+    "SubTask",
     "Synthesis",
     "Synthesizer",
+    "answer_task",
     "configure_logging",
+    "graph_sub_agent",
     "load_documents",
+    "structured_answerer",
 ]

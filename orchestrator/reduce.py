@@ -11,26 +11,13 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
-from fanout.agents.backend import Example, Prompt
-from fanout.agents.subagent import NOT_FOUND, ModelAccess
-
+from .prompts import NOT_FOUND, reduce_prompt
 from .result import DocumentAnswer, SubResult
+from .subagent import ModelAccess
 
 __all__ = ["ReduceMode", "reduce_chunks"]
 
 ReduceMode = Literal["llm", "join"]
-
-_REDUCE_INSTRUCTION = (
-    "The partial answers below answer the same question from consecutive parts of one document. "
-    f'Combine them into one short answer. Ignore parts that say "{NOT_FOUND}".'
-)
-_REDUCE_EXAMPLES = (
-    Example(
-        context="[part 1/3] not found\n[part 2/3] 12 engineers\n[part 3/3] 3 designers",
-        task="Who works on the project?",
-        answer="12 engineers and 3 designers",
-    ),
-)
 
 
 def _normalise(text: str) -> str:
@@ -80,13 +67,7 @@ async def _reduce_group(
         )
     else:
         parts = "\n".join(f"[part {r.chunk_index + 1}/{r.n_chunks}] {r.output}" for r in found)
-        prompt = Prompt(
-            instruction=_REDUCE_INSTRUCTION,
-            context=parts,
-            task=first.task,
-            examples=_REDUCE_EXAMPLES,
-            context_label="Partial answers",
-        )
+        prompt = reduce_prompt(first.task, parts)
         try:
             answer = (await llm().complete(prompt)).text
         except Exception as exc:  # keep the partial answers rather than lose the document

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fanout.agents.errors import UserError
-from fanout.agents.subagent import SubTask
 
 from .request import Request
+from .task import SubTask
 
 __all__ = ["Chunk", "chunk_text", "split_monolithic", "split_request"]
 

@@ -6,10 +6,10 @@ import operator
 from typing import Annotated, TypedDict
 
 from fanout.agents.backend import Usage
-from fanout.agents.subagent import SubTask
 
 from .request import Request
 from .result import DocumentAnswer, SubResult
+from .task import SubTask
 
 __all__ = ["CoordinatorInput", "CoordinatorState", "SubAgentInput", "merge_usage"]
 

@@ -5,10 +5,9 @@ from types import ModuleType
 
 import pytest
 
-from fanout.agents import graph_sub_agent
 from fanout.agents.errors import BackendUnavailable
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import CallPolicy, Coordinator, Document, Request
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, graph_sub_agent
 from tests.conftest import EXAMPLES
 
 

@@ -6,9 +6,9 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import CompletionRequest
 from fanout.agents.errors import AuthenticationFailed, BackendUnavailable, RateLimited
-from fanout.agents.subagent import SubTask
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, RunObserver, SubResult
+from fanout.orchestrator.task import SubTask
 
 FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .backend import Completion, Example, Prompt, PromptStyle
-from .errors import OutputInvalid
+from fanout.agents.backend import Completion, Prompt, PromptStyle
+from fanout.agents.errors import OutputInvalid
+
+from .prompts import task_prompt
+from .task import SubTask
 
 __all__ = [
-    "NOT_FOUND",
     "ModelAccess",
     "SubAgent",
     "SubAgentOutput",
@@ -24,37 +26,8 @@ __all__ = [
     "answer_task",
     "graph_sub_agent",
     "structured_answerer",
-    "task_prompt",
     "validate_output",
 ]
-
-NOT_FOUND = "not found"
-"""What the default sub-agent answers when its document does not hold the answer."""
-
-
-class SubTask(BaseModel):
-    """One unit of isolated work: one task over one document or one chunk of it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    """Stable id (document, task, chunk): results are keyed and checkpointed under it."""
-    document_id: str | None
-    """The document this context comes from; None when the context holds every document."""
-    chunk_index: int = 0
-    """Which chunk of the document."""
-    n_chunks: int = 1
-    """How many chunks the document was cut into."""
-    start: int = 0
-    """Offset of this context's first character in the document."""
-    end: int = 0
-    """Offset one past its last character."""
-    task_index: int = 0
-    """Index into the request's task list."""
-    task: str
-    """The question or instruction."""
-    context: str
-    """The only material this sub-agent may read."""
 
 
 class ModelAccess(Protocol):
@@ -82,59 +55,6 @@ class ModelAccess(Protocol):
 
 SubAgentOutput: TypeAlias = str | BaseModel | dict[str, Any]
 SubAgent: TypeAlias = Callable[[SubTask, ModelAccess], Awaitable[SubAgentOutput]]
-
-_QA_INSTRUCTION = (
-    "Answer the question using only the document. Give a short answer. "
-    f'If the document does not contain the answer, answer "{NOT_FOUND}".'
-)
-_QA_EXAMPLES = (
-    Example(
-        context="The Lisbon office opened in 2019. It employs 40 people and sells garden tools.",
-        task="How many people does the Lisbon office employ?",
-        answer="40 people",
-    ),
-    Example(
-        context="Our cafeteria serves lunch from noon until 2 pm on weekdays.",
-        task="Who founded the company?",
-        answer=NOT_FOUND,
-    ),
-    Example(
-        context="The old bridge was painted green in 1998 by the city council.",
-        task="What colour is the bridge?",
-        answer="green",
-    ),
-)
-_MONOLITHIC_INSTRUCTION = (
-    "Answer the question using only the documents below. Each document starts with its name in "
-    "brackets. Cite the names of the documents you used in brackets."
-)
-_MONOLITHIC_EXAMPLES = (
-    Example(
-        context="[memo1.txt]\nThe meeting moved to Tuesday.\n\n[memo2.txt]\nRoom 4B is booked.",
-        task="When is the meeting?",
-        answer="Tuesday [memo1.txt]",
-    ),
-)
-
-
-def task_prompt(task: SubTask, *, json_schema: dict[str, Any] | None = None) -> Prompt:
-    """The default prompt for a sub-task: few-shot extractive QA over one document, or over all."""
-    examples: tuple[Example, ...]
-    if task.document_id is None:
-        instruction, examples, label = _MONOLITHIC_INSTRUCTION, _MONOLITHIC_EXAMPLES, "Documents"
-    else:
-        instruction, examples, label = _QA_INSTRUCTION, _QA_EXAMPLES, "Document"
-    if json_schema is not None:
-        # Worked examples answer in prose; with a schema the answer must be JSON, so drop them.
-        instruction = f"{instruction} Answer with one JSON object only."
-        examples = ()
-    return Prompt(
-        instruction=instruction,
-        context=task.context,
-        task=task.task,
-        examples=examples,
-        context_label=label,
-    )
 
 
 async def answer_task(task: SubTask, llm: ModelAccess) -> str:
