@@ -28,7 +28,7 @@ from fanout.orchestrator.errors import RunFailed
 from fanout.orchestrator.logs import configure_logging
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
-from fanout.orchestrator.result import RunResult, SubResult
+from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
@@ -74,23 +74,42 @@ class _ProgressObserver(RunObserver):
         self._progress.advance(self._task)
 
 
+def _answer_cell(a: DocumentAnswer) -> str:
+    if a.outcome == "failed":
+        return f"missing: {a.error}"
+    if a.outcome == "not_found":
+        return "(not found)"
+    marks = []
+    if a.grounded is False:
+        marks.append("quote not in document")
+    if not a.selected:
+        marks.append("outranked")
+    return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
+
+
 def _print_result(result: RunResult, console: Console) -> None:
     multi_task = len({a.task_index for a in result.answers}) > 1
     table = Table(title="Per-document answers", show_lines=False)
     table.add_column("document")
     if multi_task:
         table.add_column("task")
-    table.add_column("status")
+    table.add_column("outcome")
     table.add_column("answer", overflow="fold")
-    for a in result.answers:
+    for a in sorted(result.answers, key=lambda a: (a.task_index, a.rank or 10**9)):
         row: list[str] = [a.document_id or "(all)"]
         if multi_task:
             row.append(a.task)
-        row += [a.status, (a.answer or "") if a.status == "ok" else f"missing: {a.error}"]
+        row += [a.outcome.replace("_", " "), _answer_cell(a)]
         table.add_row(*[str(c) for c in row])
     console.print(table)
     console.print("[bold]Answer[/bold]")
-    console.print(result.answer, markup=False, highlight=False)
+    console.print(result.answer or "(none)", markup=False, highlight=False)
+    notes = result.notes
+    if notes:
+        # The coordinator's own report, from its fields: model text never reaches this section.
+        console.print("[bold]Coordinator[/bold]")
+        for line in notes:
+            console.print(line, markup=False, highlight=False)
     u = result.usage
     console.print(
         f"tokens {u.total_tokens:,} (prompt {u.prompt_tokens:,} + completion "

@@ -30,7 +30,10 @@ def chunk_budget(backend: Backend, request: Request, *, max_tokens: int) -> int 
     overhead = max(
         backend.count_tokens(
             prompt_text(
-                task_prompt(SubTask(id="probe", document_id="probe", task=t, context="")),
+                task_prompt(
+                    SubTask(id="probe", document_id="probe", task=t, context=""),
+                    style=backend.prompt_style,
+                ),
                 backend.prompt_style,
             )
         )

@@ -33,7 +33,7 @@ async def _open_saver(path: Path) -> Any:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    conn = await aiosqlite.connect(str(path))
+    conn = await aiosqlite.connect(str(path), timeout=60.0)
     saver = AsyncSqliteSaver(conn)
     await saver.setup()
     return saver

@@ -221,5 +221,13 @@ class Coordinator:
             answers=state["answers"],
             sub_results=sub_results,
             citations=state.get("citations", []),
-            usage=RunUsage.from_stages(stages, state["finished_at"] - state["started_at"]),
+            invalid_citations=state.get("invalid_citations", []),
+            uncited=state.get("uncited", []),
+            unanswered=state.get("unanswered", []),
+            synthesis_error=state.get("synthesis_error"),
+            usage=RunUsage.from_stages(
+                stages,
+                state["finished_at"] - state["started_at"],
+                synthesis_rounds=state.get("synthesis_rounds", 0),
+            ),
         )

@@ -1,6 +1,6 @@
 """The coordinator's LangGraph wiring; the nodes themselves are in `fanout.orchestrator.nodes`.
 
-    START -> split -(Send x N)-> sub_agent -> reduce -> synthesize -> END
+    START -> split -(Send x N)-> sub_agent -> reduce -> rank -> synthesize -> END
 
 Each `Send` carries one `SubTask` only, so a sub-agent cannot see another document, another task or
 an earlier answer.
@@ -39,10 +39,12 @@ def build_graph(
     builder.add_node("split", _node(nodes.split, "split"))
     builder.add_node("sub_agent", _node(nodes.run_one, "sub_agent"))
     builder.add_node("reduce", _node(nodes.reduce, "reduce"))
+    builder.add_node("rank", _node(nodes.rank, "rank"))
     builder.add_node("synthesize", _node(nodes.synthesize, "synthesize"))
     builder.add_edge(START, "split")
     builder.add_conditional_edges("split", nodes.fan_out, ["sub_agent"])
     builder.add_edge("sub_agent", "reduce")
-    builder.add_edge("reduce", "synthesize")
+    builder.add_edge("reduce", "rank")
+    builder.add_edge("rank", "synthesize")
     builder.add_edge("synthesize", END)
     return builder

@@ -19,19 +19,23 @@ from langgraph.types import Send
 from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
-from fanout.agents.errors import UserError
+from fanout.agents.errors import OutputInvalid, UserError
 
 from .budget import chunk_budget
+from .citations import check_citations, clean_model_text, sanitize_model_text
 from .errors import RunFailed
+from .grounding import is_grounded
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
+from .prompts import NOT_FOUND, is_not_found
 from .reduce import ReduceMode, reduce_chunks
+from .relevance import select_findings
 from .request import Request
-from .result import SubResult
+from .result import DocumentAnswer, SubResult
 from .split import split_monolithic, split_request
 from .state import CoordinatorState, SubAgentInput
 from .store import ResultStore
-from .subagent import SubAgent, SubAgentOutput, validate_output
-from .synthesize import Synthesizer, cited_ids, missing_note
+from .subagent import Finding, SubAgent, validate_output
+from .synthesize import Synthesis, Synthesizer, collect_findings
 from .task import SubTask
 
 __all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered"]
@@ -134,25 +138,70 @@ class CoordinatorNodes:
         )
         return {"answers": answers, "stage_usage": {"reduce": _total(callers)}}
 
-    async def synthesize(self, state: CoordinatorState) -> dict[str, Any]:
-        """Merge the per-document answers; the coordinator itself names failed sub-agents."""
-        request, answers = state["request"], state["answers"]
-        known = [d.id for d in request.documents]
-        callers: list[ModelCaller] = []
-        if self.strategy == "monolithic":
-            answer = answers[0].answer or ""
-            citations = cited_ids(answer, known)
-        else:
-            synthesis = await self.synthesizer.synthesize(
-                request, answers, self._caller_factory(state, "synthesis", callers)
+    async def rank(self, state: CoordinatorState) -> dict[str, Any]:
+        """Select each task's findings: found, relevant to the question, grounded ones first."""
+        request = state["request"]
+        texts = {d.id: d.text for d in request.documents}
+        # Relevance ranks findings of a question over documents; instructions every document
+        # should answer, and known pairings, keep every finding.
+        rank = request.question is not None and not request.instructions and not request.paired
+        answers = list(state["answers"])
+        selected: list[DocumentAnswer] = []
+        for index, task in enumerate(request.tasks):
+            mine = [a for a in answers if a.task_index == index]
+            selected += select_findings(
+                task, mine, texts, rank=rank and self.strategy != "monolithic"
             )
-            answer, citations = synthesis.answer, synthesis.citations
-        note = missing_note(ordered(state["tasks"], state["sub_results"]))
-        if note:
-            answer = f"{answer}\n{note}" if answer else note
+        order = {(a.document_id, a.task_index): i for i, a in enumerate(answers)}
+        return {"answers": sorted(selected, key=lambda a: order[(a.document_id, a.task_index)])}
+
+    async def synthesize(self, state: CoordinatorState) -> dict[str, Any]:
+        """Merge the selected findings, then check the answer's citations against them.
+
+        A synthesis failure is not the run's failure: the answer falls back to the ranked findings
+        and `synthesis_error` says why, while every sub-result stays in the result and the store.
+        """
+        request, answers = state["request"], state["answers"]
+        documents = [d.id for d in request.documents]
+        callers: list[ModelCaller] = []
+        error: str | None = None
+        rounds = 0
+        if self.strategy == "monolithic":
+            checked = check_citations(answers[0].answer or "", documents=documents, findings=None)
+        else:
+            try:
+                synthesis = await self.synthesizer.synthesize(
+                    request, answers, self._caller_factory(state, "synthesis", callers)
+                )
+            except Exception as exc:  # a custom synthesizer's failure loses no finding either
+                synthesis = Synthesis(
+                    answer=collect_findings(request, answers),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            error, rounds = synthesis.error, synthesis.rounds
+            findings: dict[str, list[str]] = {}
+            for a in answers:
+                if a.selected and a.document_id is not None:
+                    findings.setdefault(a.document_id, []).append(a.answer or "")
+            checked = check_citations(synthesis.answer, documents=documents, findings=findings)
+        selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
+        unanswered = [
+            task
+            for index, task in enumerate(request.tasks)
+            if not any(a.selected and a.task_index == index for a in answers)
+        ]
+        if request.question is not None and request.instructions:
+            unanswered = [] if selected_docs else [request.question]
+        if self.strategy == "monolithic":
+            unanswered = [] if checked.text and answers[0].outcome == "found" else request.tasks
         return {
-            "answer": answer,
-            "citations": citations,
+            "answer": checked.text,
+            "citations": checked.citations,
+            "invalid_citations": checked.invalid,
+            "uncited": [d for d in dict.fromkeys(selected_docs) if d not in checked.citations],
+            "unanswered": unanswered,
+            "synthesis_error": error,
+            "synthesis_rounds": rounds,
             "stage_usage": {"synthesis": _total(callers)},
             "finished_at": time.time(),
         }
@@ -179,35 +228,54 @@ class CoordinatorNodes:
             "task": task.task,
         }
         try:
-            output, data = self._normalise(await self.sub_agent(task, caller))
-        except Exception as exc:  # isolate the failure to this sub-agent
-            return SubResult(
-                **base,
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                attempts=caller.attempts,
-                usage=caller.usage,
+            raw = await asyncio.wait_for(
+                self.sub_agent(task, caller), timeout=self.policy.sub_agent_deadline_s
             )
-        result = SubResult(
-            **base,
-            status="ok",
-            output=output,
-            data=data,
-            attempts=caller.attempts,
-            usage=caller.usage,
-        )
+            fields = self._interpret(raw, task)
+        except Exception as exc:  # isolate the failure to this sub-agent
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TimeoutError) and not str(exc):
+                error = f"SubAgentTimeout: no answer within {self.policy.sub_agent_deadline_s:g} s"
+            return SubResult(
+                **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
+            )
+        result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
         if self.result_store is not None:
             self.result_store.put(run_id, result)
         return result
 
-    def _normalise(self, output: SubAgentOutput) -> tuple[str, dict[str, Any] | None]:
+    def _interpret(self, output: object, task: SubTask) -> dict[str, Any]:
+        """A sub-agent's return value as `SubResult` fields: outcome, answer, evidence, grounding."""
+        if isinstance(output, Finding):
+            if not output.found:
+                return {"status": "ok", "outcome": "not_found", "output": NOT_FOUND}
+            quote = clean_model_text(output.evidence) or None
+            answer = clean_model_text(output.answer) or quote or ""
+            return {
+                "status": "ok",
+                "outcome": "found",
+                "output": answer,
+                "evidence": quote,
+                "grounded": is_grounded(quote or answer, task.context),
+            }
         if isinstance(output, dict):
             output = json.dumps(output)
         if self.output_schema is not None and isinstance(output, str):
             output = validate_output(self.output_schema, output)
         if isinstance(output, BaseModel):
-            return output.model_dump_json(), output.model_dump(mode="json")
-        return str(output).strip(), None
+            return {
+                "status": "ok",
+                "output": output.model_dump_json(),
+                "data": output.model_dump(mode="json"),
+            }
+        if not isinstance(output, str):
+            raise OutputInvalid(
+                f"a sub-agent must return str, dict or a pydantic model, not {type(output).__name__}"
+            )
+        # A monolithic answer cites documents itself; a per-document answer's brackets are data.
+        text = sanitize_model_text(output) if task.document_id is None else clean_model_text(output)
+        outcome = "not_found" if is_not_found(text) else "found"
+        return {"status": "ok", "outcome": outcome, "output": text}
 
     def _limiter(self) -> asyncio.Semaphore:
         # asyncio primitives belong to one loop: run() and arun() may use different ones.

@@ -54,6 +54,16 @@ class CallPolicy:
     """Consecutive connection failures after which calls fail fast; None never trips."""
     breaker_cooldown_s: float = 30.0
     """How long a tripped breaker fails calls before letting one through to test the endpoint."""
+    sub_agent_timeout_s: float | None = None
+    """Deadline for one whole sub-agent (a user's sub-agent may await more than model calls);
+    None allows four full calls with their retries: 4 x timeout_s x max_attempts."""
+
+    @property
+    def sub_agent_deadline_s(self) -> float | None:
+        """The per-sub-agent deadline in force (None: no deadline)."""
+        if self.sub_agent_timeout_s is not None:
+            return self.sub_agent_timeout_s
+        return None if self.timeout_s is None else 4 * self.timeout_s * self.max_attempts
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -62,6 +72,8 @@ class CallPolicy:
             raise UserError("max_attempts must be at least 1")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UserError("timeout must be positive")
+        if self.sub_agent_timeout_s is not None and self.sub_agent_timeout_s <= 0:
+            raise UserError("sub-agent timeout must be positive")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +180,11 @@ class ModelCaller:
     def prompt_style(self) -> PromptStyle:
         """The backend's prompt style."""
         return self._backend.prompt_style
+
+    @property
+    def context_window(self) -> int | None:
+        """The backend's context window."""
+        return self._backend.context_window
 
     def count_tokens(self, text: str) -> int:
         """The backend's token count."""

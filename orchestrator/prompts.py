@@ -9,36 +9,96 @@ from __future__ import annotations
 
 from typing import Any
 
-from fanout.agents.backend import Example, Prompt
+from fanout.agents.backend import Example, Prompt, PromptStyle
 
 from .task import SubTask
 
-__all__ = ["NOT_FOUND", "reduce_prompt", "synthesis_prompt", "task_prompt"]
+__all__ = [
+    "NOT_FOUND",
+    "is_not_found",
+    "parse_qa_output",
+    "reduce_prompt",
+    "synthesis_prompt",
+    "task_prompt",
+]
 
 NOT_FOUND = "not found"
 """What the default sub-agent answers when its document does not hold the answer."""
 
 _QA_INSTRUCTION = (
-    "Answer the question using only the document. Give a short answer. "
-    f'If the document does not contain the answer, answer "{NOT_FOUND}".'
+    "Quote the sentence of the document that answers the question, then give a short answer. "
+    f'If the document does not answer the question, write "none" and "{NOT_FOUND}".'
 )
+# Quote first, answer second: a small base model copies a sentence well and then reads its answer
+# off the quote. (Measured on the embedded 270M model: asked for the answer first, it dropped the
+# quote; quoting first it kept the layout, and a quote it altered is caught by the grounding check.)
 _QA_EXAMPLES = (
     Example(
         context="The Lisbon office opened in 2019. It employs 40 people and sells garden tools.",
         task="How many people does the Lisbon office employ?",
-        answer="40 people",
+        answer="It employs 40 people and sells garden tools.\nAnswer: 40 people",
     ),
     Example(
         context="Our cafeteria serves lunch from noon until 2 pm on weekdays.",
         task="Who founded the company?",
-        answer=NOT_FOUND,
+        answer=f"none\nAnswer: {NOT_FOUND}",
     ),
     Example(
         context="The old bridge was painted green in 1998 by the city council.",
         task="What colour is the bridge?",
-        answer="green",
+        answer="The old bridge was painted green in 1998 by the city council.\nAnswer: green",
     ),
 )
+_QA_CUE = "Evidence"
+# Chat models get one plain user message: measured through llama_cpp.server on SmolLM2-135M-Instruct,
+# a system prompt with few-shot turns answered 1 of 4 shipping memos right, this layout 4 of 4.
+_QA_CHAT_REQUEST = (
+    "Answer in a few words using only the document. If the document does not answer the "
+    f"question, reply exactly: {NOT_FOUND}"
+)
+_QA_JSON_INSTRUCTION = (
+    "Answer the question using only the document. Reply with one JSON object: found (false when "
+    "the document does not answer the question), answer (a few words), evidence (the sentence of "
+    "the document that gives the answer, copied exactly)."
+)
+# How models say the document does not answer: the one definition of "not found". A refusal
+# phrase counts only next to a word for the source, so "the policy does not cover floods" is an
+# answer while "the document does not mention it" is not.
+_ABSTAIN_EXACT = frozenset({NOT_FOUND, "none", "no answer", "unknown", "n/a", "not stated"})
+_REFUSALS = (
+    "does not answer", "doesn't answer", "does not contain", "doesn't contain",
+    "does not mention", "doesn't mention", "does not say", "doesn't say", "does not provide",
+    "doesn't provide", "not mentioned", "not stated", "no information", "not provided",
+    "cannot be determined", "can't be determined",
+)  # fmt: skip
+_SOURCE_WORDS = ("document", "text", "passage", "context", "question", "provided")
+
+
+def is_not_found(text: str | None) -> bool:
+    """Whether a model's answer says its document does not answer the question."""
+    if text is None:
+        return True
+    norm = " ".join(text.lower().replace("\u2019", "'").strip(" .\"'").split())
+    if not norm or norm in _ABSTAIN_EXACT or norm.startswith(NOT_FOUND):
+        return True
+    return any(r in norm for r in _REFUSALS) and any(w in norm for w in _SOURCE_WORDS)
+
+
+def parse_qa_output(text: str) -> tuple[str, str | None]:
+    """(answer, quote) from a completion that continued the QA prompt after its evidence cue.
+
+    The continuation is a quote, a new line and "Answer: <answer>"; a model that skipped the layout wrote the
+    answer alone, which then stands as its own quote (the grounding check decides if it is one).
+    """
+    quote, sep, answer = text.partition("\nAnswer:")
+    quote = quote.strip()
+    if not sep:
+        return quote, (quote or None)
+    if quote.lower().strip(" .") in ("none", ""):
+        return answer.strip(), None
+    return answer.strip(), quote
+
+
 _MONOLITHIC_INSTRUCTION = (
     "Answer the question using only the documents below. Each document starts with its name in "
     "brackets. Cite the names of the documents you used in brackets."
@@ -52,23 +112,39 @@ _MONOLITHIC_EXAMPLES = (
 )
 
 
-def task_prompt(task: SubTask, *, json_schema: dict[str, Any] | None = None) -> Prompt:
-    """The default prompt for a sub-task: few-shot extractive QA over one document, or over all."""
-    examples: tuple[Example, ...]
+def task_prompt(
+    task: SubTask,
+    *,
+    style: PromptStyle = "completion",
+    json_schema: dict[str, Any] | None = None,
+) -> Prompt:
+    """The default prompt for a sub-task: extractive QA over one document, or over all of them.
+
+    Completion (base) models get few-shot examples that quote before they answer; chat models get
+    one plain message; with a JSON schema the layout is the schema's, so examples are dropped.
+    """
     if task.document_id is None:
-        instruction, examples, label = _MONOLITHIC_INSTRUCTION, _MONOLITHIC_EXAMPLES, "Documents"
-    else:
-        instruction, examples, label = _QA_INSTRUCTION, _QA_EXAMPLES, "Document"
+        return Prompt(
+            instruction=_MONOLITHIC_INSTRUCTION,
+            context=task.context,
+            task=task.task,
+            examples=() if json_schema is not None else _MONOLITHIC_EXAMPLES,
+            context_label="Documents",
+        )
     if json_schema is not None:
-        # Worked examples answer in prose; with a schema the answer must be JSON, so drop them.
-        instruction = f"{instruction} Answer with one JSON object only."
-        examples = ()
+        return Prompt(instruction=_QA_JSON_INSTRUCTION, context=task.context, task=task.task)
+    if style == "chat":
+        return Prompt(
+            instruction="",
+            context=task.context,
+            task=f"{task.task}\n\n{_QA_CHAT_REQUEST}",
+        )
     return Prompt(
-        instruction=instruction,
+        instruction=_QA_INSTRUCTION,
         context=task.context,
         task=task.task,
-        examples=examples,
-        context_label=label,
+        examples=_QA_EXAMPLES,
+        answer_label=_QA_CUE,
     )
 
 
@@ -100,7 +176,7 @@ _REDUCE_INSTRUCTION = (
 )
 _REDUCE_EXAMPLES = (
     Example(
-        context="[part 1/3] not found\n[part 2/3] 12 engineers\n[part 3/3] 3 designers",
+        context="(part 1/3) not found\n(part 2/3) 12 engineers\n(part 3/3) 3 designers",
         task="Who works on the project?",
         answer="12 engineers and 3 designers",
     ),
@@ -119,7 +195,7 @@ def synthesis_prompt(question: str, findings: str) -> Prompt:
 
 
 def reduce_prompt(task: str, parts: str) -> Prompt:
-    """Merge the partial answers of one document's chunks ("[part i/n] answer" lines)."""
+    """Merge the partial answers of one document's chunks ("(part i/n) answer" lines)."""
     return Prompt(
         instruction=_REDUCE_INSTRUCTION,
         context=parts,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
+from .citations import clean_model_text
 from .prompts import NOT_FOUND, reduce_prompt
 from .result import DocumentAnswer, SubResult
 from .subagent import ModelAccess
@@ -22,10 +23,6 @@ ReduceMode = Literal["llm", "join"]
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().strip(" .").split())
-
-
-def _is_not_found(text: str | None) -> bool:
-    return text is None or _normalise(text) == NOT_FOUND
 
 
 def _failed_chunks(group: list[SubResult]) -> str | None:
@@ -52,28 +49,53 @@ async def _reduce_group(
         )
     if len(group) == 1:
         return DocumentAnswer(
-            **base, status="ok", answer=first.output, data=first.data, sub_agent_ids=ids
+            **base,
+            status="ok",
+            outcome=first.outcome,
+            answer=first.output,
+            evidence=first.evidence,
+            grounded=first.grounded,
+            data=first.data,
+            sub_agent_ids=ids,
         )
-    found = [r for r in ok if not _is_not_found(r.output)]
+    found = [r for r in ok if r.outcome == "found"]
     distinct = list(dict.fromkeys(r.output for r in found if r.output))
     error = _failed_chunks(group)
     if not distinct:
-        answer = NOT_FOUND
-    elif len({_normalise(d) for d in distinct}) == 1:
+        return DocumentAnswer(
+            **base,
+            status="ok",
+            outcome="not_found",
+            answer=NOT_FOUND,
+            error=error,
+            sub_agent_ids=ids,
+        )
+    # The evidence of the best chunk: a grounded one when any chunk's quote is in the document.
+    best = next((r for r in found if r.grounded), found[0])
+    if len({_normalise(d) for d in distinct}) == 1:
         answer = distinct[0]
     elif mode == "join":
         answer = "; ".join(
             f"{r.output} (part {r.chunk_index + 1}/{r.n_chunks})" for r in found if r.output
         )
     else:
-        parts = "\n".join(f"[part {r.chunk_index + 1}/{r.n_chunks}] {r.output}" for r in found)
+        parts = "\n".join(f"(part {r.chunk_index + 1}/{r.n_chunks}) {r.output}" for r in found)
         prompt = reduce_prompt(first.task, parts)
         try:
-            answer = (await llm().complete(prompt)).text
+            answer = clean_model_text((await llm().complete(prompt)).text)
         except Exception as exc:  # keep the partial answers rather than lose the document
             answer = "; ".join(distinct)
             error = "; ".join(filter(None, [error, f"reduce failed ({type(exc).__name__}): {exc}"]))
-    return DocumentAnswer(**base, status="ok", answer=answer, error=error, sub_agent_ids=ids)
+    return DocumentAnswer(
+        **base,
+        status="ok",
+        outcome="found",
+        answer=answer,
+        evidence=best.evidence,
+        grounded=best.grounded,
+        error=error,
+        sub_agent_ids=ids,
+    )
 
 
 async def reduce_chunks(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,9 +28,10 @@ class Document(BaseModel):
 class Request(BaseModel):
     """Documents x tasks.
 
-    Three shapes: N documents x one question; one text x K instructions; N documents x K
-    instructions. With both a question and instructions, the instructions are the per-document
-    tasks and the question is what the synthesizer answers from their findings.
+    Four shapes: N documents x one question; one text x K instructions; N documents x K
+    instructions; N (document, instruction) pairs (`Request.pairs`). With both a question and
+    instructions, the instructions are the per-document tasks and the question is what the
+    synthesizer answers from their findings.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,6 +42,9 @@ class Request(BaseModel):
     """The question to answer over the documents."""
     instructions: tuple[str, ...] = ()
     """Independent tasks to run on every document (multi-task requests)."""
+    paired: bool = False
+    """Document i goes with instruction i only (built by `Request.pairs`): "summarise each
+    contract", "classify each ticket", where which document a task needs is known."""
 
     @model_validator(mode="after")
     def _check(self) -> Request:
@@ -56,12 +61,30 @@ class Request(BaseModel):
             raise UserError("an instruction is empty")
         if self.question is None and not self.instructions:
             raise UserError("a request needs a question or at least one instruction")
+        if self.paired:
+            if len(self.instructions) != len(self.documents):
+                raise UserError(
+                    f"a paired request needs one instruction per document: "
+                    f"{len(self.documents)} documents, {len(self.instructions)} instructions"
+                )
+            if self.question is not None:
+                raise UserError("a paired request has no question: each document has its task")
         return self
 
     @classmethod
     def from_text(cls, text: str, instructions: list[str], *, id: str = "input") -> Request:
         """One text x several instructions (multi-task inference on the same input)."""
         return cls(documents=(Document(id=id, text=text),), instructions=tuple(instructions))
+
+    @classmethod
+    def pairs(cls, pairs: Iterable[tuple[Document, str]]) -> Request:
+        """Document i with task i only, when the pairing is known ("classify each ticket")."""
+        items = list(pairs)
+        return cls(
+            documents=tuple(d for d, _ in items),
+            instructions=tuple(t for _, t in items),
+            paired=True,
+        )
 
     @property
     def tasks(self) -> list[str]:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fanout.agents.backend import Usage
 
-__all__ = ["DocumentAnswer", "RunResult", "RunUsage", "Status", "SubResult"]
+__all__ = [
+    "DocumentAnswer",
+    "InvalidCitation",
+    "Outcome",
+    "RunResult",
+    "RunUsage",
+    "Status",
+    "SubResult",
+]
 
 Status = Literal["ok", "failed"]
+Outcome = Literal["found", "not_found", "failed"]
+"""What a sub-agent (or a document, after its chunks are merged) made of its task: an answer with
+its evidence, an explicit "this document does not answer it", or a failure."""
 
 
 class SubResult(BaseModel):
@@ -31,9 +42,17 @@ class SubResult(BaseModel):
     task: str
     """The question or instruction this sub-agent answered."""
     status: Status
-    """ok, or failed after retries."""
+    """ok (the sub-agent ran to an answer or an abstention), or failed after retries."""
+    outcome: Outcome = "found"
+    """found, not_found (the document does not answer the task) or failed; set from `status`
+    and the answer when not given."""
     output: str | None = None
     """The answer text (None when failed)."""
+    evidence: str | None = None
+    """The sub-agent's verbatim quote from its document backing the answer, when it gave one."""
+    grounded: bool | None = None
+    """Whether the quote (or, without one, the answer itself) occurs in the document, compared with
+    case and whitespace normalised; None when nothing was found."""
     data: dict[str, Any] | None = None
     """Validated structured output, when an output schema was given."""
     error: str | None = None
@@ -42,6 +61,13 @@ class SubResult(BaseModel):
     """Backend calls attempted, retries included."""
     usage: Usage = Field(default_factory=Usage)
     """Tokens, calls and latency of this sub-agent's successful calls."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _failed_means_failed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") == "failed":
+            return {**data, "outcome": "failed"}
+        return data
 
 
 class DocumentAnswer(BaseModel):
@@ -57,14 +83,50 @@ class DocumentAnswer(BaseModel):
     """The question or instruction."""
     status: Status
     """failed when no chunk of the document produced an answer."""
+    outcome: Outcome = "found"
+    """found, not_found (no chunk of the document answers the task) or failed."""
     answer: str | None = None
     """The answer (None when failed)."""
+    evidence: str | None = None
+    """The quote backing the answer, from the chunk that found it."""
+    grounded: bool | None = None
+    """Whether that quote (or the answer) occurs in the document; an ungrounded finding is ranked
+    below every grounded one and used only when no grounded finding exists."""
+    relevance: float | None = None
+    """BM25 score of the question against this finding's evidence and document, among the
+    request's findings; None when not ranked (one finding, instructions, known pairing)."""
+    selected: bool = False
+    """Whether the answer was built from this finding (found, grounded if any finding is, and
+    relevant enough: see `fanout.orchestrator.relevance`)."""
+    rank: int | None = None
+    """1 for the finding that best matches the task, among the found ones."""
     data: dict[str, Any] | None = None
     """Structured answer, when an output schema was given and the document was not chunked."""
     error: str | None = None
     """Why it is missing, or which chunks failed."""
     sub_agent_ids: tuple[str, ...] = ()
     """Provenance: the sub-agents whose outputs this answer came from."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _failed_means_failed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") == "failed":
+            return {**data, "outcome": "failed"}
+        return data
+
+
+class InvalidCitation(BaseModel):
+    """A citation the coordinator removed from the model's answer, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    document_id: str
+    """The id as the model wrote it."""
+    claim: str
+    """The text the model attributed to it."""
+    reason: str
+    """not a document of the request; no finding from that document; or disagrees with that
+    document's own finding."""
 
 
 class RunUsage(BaseModel):
@@ -84,6 +146,8 @@ class RunUsage(BaseModel):
     """From the backend's price table; 0 for local models."""
     stages: dict[str, Usage] = Field(default_factory=dict)
     """The same split by stage: sub_agents, reduce, synthesis."""
+    synthesis_rounds: int = 0
+    """Rounds of synthesis calls: 0 none, 1 one call, more when the findings needed a tree."""
 
     @property
     def total_tokens(self) -> int:
@@ -91,10 +155,13 @@ class RunUsage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
     @classmethod
-    def from_stages(cls, stages: dict[str, Usage], wall_s: float) -> RunUsage:
+    def from_stages(
+        cls, stages: dict[str, Usage], wall_s: float, *, synthesis_rounds: int = 0
+    ) -> RunUsage:
         """Sum per-stage usage into run totals."""
         total = sum(stages.values(), Usage())
         return cls(
+            synthesis_rounds=synthesis_rounds,
             prompt_tokens=total.prompt_tokens,
             completion_tokens=total.completion_tokens,
             calls=total.calls,
@@ -120,7 +187,16 @@ class RunResult(BaseModel):
     sub_results: list[SubResult]
     """One per sub-agent, in request order."""
     citations: list[str] = Field(default_factory=list)
-    """Document ids the answer cites."""
+    """Document ids the answer cites, each checked against that document's own finding."""
+    invalid_citations: list[InvalidCitation] = Field(default_factory=list)
+    """Citations removed from the answer: invented ids, documents without a finding, or claims
+    that disagree with the cited document's finding."""
+    uncited: list[str] = Field(default_factory=list)
+    """Documents whose selected finding the answer does not cite (the synthesizer left it out)."""
+    unanswered: list[str] = Field(default_factory=list)
+    """Tasks that no document answers (every sub-agent abstained or failed)."""
+    synthesis_error: str | None = None
+    """Why synthesis failed; the answer is then the ranked per-document findings, uncombined."""
     usage: RunUsage = Field(default_factory=RunUsage)
     """Tokens, calls, wall time and cost."""
 
@@ -136,5 +212,46 @@ class RunResult(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """True when every sub-agent succeeded."""
-        return not self.failed
+        """True when every sub-agent and the synthesis succeeded (a "not found" is a success)."""
+        return not self.failed and self.synthesis_error is None
+
+    @property
+    def notes(self) -> list[str]:
+        """The coordinator's own report lines, built from fields and never from model text."""
+        lines: list[str] = []
+        for task in self.unanswered:
+            lines.append(f"No document answers: {task}")
+        failed = self.failed
+        if failed:
+            multi_task = len({r.task_index for r in self.sub_results}) > 1
+            parts = []
+            for r in failed:
+                where = r.document_id or "all documents"
+                if r.n_chunks > 1:
+                    where += f" chunk {r.chunk_index + 1}/{r.n_chunks}"
+                if multi_task:
+                    where += f" task {r.task_index + 1}"
+                parts.append(f"{where} ({r.error})")
+            lines.append(
+                f"Missing: {len(failed)} of {len(self.sub_results)} sub-agents failed: "
+                + "; ".join(parts)
+            )
+        if self.synthesis_error:
+            lines.append(
+                f"Synthesis failed ({self.synthesis_error}): the findings are listed as found"
+            )
+        if self.uncited:
+            lines.append("Uncited: " + ", ".join(self.uncited))
+        if self.invalid_citations:
+            lines.append(
+                "Removed citations: "
+                + "; ".join(f"[{c.document_id}] {c.reason}" for c in self.invalid_citations)
+            )
+        return lines
+
+    def report(self) -> str:
+        """The answer, then the coordinator's notes after a rule, so model text cannot pose as them."""
+        notes = self.notes
+        if not notes:
+            return self.answer
+        return f"{self.answer}\n---\n" + "\n".join(f"fanout: {line}" for line in notes)

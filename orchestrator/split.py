@@ -120,7 +120,7 @@ def split_request(
         count_tokens: the backend's token counter (needed when chunking).
     """
     tasks: list[SubTask] = []
-    for doc in request.documents:
+    for doc_index, doc in enumerate(request.documents):
         if chunk_tokens is None:
             chunks = [Chunk(start=0, end=len(doc.text), text=doc.text)]
         else:
@@ -133,6 +133,8 @@ def split_request(
                 count_tokens=count_tokens,
             )
         for task_index, task in enumerate(request.tasks):
+            if request.paired and task_index != doc_index:
+                continue  # a known pairing: document i gets task i only
             for chunk_index, chunk in enumerate(chunks):
                 tasks.append(
                     SubTask(
@@ -153,7 +155,15 @@ def split_request(
 def split_monolithic(request: Request) -> list[SubTask]:
     """The baseline: one sub-task whose context holds every document and whose task holds every task."""
     context = "\n\n".join(f"[{doc.id}]\n{doc.text.strip()}" for doc in request.documents)
-    if request.instructions:
+    if request.paired:
+        numbered = "\n".join(
+            f"{i}. [{doc.id}] {t}"
+            for i, (doc, t) in enumerate(
+                zip(request.documents, request.instructions, strict=True), 1
+            )
+        )
+        task = f"Do each of the following, each on the document named in brackets:\n{numbered}"
+    elif request.instructions:
         numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(request.instructions, 1))
         task = f"Do each of the following for every document:\n{numbered}"
         if request.question:

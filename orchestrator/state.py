@@ -8,7 +8,7 @@ from typing import Annotated, TypedDict
 from fanout.agents.backend import Usage
 
 from .request import Request
-from .result import DocumentAnswer, SubResult
+from .result import DocumentAnswer, InvalidCitation, SubResult
 from .task import SubTask
 
 __all__ = ["CoordinatorInput", "CoordinatorState", "SubAgentInput", "merge_usage"]
@@ -40,6 +40,11 @@ class CoordinatorState(TypedDict, total=False):
     answers: list[DocumentAnswer]
     answer: str
     citations: list[str]
+    invalid_citations: list[InvalidCitation]
+    uncited: list[str]
+    unanswered: list[str]
+    synthesis_error: str | None
+    synthesis_rounds: int
     stage_usage: Annotated[dict[str, Usage], merge_usage]
     finished_at: float
 

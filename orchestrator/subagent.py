@@ -8,22 +8,24 @@ accounting, so a user-written sub-agent (a function, or a whole LangGraph graph)
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fanout.agents.backend import Completion, Prompt, PromptStyle
 from fanout.agents.errors import OutputInvalid
 
-from .prompts import task_prompt
+from .prompts import is_not_found, parse_qa_output, task_prompt
 from .task import SubTask
 
 __all__ = [
+    "Finding",
     "ModelAccess",
     "SubAgent",
     "SubAgentOutput",
     "SubTask",
     "answer_task",
+    "answer_with_json",
     "graph_sub_agent",
     "structured_answerer",
     "validate_output",
@@ -36,6 +38,11 @@ class ModelAccess(Protocol):
     @property
     def prompt_style(self) -> PromptStyle:
         """How the backend renders prompts (completion for base models)."""
+        ...
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model attends to, or None when unknown."""
         ...
 
     def count_tokens(self, text: str) -> int:
@@ -53,14 +60,63 @@ class ModelAccess(Protocol):
         ...
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class Finding(BaseModel):
+    """What a sub-agent found in its document: the structured form of found / not found.
+
+    Default sub-agents return one; a user's sub-agent may too, or return plain text (then "not
+    found"-style answers count as abstentions, see `fanout.orchestrator.prompts.is_not_found`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    found: bool
+    """False when the document does not answer the task."""
+    answer: str = ""
+    """The answer, in a few words."""
+    evidence: str = ""
+    """The sentence of the document that gives the answer, copied exactly."""
+
+
 SubAgentOutput: TypeAlias = str | BaseModel | dict[str, Any]
 SubAgent: TypeAlias = Callable[[SubTask, ModelAccess], Awaitable[SubAgentOutput]]
 
 
-async def answer_task(task: SubTask, llm: ModelAccess) -> str:
-    """The default sub-agent: one call answering the task from the context."""
-    completion = await llm.complete(task_prompt(task))
-    return completion.text
+async def answer_task(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
+    """The default sub-agent: one call answering the task from the context, with evidence.
+
+    Over one document the answer is a `Finding`; over every document (the monolithic baseline) it
+    is the model's text, citations and all.
+    """
+    completion = await llm.complete(task_prompt(task, style=llm.prompt_style))
+    if task.document_id is None:
+        return completion.text
+    if llm.prompt_style == "chat":
+        answer, quote = completion.text.strip(), None
+    else:
+        answer, quote = parse_qa_output(completion.text)
+    if is_not_found(answer):
+        return Finding(found=False)
+    return Finding(found=True, answer=answer, evidence=quote or "")
+
+
+async def answer_with_json(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
+    """The default sub-agent, structured: the model fills a `Finding` under a JSON schema.
+
+    The schema travels with the call (a grammar on llama.cpp, response_format on servers). Use it
+    with models that follow JSON instructions; the small embedded base model answers better in text.
+    """
+    if task.document_id is None:
+        return await answer_task(task, llm)
+    schema = Finding.model_json_schema()
+    prompt = task_prompt(task, style=llm.prompt_style, json_schema=schema)
+    completion = await llm.complete(prompt, max_tokens=256, json_schema=schema)
+    finding = validate_output(Finding, completion.text)
+    if finding.found and is_not_found(finding.answer):
+        return Finding(found=False)
+    return finding
 
 
 def structured_answerer(schema: type[BaseModel]) -> SubAgent:
@@ -72,14 +128,14 @@ def structured_answerer(schema: type[BaseModel]) -> SubAgent:
     json_schema = schema.model_json_schema()
 
     async def answer(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
-        prompt = task_prompt(task, json_schema=json_schema)
+        prompt = task_prompt(task, style=llm.prompt_style, json_schema=json_schema)
         completion = await llm.complete(prompt, max_tokens=256, json_schema=json_schema)
         return validate_output(schema, completion.text)
 
     return answer
 
 
-def validate_output(schema: type[BaseModel], text: str) -> BaseModel:
+def validate_output(schema: type[M], text: str) -> M:
     """Parse `text` as `schema`, raising `OutputInvalid` with a one-line reason."""
     try:
         return schema.model_validate_json(text)

@@ -1,23 +1,27 @@
-"""Merging per-document answers into one answer that cites its documents.
+"""Merging the selected findings into one answer that cites its documents.
 
-`LLMSynthesizer` makes one more call over the labelled findings (findings are framed as data, so a
-hostile document's answer is something to report, not an instruction to follow); `CollectSynthesizer`
-makes no call and lists the per-document answers. Neither decides what to say about failed
-sub-agents: the coordinator appends that itself, so no synthesizer can drop it.
+Synthesizers see only the findings the coordinator selected (found, relevant, grounded first), in
+rank order. `LLMSynthesizer` makes no call for a single finding, one call for several, and a tree of
+calls when the findings do not fit one context (batches that fit, then their summaries, each line
+keeping its ``[doc]`` brackets); if a call fails it falls back to the ranked findings and says so.
+`CollectSynthesizer` makes no call. Neither reports failures, abstentions or citations: the
+coordinator builds those from its own fields (`fanout.orchestrator.citations`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from .prompts import NOT_FOUND, synthesis_prompt
+from fanout.agents.prompts import prompt_text
+
+from .citations import cited_ids, sanitize_model_text
+from .prompts import synthesis_prompt
 from .request import Request
-from .result import DocumentAnswer, SubResult
+from .result import DocumentAnswer
 from .subagent import ModelAccess
 
 __all__ = [
@@ -25,24 +29,33 @@ __all__ = [
     "LLMSynthesizer",
     "Synthesis",
     "Synthesizer",
-    "cited_ids",
-    "missing_note",
+    "collect_findings",
+    "finding_line",
+    "selected_findings",
 ]
+
+# Completion budget of one synthesis call, and tokens kept free for template drift.
+_SYNTH_MAX_TOKENS = 256
+_MARGIN = 32
+# A tree that stops shrinking is a list the model cannot shorten: stop and list the findings.
+_MAX_ROUNDS = 8
 
 
 class Synthesis(BaseModel):
-    """The merged answer."""
+    """The merged answer, before the coordinator checks its citations."""
 
     model_config = ConfigDict(frozen=True)
 
     answer: str
-    """Text of the answer."""
-    citations: list[str]
-    """Document ids it cites, in first-cited order."""
+    """Text of the answer, citing document ids in brackets."""
+    error: str | None = None
+    """Why merging failed; the answer is then the ranked findings, listed."""
+    rounds: int = 0
+    """Rounds of synthesis calls (0: none; above 1: the findings needed a tree)."""
 
 
 class Synthesizer(Protocol):
-    """Turns per-document answers into one answer. Use `llm()` for each model call made."""
+    """Turns the selected findings into one answer. Use `llm()` for each model call made."""
 
     async def synthesize(
         self,
@@ -50,29 +63,40 @@ class Synthesizer(Protocol):
         answers: list[DocumentAnswer],
         llm: Callable[[], ModelAccess],
     ) -> Synthesis:
-        """Merge `answers` (failed ones included, marked) into one answer."""
+        """Merge the `selected` answers (every answer is given, failed and unselected marked)."""
         ...
 
 
-def cited_ids(text: str, known: Sequence[str]) -> list[str]:
-    """Document ids cited in brackets in `text`, known ones only, first-cited first."""
-    known_set = set(known)
-    found = [m.strip() for m in re.findall(r"\[([^\[\]]+)\]", text)]
-    return list(dict.fromkeys(i for i in found if i in known_set))
+def selected_findings(answers: Sequence[DocumentAnswer], task_index: int) -> list[DocumentAnswer]:
+    """One task's selected findings, best first."""
+    chosen = [a for a in answers if a.task_index == task_index and a.selected]
+    return sorted(chosen, key=lambda a: a.rank or 0)
 
 
-def _is_found(answer: DocumentAnswer) -> bool:
-    text = (answer.answer or "").strip().lower().strip(" .")
-    return answer.status == "ok" and bool(text) and text != NOT_FOUND
-
-
-def _finding(answer: DocumentAnswer, with_task: bool) -> str:
+def finding_line(answer: DocumentAnswer, *, with_task: bool = False) -> str:
+    """ "- answer [doc]": the layout synthesis prompts show and the citation check reads."""
     task = f"({answer.task}) " if with_task else ""
-    return f"- {task}{(answer.answer or '').strip()} [{answer.document_id}]"
+    text = " ".join(sanitize_model_text(answer.answer or "").split())
+    return f"- {task}{text} [{answer.document_id}]"
+
+
+def _listed(findings: Sequence[DocumentAnswer], with_task: bool) -> str:
+    return "\n".join(finding_line(a, with_task=with_task) for a in findings)
+
+
+def collect_findings(request: Request, answers: Sequence[DocumentAnswer]) -> str:
+    """Every selected finding under its task, best first: the answer when nothing is merged."""
+    tasks = request.tasks
+    lines: list[str] = []
+    for index, task in enumerate(tasks):
+        if len(tasks) > 1:
+            lines.append(f"{index + 1}. {task}")
+        lines += [finding_line(a) for a in selected_findings(answers, index)]
+    return "\n".join(lines)
 
 
 class CollectSynthesizer:
-    """No extra call: the answer is the list of per-document answers, grouped by task."""
+    """No extra call: the answer is the list of selected findings, best first, grouped by task."""
 
     async def synthesize(
         self,
@@ -80,24 +104,15 @@ class CollectSynthesizer:
         answers: list[DocumentAnswer],
         llm: Callable[[], ModelAccess],
     ) -> Synthesis:
-        """List every successful answer under its task."""
-        tasks = request.tasks
-        lines: list[str] = []
-        for index, task in enumerate(tasks):
-            if len(tasks) > 1:
-                lines.append(f"{index + 1}. {task}")
-            for a in answers:
-                if a.task_index == index and a.status == "ok":
-                    lines.append(_finding(a, with_task=False))
-        ids = [str(a.document_id) for a in answers if _is_found(a)]
-        return Synthesis(answer="\n".join(lines), citations=list(dict.fromkeys(ids)))
+        """List every selected finding under its task."""
+        return Synthesis(answer=collect_findings(request, answers))
 
 
 class LLMSynthesizer:
-    """One call over the labelled findings that answers the question and cites document ids.
+    """Answers the question (or each instruction) from the selected findings, citing document ids.
 
-    Calls are skipped where they add nothing: a single finding is the answer as it stands, and
-    findings of "not found" are left out.
+    A single finding is the answer as it stands (no call). Findings that do not fit one context are
+    merged in rounds. A failed call is not fatal: the answer falls back to the ranked findings.
     """
 
     async def synthesize(
@@ -107,53 +122,108 @@ class LLMSynthesizer:
         llm: Callable[[], ModelAccess],
     ) -> Synthesis:
         """Answer the question (or each instruction) from the findings."""
-        known = [d.id for d in request.documents]
         if request.question is not None:
-            text = await self._merge(request.question, answers, llm, bool(request.instructions))
-        else:
-            per_task = await asyncio.gather(
-                *(
-                    self._merge(task, [a for a in answers if a.task_index == i], llm, False)
-                    for i, task in enumerate(request.tasks)
-                )
+            findings = [f for i in range(len(request.tasks)) for f in selected_findings(answers, i)]
+            return await self._merge(request.question, findings, llm, bool(request.instructions))
+        parts = await asyncio.gather(
+            *(
+                self._merge(task, selected_findings(answers, i), llm, False)
+                for i, task in enumerate(request.tasks)
             )
-            if len(per_task) == 1:
-                text = per_task[0]
-            else:
-                text = "\n".join(
-                    f"{i}. {task}: {ans}"
-                    for i, (task, ans) in enumerate(zip(request.tasks, per_task, strict=True), 1)
-                )
-        return Synthesis(answer=text, citations=cited_ids(text, known))
+        )
+        if len(parts) == 1:
+            return parts[0]
+        text = "\n".join(
+            f"{i}. {task}: {part.answer}"
+            for i, (task, part) in enumerate(zip(request.tasks, parts, strict=True), 1)
+        )
+        errors = [p.error for p in parts if p.error]
+        return Synthesis(
+            answer=text,
+            error="; ".join(errors) if errors else None,
+            rounds=max(p.rounds for p in parts),
+        )
 
     async def _merge(
         self,
         question: str,
-        answers: list[DocumentAnswer],
+        findings: list[DocumentAnswer],
         llm: Callable[[], ModelAccess],
         with_task: bool,
-    ) -> str:
-        found = [a for a in answers if _is_found(a)]
-        if not found:
-            return NOT_FOUND
-        if len(found) == 1 and not with_task:
-            return f"{(found[0].answer or '').strip()} [{found[0].document_id}]"
-        prompt = synthesis_prompt(question, "\n".join(_finding(a, with_task) for a in found))
-        return (await llm().complete(prompt, max_tokens=256)).text
+    ) -> Synthesis:
+        if not findings:
+            return Synthesis(answer="")
+        if len(findings) == 1 and not with_task:
+            return Synthesis(answer=finding_line(findings[0])[2:])
+        lines = [finding_line(a, with_task=with_task) for a in findings]
+        try:
+            text, rounds = await self._merge_lines(question, lines, llm)
+        except Exception as exc:  # keep every finding rather than lose the run
+            return Synthesis(
+                answer=_listed(findings, with_task), error=f"{type(exc).__name__}: {exc}"
+            )
+        return Synthesis(answer=text, rounds=rounds)
+
+    async def _merge_lines(
+        self, question: str, lines: list[str], llm: Callable[[], ModelAccess]
+    ) -> tuple[str, int]:
+        """Merge finding lines in as many rounds as their size needs; (answer, rounds)."""
+        rounds = 0
+        while True:
+            batches = _pack(question, lines, llm())
+            outputs = await asyncio.gather(*(_call(question, batch, llm) for batch in batches))
+            rounds += 1
+            if len(batches) == 1:
+                return outputs[0], rounds
+            merged: list[str] = []
+            for batch, output in zip(batches, outputs, strict=True):
+                merged += _provenanced(output, batch) or batch
+            if len(merged) >= len(lines) or rounds >= _MAX_ROUNDS:
+                return "\n".join(merged), rounds  # the model cannot shorten it: list it
+            lines = merged
 
 
-def missing_note(sub_results: list[SubResult]) -> str | None:
-    """One plain line naming every failed sub-agent and why, or None when all succeeded."""
-    failed = [r for r in sub_results if r.status == "failed"]
-    if not failed:
-        return None
-    multi_task = len({r.task_index for r in sub_results}) > 1
-    parts = []
-    for r in failed:
-        where = r.document_id or "all documents"
-        if r.n_chunks > 1:
-            where += f" chunk {r.chunk_index + 1}/{r.n_chunks}"
-        if multi_task:
-            where += f" task {r.task_index + 1}"
-        parts.append(f"{where} ({r.error})")
-    return f"Missing: {len(failed)} of {len(sub_results)} sub-agents failed: " + "; ".join(parts)
+async def _call(question: str, lines: list[str], llm: Callable[[], ModelAccess]) -> str:
+    completion = await llm().complete(
+        synthesis_prompt(question, "\n".join(lines)), max_tokens=_SYNTH_MAX_TOKENS
+    )
+    return completion.text
+
+
+def _pack(question: str, lines: list[str], access: ModelAccess) -> list[list[str]]:
+    """All lines in one batch when their prompt fits the context; else consecutive batches.
+
+    Batches of a tree also stay within one call's completion budget, so a model that copies its
+    findings back can copy all of them.
+    """
+    window = access.context_window
+    if window is None:
+        return [lines]
+    style = access.prompt_style
+    overhead = access.count_tokens(prompt_text(synthesis_prompt(question, ""), style))
+    room = window - overhead - _SYNTH_MAX_TOKENS - _MARGIN
+    sizes = [access.count_tokens(line + "\n") for line in lines]
+    if sum(sizes) <= room:
+        return [lines]
+    room = min(room, _SYNTH_MAX_TOKENS)
+    if room < 16 or max(sizes) > room:
+        raise ValueError(f"the synthesizer's context ({window} tokens) cannot hold a finding")
+    batches: list[list[str]] = [[]]
+    used = 0
+    for line, size in zip(lines, sizes, strict=True):
+        if batches[-1] and used + size > room:
+            batches.append([])
+            used = 0
+        batches[-1].append(line)
+        used += size
+    return batches
+
+
+def _provenanced(output: str, batch: list[str]) -> list[str]:
+    """The output's lines that cite a document of their batch: a round keeps only sourced claims."""
+    ids = {i for line in batch for i in cited_ids(line)}
+    kept = []
+    for line in sanitize_model_text(output).splitlines():
+        if any(i in ids for i in cited_ids(line)):
+            kept.append(line.strip() if line.strip().startswith("- ") else f"- {line.strip()}")
+    return kept

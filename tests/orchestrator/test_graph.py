@@ -45,10 +45,11 @@ def test_each_sub_agent_sees_only_its_own_document_and_task() -> None:
         assert request.tasks[1 - task_index] not in prompt
         # no earlier answers leak in
         assert all(f"Answer: {x}" not in prompt for x in "ABC")
-    # The exact prompt: instruction, few-shot examples, then this document and question only.
+    # The exact prompt: instruction, few-shot examples, then this document and question only,
+    # ending on the evidence cue (the model quotes, then answers).
     first = prompts["a.md#t0c0"]
     assert first.endswith(
-        "Document: Alpha Corp raised prices by 5%.\nQuestion: Who raised prices?\nAnswer:"
+        "Document: Alpha Corp raised prices by 5%.\nQuestion: Who raised prices?\nEvidence:"
     )
 
 
@@ -96,10 +97,13 @@ def test_failed_sub_agents_are_named_in_both_modes() -> None:
         assert not result.ok
         assert [r.document_id for r in result.failed] == ["b.md"]
         assert [a.document_id for a in result.missing] == ["b.md"]
+        # The coordinator's note comes from its own fields, apart from the model's text.
         assert (
             "Missing: 1 of 3 sub-agents failed: b.md (AuthenticationFailed: HTTP 401: bad key)"
-            in (result.answer)
+            in result.notes
         )
+        assert "Missing" not in result.answer
+        assert result.report().endswith(f"---\nfanout: {result.notes[0]}")
         assert result.failed[0].attempts == 1, "auth errors are never retried"
 
 
@@ -276,7 +280,7 @@ def test_graph_streams_sync_and_async_and_nests_as_subgraph() -> None:
 
     from langgraph.graph import END, START, StateGraph
 
-    backend = ScriptedBackend(fn=lambda r: "not found")
+    backend = ScriptedBackend(fn=lambda r: {"a.md": "Alpha"}.get(r.tags["document_id"], "none"))
     coordinator = Coordinator(backend, synthesis="collect")
     request = Request(documents=DOCS, question="Q")
     nodes = [next(iter(u)) for u in coordinator.graph.stream({"request": request, "run_id": "r1"})]
@@ -300,7 +304,7 @@ def test_graph_streams_sync_and_async_and_nests_as_subgraph() -> None:
     outer.add_edge(START, "fanout")
     outer.add_edge("fanout", END)
     final = outer.compile().invoke({"request": request, "run_id": "r3"})
-    assert final["answer"].startswith("- not found [a.md]")
+    assert final["answer"] == "- Alpha [a.md]"
 
 
 def test_graph_shape_snapshot() -> None:
@@ -318,10 +322,12 @@ graph TD;
 \tsplit(split)
 \tsub_agent(sub_agent)
 \treduce(reduce)
+\trank(rank)
 \tsynthesize(synthesize)
 \t__end__([<p>__end__</p>]):::last
 \t__start__ --> split;
-\treduce --> synthesize;
+\trank --> synthesize;
+\treduce --> rank;
 \tsplit -.-> sub_agent;
 \tsub_agent --> reduce;
 \tsynthesize --> __end__;
@@ -332,7 +338,7 @@ graph TD;
 
 
 def test_arun_inside_running_loop_and_run_from_sync() -> None:
-    backend = ScriptedBackend(fn=lambda r: "not found")
+    backend = ScriptedBackend(fn=lambda r: {"a.md": "Alpha"}.get(r.tags["document_id"], "none"))
     coordinator = Coordinator(backend, synthesis="collect")
 
     async def main() -> str:

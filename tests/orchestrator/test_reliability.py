@@ -92,7 +92,7 @@ def test_dead_endpoint_trips_the_breaker_and_remaining_calls_fail_fast() -> None
     assert len(result.failed) == 50
     assert len(backend.calls) == 5, "after 5 connection failures the endpoint is not called again"
     assert sum("CircuitOpen" in (r.error or "") for r in result.failed) >= 48
-    assert "backend unreachable: 5 connection failures in a row" in result.answer
+    assert "backend unreachable: 5 connection failures in a row" in result.report()
 
 
 def test_breaker_recovers_after_cooldown() -> None:
