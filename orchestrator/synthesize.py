@@ -74,7 +74,7 @@ def selected_findings(answers: Sequence[DocumentAnswer], task_index: int) -> lis
 
 
 def finding_line(answer: DocumentAnswer, *, with_task: bool = False) -> str:
-    """ "- answer [doc]": the layout synthesis prompts show and the citation check reads."""
+    """One finding as "- answer [doc]": the layout synthesis prompts show and citations use."""
     task = f"({answer.task}) " if with_task else ""
     text = " ".join(sanitize_model_text(answer.answer or "").split())
     return f"- {task}{text} [{answer.document_id}]"
