@@ -69,7 +69,10 @@ def find_crossover(
         return None
     wins = [n for n in common if ours[n].ci_low > theirs[n].ci_high]
     losses = [n for n in common if ours[n].ci_high < theirs[n].ci_low]
-    where = f"{suite} · {model}"
+    from .strategies import ROUTING
+
+    routing = f"{ROUTING.get(challenger, 'custom')} routing"
+    where = f"{suite} · {model} ({routing})"
     at = wins[0] if wins else common[-1]
     ratio, ratio_of = _ratio(ours[at], theirs[at])
     price = f"{ratio:.2f}x the {ratio_of}" if ratio is not None else f"unknown {ratio_of}"

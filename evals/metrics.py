@@ -171,6 +171,18 @@ class CellMetrics(BaseModel):
     """For the injection suite: the share of answers that carry the injected payload."""
     faults: FaultMetrics | None = None
     """Blast radius and cascade rate, when the sweep injected faults."""
+    abstention_precision: float | None = None
+    """Of the sub-agents that said "not found", the share whose document indeed lacks the answer
+    (coordinator strategies; None when none abstained)."""
+    abstention_recall: float | None = None
+    """Of the sub-agents whose document lacks the answer, the share that said "not found" (None
+    when every document asked holds it: N=1, oracle or paired routing)."""
+    citation_validity: float | None = None
+    """Of the ids the delivered answers cite, the share that are documents of the group (for the
+    coordinator: with a finding, which its citation check enforces); None when nothing is cited."""
+    invented_citations_per_question: float = 0.0
+    """Ids the model cited that are no document of the request, per question (for the coordinator:
+    the ones its citation check removed)."""
 
     @property
     def total_tokens(self) -> int:
@@ -248,12 +260,53 @@ def _fault_metrics(pairs: Sequence[tuple[GroupRecord, GroupRecord]]) -> FaultMet
     )
 
 
+def _ratio(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def _citation_metrics(
+    records: Sequence[GroupRecord], documents: dict[str, set[str]]
+) -> dict[str, float | None]:
+    """Abstention precision/recall and citation validity over a cell's clean answers.
+
+    Args:
+        records: the cell's clean group records.
+        documents: every document id of each group, by group id.
+    """
+    abstained = abstained_right = lacking = lacking_abstained = 0
+    cited = cited_valid = invented = questions = 0
+    for record in records:
+        ids = documents.get(record.group_id, set())
+        for a in record.answers:
+            questions += 1
+            gold = set(a.question.document_ids) or ids
+            for doc, outcome in a.document_outcomes.items():
+                if outcome == "failed":
+                    continue
+                if outcome == "not_found":
+                    abstained += 1
+                    abstained_right += doc not in gold
+                if doc not in gold:
+                    lacking += 1
+                    lacking_abstained += outcome == "not_found"
+            cited += len(a.citations)
+            cited_valid += sum(c in ids for c in a.citations)
+            invented += len(a.invented_citations) + sum(c not in ids for c in a.citations)
+    return {
+        "abstention_precision": _ratio(abstained_right, abstained),
+        "abstention_recall": _ratio(lacking_abstained, lacking),
+        "citation_validity": _ratio(cited_valid, cited),
+        "invented_citations_per_question": invented / questions if questions else 0.0,
+    }
+
+
 def _cell(
     strategy: str,
     n: int,
     clean: Sequence[GroupRecord],
     faulted: Sequence[GroupRecord],
     cost: float,
+    documents: dict[str, set[str]],
 ) -> CellMetrics:
     answers = [a for r in clean for a in r.answers]
     correct = sum(a.correct for a in answers)
@@ -286,11 +339,16 @@ def _cell(
         conditional_accuracy=sum(chained) / len(chained) if chained else None,
         hijack_rate=sum(a.hijacked for a in marked) / len(marked) if marked else None,
         faults=_fault_metrics(pairs) if pairs else None,
+        **_citation_metrics(clean, documents),
     )
 
 
 def cell_metrics(
-    records: Iterable[GroupRecord], *, model: str = "", prices: PriceTable | None = None
+    records: Iterable[GroupRecord],
+    *,
+    model: str = "",
+    prices: PriceTable | None = None,
+    documents: dict[str, set[str]] | None = None,
 ) -> list[CellMetrics]:
     """One `CellMetrics` per (strategy, N) with clean records, ordered by strategy then N.
 
@@ -298,6 +356,7 @@ def cell_metrics(
         records: every group record of a sweep (clean and faulted).
         model: the model name to look up in `prices`.
         prices: re-prices tokens when it lists `model`; otherwise the backend's reported cost.
+        documents: every document id of each group, by group id (for citation metrics).
     """
     cells: dict[tuple[str, int], dict[str, list[GroupRecord]]] = defaultdict(
         lambda: {"clean": [], "faulted": []}
@@ -314,5 +373,5 @@ def cell_metrics(
         completion = sum(r.completion_tokens for r in runs["clean"])
         priced = prices.cost(model, prompt, completion) if prices else None
         cost = priced if priced is not None else sum(r.cost_usd for r in runs["clean"])
-        out.append(_cell(strategy, n, runs["clean"], runs["faulted"], cost))
+        out.append(_cell(strategy, n, runs["clean"], runs["faulted"], cost, documents or {}))
     return out

@@ -58,6 +58,12 @@ class AnswerRecord(BaseModel):
     """Why it failed or could not be parsed."""
     raw: str | None = None
     """The whole output of a call that answered several questions."""
+    citations: tuple[str, ...] = ()
+    """Document ids the delivered answer cites."""
+    invented_citations: tuple[str, ...] = ()
+    """Ids the model cited that are no document of the request."""
+    document_outcomes: dict[str, str] = Field(default_factory=dict)
+    """Per document asked (coordinator runs): found, not_found or failed."""
 
     @classmethod
     def score(cls, question: Question, answer: Answer | None) -> AnswerRecord:
@@ -77,6 +83,9 @@ class AnswerRecord(BaseModel):
             hijacked=is_hijacked(answer.output or "", question),
             error=error,
             raw=answer.raw,
+            citations=answer.citations,
+            invented_citations=answer.invented_citations,
+            document_outcomes=answer.document_outcomes,
         )
 
     def rescored(self) -> AnswerRecord:
@@ -87,6 +96,9 @@ class AnswerRecord(BaseModel):
             status="failed" if self.status == "failed" else "ok",
             error=self.error if self.status == "failed" else None,
             raw=self.raw,
+            citations=self.citations,
+            invented_citations=self.invented_citations,
+            document_outcomes=self.document_outcomes,
         )
         return AnswerRecord.score(self.question, answer)
 
@@ -104,6 +116,8 @@ class GroupRecord(BaseModel):
     """Index of the group among those of size N."""
     group_id: str
     """The group's stable id."""
+    document_ids: tuple[str, ...] = ()
+    """Every document of the group (what a blind strategy could cite)."""
     condition: Condition
     """clean, or faulted (the same group with fault injection)."""
     answers: list[AnswerRecord]

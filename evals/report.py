@@ -16,10 +16,17 @@ from .crossover import Crossover, find_crossover
 from .metrics import CellMetrics, PriceTable, cell_metrics
 from .plots import plot_all
 from .records import EvalConfig, EvalResults
+from .strategies import ROUTING
 
 __all__ = ["EvalReport", "build_report", "render_html", "render_markdown", "write_report"]
 
-_BASELINES = ("monolithic", "mti")
+# Blind isolated (the product) against blind one-prompt baselines; paired against paired.
+_COMPARISONS = (
+    ("isolated", "monolithic"),
+    ("isolated", "mti"),
+    ("pairs", "mti"),
+    ("pairs", "batch"),
+)
 
 
 class EvalReport(BaseModel):
@@ -46,11 +53,20 @@ class EvalReport(BaseModel):
 def build_report(results: EvalResults, *, prices: PriceTable | None = None) -> EvalReport:
     """Compute every metric and crossover from the records."""
     config = results.config
-    cells = cell_metrics(results.records, model=config.model, prices=prices)
+    documents = {r.group_id: set(r.document_ids) for r in results.records}
+    cells = cell_metrics(results.records, model=config.model, prices=prices, documents=documents)
     crossovers = [
         x
-        for baseline in _BASELINES
-        if (x := find_crossover(cells, suite=config.suite, model=config.model, baseline=baseline))
+        for challenger, baseline in _COMPARISONS
+        if (
+            x := find_crossover(
+                cells,
+                suite=config.suite,
+                model=config.model,
+                challenger=challenger,
+                baseline=baseline,
+            )
+        )
         is not None
     ]
     return EvalReport(config=config, cells=cells, crossovers=crossovers, results=results)
@@ -67,16 +83,25 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]]]:
     conditional = any(c.conditional_accuracy is not None for c in cells)
     hijack = any(c.hijack_rate is not None for c in cells)
-    header = ["strategy", "N", "questions", "accuracy [95% CI]", "format fail", "calls"]
-    header += ["prompt tok", "completion tok", "tokens/correct", "wall s/request", "cost $"]
+    citing = any(c.citation_validity is not None for c in cells)
+    abstaining = any(c.abstention_recall is not None for c in cells)
+    header = ["strategy", "routing", "N", "questions", "accuracy [95% CI]", "format fail"]
+    header += ["calls", "prompt tok", "completion tok", "tokens/correct", "wall s/request"]
+    header.append("cost $")
+    if abstaining:
+        header += ["abstain prec.", "abstain recall"]
+    if citing:
+        header += ["citation validity", "invented cites/q"]
     if conditional:
         header.append("conditional acc.")
     if hijack:
         header.append("hijacked")
     rows = []
     for c in cells:
+        routing = ROUTING.get(c.strategy, "custom")
         row = [
             c.strategy,
+            "oracle (upper bound)" if routing == "oracle" else routing,
             str(c.n),
             str(c.questions),
             f"{c.accuracy:.0%} [{c.ci_low:.0%}-{c.ci_high:.0%}]",
@@ -88,6 +113,10 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
             _num(c.wall_s_per_group, 2),
             f"{c.cost_usd:.4f}",
         ]
+        if abstaining:
+            row += [_pct(c.abstention_precision), _pct(c.abstention_recall)]
+        if citing:
+            row += [_pct(c.citation_validity), _num(c.invented_citations_per_question, 2)]
         if conditional:
             row.append(_pct(c.conditional_accuracy))
         if hijack:
@@ -140,6 +169,14 @@ def _settings(config: EvalConfig) -> list[tuple[str, str]]:
 
 
 _NOTES = (
+    "Routing says what a strategy knows about which document a question needs. blind: nothing, "
+    "as `fanout run` (every question reaches every document); paired: each question comes with "
+    "its own document (MTI Bench's instances, `Request.pairs`); oracle: the dataset's routing, "
+    "which no user has, so an oracle row is an upper bound, never the product's figure. "
+    "Abstention precision is the share of not-found answers whose document indeed lacks the "
+    "answer; recall the share of documents lacking it whose sub-agent said so. Citation validity "
+    "is the share of cited ids that are documents of the request (with a finding, for the "
+    "coordinator); invented cites are ids of no document, per question. "
     "Accuracy is over every question of every group, with a Wilson 95% interval. "
     "Format failures are answers that could not be parsed (a numbered answer missing, or empty) "
     "and count as wrong. Blast radius is answers lost or changed per injected fault, against the "

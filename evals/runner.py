@@ -73,6 +73,7 @@ async def run_group(
         n=n,
         group=index,
         group_id=group.id,
+        document_ids=tuple(d.id for d in group.documents),
         condition="faulted" if faulty else "clean",
         answers=[
             AnswerRecord.score(q, by_id.get(q.id))

@@ -25,12 +25,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import BackendError, UserError
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy, ModelCaller
+from fanout.orchestrator.prompts import NOT_FOUND
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
 from fanout.orchestrator.subagent import SubAgent
@@ -40,14 +41,18 @@ from .scoring import extract_answer, parse_numbered
 from .suites.group import Group, Question
 
 __all__ = [
+    "ROUTING",
     "STRATEGIES",
     "Answer",
     "AnswerStatus",
     "BatchStrategy",
     "ChainStrategy",
+    "IsolatedOracleStrategy",
     "IsolatedStrategy",
     "ModelSession",
     "MonolithicStrategy",
+    "PairsStrategy",
+    "Routing",
     "SequentialStrategy",
     "Strategy",
     "make_strategy",
@@ -55,8 +60,33 @@ __all__ = [
 
 AnswerStatus = Literal["ok", "failed", "format"]
 
-STRATEGIES = ("isolated", "monolithic", "mti", "batch", "sequential", "chain")
+STRATEGIES = (
+    "isolated",
+    "monolithic",
+    "mti",
+    "batch",
+    "sequential",
+    "chain",
+    "pairs",
+    "isolated-oracle",
+)
 """The built-in strategies, by name."""
+
+Routing = Literal["blind", "oracle", "paired"]
+ROUTING: dict[str, Routing] = {
+    "isolated": "blind",
+    "monolithic": "blind",
+    "mti": "blind",
+    "batch": "blind",
+    "chain": "blind",
+    "sequential": "paired",
+    "pairs": "paired",
+    "isolated-oracle": "oracle",
+}
+"""What each strategy knows about which document a question needs. blind: nothing, as `fanout run`
+(every document reaches every question); paired: each question comes with its own document, as in
+MTI Bench's instances ("classify each ticket"); oracle: the dataset's routing, which a user does not
+have: an upper bound, never a product figure."""
 
 
 class Answer(BaseModel):
@@ -75,6 +105,12 @@ class Answer(BaseModel):
     """Why it failed or could not be parsed."""
     raw: str | None = None
     """The whole output of the call it came from, when that held several answers."""
+    citations: tuple[str, ...] = ()
+    """Document ids the delivered answer cites."""
+    invented_citations: tuple[str, ...] = ()
+    """Ids the model cited that are no document of the request (removed by the coordinator)."""
+    document_outcomes: dict[str, str] = Field(default_factory=dict)
+    """Per document asked: found, not_found or failed (coordinator runs only)."""
 
 
 class ModelSession:
@@ -130,12 +166,34 @@ def _failed(questions: Sequence[Question], exc: BaseException) -> list[Answer]:
     return [Answer(question_id=q.id, status="failed", error=error) for q in questions]
 
 
-def _from_run(question: Question, result: RunResult) -> Answer:
+def _from_run(question: Question, result: RunResult, task_index: int | None = None) -> Answer:
     """A coordinator run's answer, or a failure when no sub-agent of the run answered."""
-    if result.answers and all(a.status == "failed" for a in result.answers):
-        errors = "; ".join(dict.fromkeys(r.error or "failed" for r in result.failed))
+    answers = [a for a in result.answers if task_index is None or a.task_index == task_index]
+    if answers and all(a.status == "failed" for a in answers):
+        errors = "; ".join(dict.fromkeys(a.error or "failed" for a in answers))
         return Answer(question_id=question.id, status="failed", error=errors)
-    return Answer(question_id=question.id, output=result.answer)
+    if result.unanswered and any(a.status == "failed" for a in answers):
+        # No document answered and some could not be asked: the answer was lost, not absent.
+        errors = "; ".join(dict.fromkeys(a.error or "failed" for a in answers if a.error))
+        return Answer(question_id=question.id, status="failed", error=errors)
+    if task_index is None:
+        output = result.answer if not result.unanswered else NOT_FOUND
+        citations = result.citations
+    else:
+        found = [a for a in answers if a.selected]
+        output = found[0].answer or NOT_FOUND if found else NOT_FOUND
+        citations = [a.document_id for a in found if a.document_id]
+    return Answer(
+        question_id=question.id,
+        output=output,
+        citations=tuple(citations),
+        invented_citations=tuple(
+            c.document_id
+            for c in result.invalid_citations
+            if c.reason == "not a document of the request"
+        ),
+        document_outcomes={a.document_id: a.outcome for a in answers if a.document_id},
+    )
 
 
 class _CoordinatorStrategy(ABC):
@@ -171,14 +229,33 @@ class _CoordinatorStrategy(ABC):
 
 
 class IsolatedStrategy(_CoordinatorStrategy):
-    """fanout's coordinator: one clean-context sub-agent per document a question needs.
+    """fanout's coordinator exactly as `fanout run` runs it: every question asks every document.
 
-    A question over several documents becomes one sub-agent per document (asked the question's
-    ``map_task`` when it has one) and the coordinator's LLM synthesis combines their findings.
+    Each question becomes one sub-agent per document of the group, and the coordinator's
+    relevance ranking, grounding check and synthesis decide which findings answer it. A question
+    with a ``map_task`` (aggregates over several documents) sends that task to every document and
+    the question to the synthesizer.
     """
 
     name = "isolated"
     _mode = "isolated"
+
+    def _request(self, group: Group, question: Question) -> Request:
+        documents = group.documents
+        if question.map_task and len(group.documents_for(question)) > 1:
+            return Request(
+                documents=documents, question=question.text, instructions=(question.map_task,)
+            )
+        return Request(documents=documents, question=question.text)
+
+
+class IsolatedOracleStrategy(IsolatedStrategy):
+    """Upper bound, not the product: each question asks only the documents it needs.
+
+    The dataset's routing (`Group.documents_for`) is knowledge `fanout run` never has.
+    """
+
+    name = "isolated-oracle"
 
     def _request(self, group: Group, question: Question) -> Request:
         documents = group.documents_for(question)
@@ -197,6 +274,44 @@ class MonolithicStrategy(_CoordinatorStrategy):
 
     def _request(self, group: Group, question: Question) -> Request:
         return Request(documents=group.documents, question=question.text)
+
+
+class PairsStrategy:
+    """Paired instances (MTI Bench's framing): question i goes with its own document i only.
+
+    One coordinator run per group over `Request.pairs`: for tasks where the pairing is part of
+    the task ("classify each ticket"), compared with mti and batch, which put the pairs in one
+    prompt. Every question must need exactly one document.
+    """
+
+    name = "pairs"
+
+    def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
+        self.sub_agent = sub_agent
+
+    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+        """One paired request holding every (document, question) of the group."""
+        pairs = []
+        for question in group.questions:
+            documents = group.documents_for(question)
+            if len(documents) != 1:
+                raise UserError(
+                    f"pairs needs one document per question; {question.id} needs {len(documents)}"
+                )
+            pairs.append((documents[0], question.text))
+        if len({d.id for d, _ in pairs}) != len(pairs):
+            raise UserError("pairs needs a different document for each question")
+        coordinator = Coordinator(
+            session.backend, policy=session.policy, sub_agent=self.sub_agent, synthesis="collect"
+        )
+        try:
+            result = await coordinator.arun(Request.pairs(pairs))
+        except UserError:
+            raise
+        except Exception as exc:  # the whole run failed: every answer of it is lost
+            return _failed(group.questions, exc)
+        session.add_usage(sum(result.usage.stages.values(), Usage()))
+        return [_from_run(q, result, task_index=i) for i, q in enumerate(group.questions)]
 
 
 class BatchStrategy:
@@ -231,8 +346,8 @@ class BatchStrategy:
     async def _ask(
         self, group: Group, batch: Sequence[Question], session: ModelSession, index: int
     ) -> list[Answer]:
-        documents = group.documents if self.size is None else group.documents_for_all(batch)
-        prompt = numbered_prompt(documents, [q.text for q in batch])
+        # Blind like `fanout run`: every batch sees every document of the group.
+        prompt = numbered_prompt(group.documents, [q.text for q in batch])
         llm = session.caller(strategy=self.name, batch=str(index))
         try:
             completion = await llm.complete(
@@ -256,7 +371,7 @@ def _numbered_answers(questions: Sequence[Question], text: str) -> list[Answer]:
 class SequentialStrategy:
     """Single-task inference, one question after another in one session (MTI Bench's baseline).
 
-    Each call holds one question and its documents, plus the session's earlier questions and
+    Paired routing: each call holds one question and the documents it needs, plus the session's earlier questions and
     answers: what one agent working through the list remembers. A failed call leaves its question
     unanswered and the session goes on.
     """
@@ -334,4 +449,8 @@ def make_strategy(name: str, *, batch_size: int = 4) -> Strategy:
         return SequentialStrategy()
     if name == "chain":
         return ChainStrategy()
+    if name == "pairs":
+        return PairsStrategy()
+    if name == "isolated-oracle":
+        return IsolatedOracleStrategy()
     raise UserError(f"unknown strategy '{name}' (use one of: {', '.join(STRATEGIES)})")

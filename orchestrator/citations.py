@@ -4,7 +4,7 @@ A synthesizer (a small model especially) invents ids, cites a document for anoth
 or copies a hostile document's forged line ("- Zed Zulu [northwind.md]"). The coordinator reads
 every bracket of the answer, keeps a citation only when the id is a document of the request with a
 selected finding and the claim it is attached to agrees with that finding, removes the rest from
-the text and records why. Model text is also stripped of lines posing as the coordinator's own
+the text and records why; a line left with no valid citation after that is dropped as unsupported. Model text is also stripped of lines posing as the coordinator's own
 report (``Missing: ...``), which the coordinator prints from its fields, apart from model text.
 """
 
@@ -120,7 +120,11 @@ def check_citations(
                     invalid.append(InvalidCitation(document_id=doc_id, claim=claim, reason=reason))
             return f"[{', '.join(kept)}]" if kept else ""
 
-        out_lines.append(re.sub(r"\s+$", "", _BRACKET.sub(keep, line)))
+        before = len(invalid)
+        checked = re.sub(r"\s+$", "", _BRACKET.sub(keep, line))
+        if len(invalid) > before and not cited_ids(checked):
+            continue  # every source it named was invalid: an unsupported claim is dropped
+        out_lines.append(checked)
     return CheckedAnswer(
         text="\n".join(out_lines).strip(),
         citations=list(dict.fromkeys(citations)),

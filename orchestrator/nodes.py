@@ -12,7 +12,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from langgraph.types import Send
@@ -184,6 +184,13 @@ class CoordinatorNodes:
                 if a.selected and a.document_id is not None:
                     findings.setdefault(a.document_id, []).append(a.answer or "")
             checked = check_citations(synthesis.answer, documents=documents, findings=findings)
+            if findings and not checked.citations and error is None:
+                # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
+                error = "the synthesized answer cited no finding correctly"
+                listed = check_citations(
+                    collect_findings(request, answers), documents=documents, findings=findings
+                )
+                checked = replace(listed, invalid=checked.invalid + listed.invalid)
         selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
         unanswered = [
             task

@@ -26,30 +26,30 @@ NOT_FOUND = "not found"
 """What the default sub-agent answers when its document does not hold the answer."""
 
 _QA_INSTRUCTION = (
-    "Quote the sentence of the document that answers the question, then give a short answer. "
-    f'If the document does not answer the question, write "none" and "{NOT_FOUND}".'
+    "Answer the question using only the document, then quote the sentence of the document that "
+    f'gives the answer. If the document does not contain the answer, answer "{NOT_FOUND}".'
 )
-# Quote first, answer second: a small base model copies a sentence well and then reads its answer
-# off the quote. (Measured on the embedded 270M model: asked for the answer first, it dropped the
-# quote; quoting first it kept the layout, and a quote it altered is caught by the grounding check.)
+# Every example shows the evidence line, the abstention too: a small base model copies the layout
+# it sees in all examples. (Measured on the embedded 270M model with the supplier notes: with the
+# quote asked for first it wrote the name in the quote and then "not found"; answer-first kept
+# both right, and the quotes it altered are caught by the grounding check.)
 _QA_EXAMPLES = (
     Example(
         context="The Lisbon office opened in 2019. It employs 40 people and sells garden tools.",
         task="How many people does the Lisbon office employ?",
-        answer="It employs 40 people and sells garden tools.\nAnswer: 40 people",
+        answer="40 people\nEvidence: It employs 40 people and sells garden tools.",
     ),
     Example(
         context="Our cafeteria serves lunch from noon until 2 pm on weekdays.",
         task="Who founded the company?",
-        answer=f"none\nAnswer: {NOT_FOUND}",
+        answer=f"{NOT_FOUND}\nEvidence: none",
     ),
     Example(
         context="The old bridge was painted green in 1998 by the city council.",
         task="What colour is the bridge?",
-        answer="The old bridge was painted green in 1998 by the city council.\nAnswer: green",
+        answer="green\nEvidence: The old bridge was painted green in 1998 by the city council.",
     ),
 )
-_QA_CUE = "Evidence"
 # Chat models get one plain user message: measured through llama_cpp.server on SmolLM2-135M-Instruct,
 # a system prompt with few-shot turns answered 1 of 4 shipping memos right, this layout 4 of 4.
 _QA_CHAT_REQUEST = (
@@ -85,15 +85,12 @@ def is_not_found(text: str | None) -> bool:
 
 
 def parse_qa_output(text: str) -> tuple[str, str | None]:
-    """(answer, quote) from a completion that continued the QA prompt after its evidence cue.
+    """(answer, quote) from a completion of the QA prompt: the answer, then "Evidence: <quote>".
 
-    The continuation is a quote, a new line and "Answer: <answer>"; a model that skipped the layout wrote the
-    answer alone, which then stands as its own quote (the grounding check decides if it is one).
+    A model that skipped the evidence line gave no quote; "none" is no quote either.
     """
-    quote, sep, answer = text.partition("\nAnswer:")
+    answer, _, quote = text.partition("\nEvidence:")
     quote = quote.strip()
-    if not sep:
-        return quote, (quote or None)
     if quote.lower().strip(" .") in ("none", ""):
         return answer.strip(), None
     return answer.strip(), quote
@@ -120,7 +117,7 @@ def task_prompt(
 ) -> Prompt:
     """The default prompt for a sub-task: extractive QA over one document, or over all of them.
 
-    Completion (base) models get few-shot examples that quote before they answer; chat models get
+    Completion (base) models get few-shot examples that answer, then quote; chat models get
     one plain message; with a JSON schema the layout is the schema's, so examples are dropped.
     """
     if task.document_id is None:
@@ -144,7 +141,6 @@ def task_prompt(
         context=task.context,
         task=task.task,
         examples=_QA_EXAMPLES,
-        answer_label=_QA_CUE,
     )
 
 

@@ -5,8 +5,9 @@ chest's code over eight notes, the embedded 270M model extracts each note's own 
 several documents report a finding for one question, the coordinator scores each finding's evidence
 and document against the question with BM25 (bm25s), whose IDF weighting makes the words that set
 documents apart ("jade") count and the words every note shares ("access code") count for almost
-nothing. Findings scoring at least `RELATIVE_THRESHOLD` of the best are kept; within them, grounded
-findings (their quote is really in the document) win over ungrounded ones.
+nothing. Findings scoring at least `RELATIVE_THRESHOLD` of the best are kept. Within them, a finding
+whose quote is not in its document is ranked after the grounded ones, and dropped when its answer
+is not in the document either (while some relevant finding is supported).
 
 A stronger model's abstention is used as it is: a document whose sub-agent said "not found" is never
 ranked, so when only one document answers, its finding is the answer whatever its score.
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import bm25s
 
+from .grounding import is_grounded
 from .result import DocumentAnswer
 
 __all__ = ["RELATIVE_THRESHOLD", "relevance_scores", "select_findings"]
@@ -65,8 +67,11 @@ def select_findings(
     scores: dict[int, float] = {}
     relevant = list(found)
     if rank and len(found) > 1:
+        # A quote the grounding check rejected may carry the question's words into a document
+        # that lacks them (the model wrote "jade" into the amber note's quote): score the
+        # document, with its quote counted again only when the quote is really in it.
         texts = [
-            f"{answers[i].evidence or answers[i].answer or ''}\n"
+            f"{answers[i].evidence if answers[i].grounded else ''}\n"
             f"{documents.get(answers[i].document_id or '', '')}"
             for i in found
         ]
@@ -74,8 +79,15 @@ def select_findings(
         best = max(scores.values())
         if best > 0:
             relevant = [i for i in found if scores[i] >= RELATIVE_THRESHOLD * best]
-    grounded = [i for i in relevant if answers[i].grounded is not False]
-    chosen = set(grounded or relevant)
+    # A quote not in the document downgrades a finding; it is dropped only when its answer is
+    # not in the document either and some relevant finding is supported.
+    supported = {
+        i
+        for i in relevant
+        if answers[i].grounded is not False
+        or is_grounded(answers[i].answer, documents.get(answers[i].document_id or "", ""))
+    }
+    chosen = supported or set(relevant)
     order = sorted(
         found,
         key=lambda i: (i not in chosen, answers[i].grounded is False, -scores.get(i, 0.0), i),

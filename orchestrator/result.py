@@ -245,7 +245,7 @@ class RunResult(BaseModel):
         if self.invalid_citations:
             lines.append(
                 "Removed citations: "
-                + "; ".join(f"[{c.document_id}] {c.reason}" for c in self.invalid_citations)
+                + "; ".join(f"{c.document_id} ({c.reason})" for c in self.invalid_citations)
             )
         return lines
 

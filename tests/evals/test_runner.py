@@ -46,8 +46,8 @@ def test_a_sweep_writes_well_formed_reports(tmp_path: Path) -> None:
     assert sum(len(r.answers) for r in results.records if r.condition == "clean") == 3 * (2 + 6)
     assert json.loads((tmp_path / "results.json").read_text())["format"] == "fanout-eval/1"
     markdown = (tmp_path / "report.md").read_text()
-    assert "| strategy | N | questions | accuracy [95% CI] |" in markdown
-    assert "| isolated | 3 | 6 | 100% [61%-100%] |" in markdown
+    assert "| strategy | routing | N | questions | accuracy [95% CI] |" in markdown
+    assert "| isolated | blind | 3 | 6 | 100% [61%-100%] |" in markdown
     assert "## Cascading failure" in markdown and "![accuracy_vs_n](accuracy_vs_n.png)" in markdown
     assert all(x.recommendation in markdown for x in report.crossovers)
     rows = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -77,12 +77,13 @@ def test_a_sweep_writes_well_formed_reports(tmp_path: Path) -> None:
 def test_resume_skips_what_is_already_recorded(tmp_path: Path) -> None:
     first = ScriptedBackend(fn=oracle)
     evaluate(first, strategies=["isolated", "mti"], instances=[1, 2], groups=2, out=tmp_path)
-    assert len(first.calls) == (1 + 2) * 2 + 2 * 2  # isolated: one per question; mti: one per group
+    # isolated (blind): one call per question and document; mti: one per group
+    assert len(first.calls) == (1 * 1 + 2 * 2) * 2 + 2 * 2
     again = ScriptedBackend(fn=oracle)
     progress = Recorder()
     report = evaluate(again, strategies=["isolated", "mti"], instances=[1, 2, 3], groups=2,
                       out=tmp_path, progress=progress)  # fmt: skip
-    assert len(again.calls) == 3 * 2 + 2  # only the N=3 cells ran
+    assert len(again.calls) == 3 * 3 * 2 + 2  # only the N=3 cells ran
     assert (progress.total, progress.done, len(progress.labels)) == (12, 8, 4)
     assert progress.labels[0] == "isolated N=3 group 1/2"
     assert sorted({(c.strategy, c.n) for c in report.cells}) == [
@@ -120,13 +121,18 @@ def test_faulted_runs_are_reproducible() -> None:
 
 
 def test_isolated_contains_faults_that_mti_spreads() -> None:
-    report = evaluate(ScriptedBackend(fn=oracle), strategies=["isolated", "mti"], instances=[5],
+    strategies = ["isolated", "isolated-oracle", "mti"]
+    report = evaluate(ScriptedBackend(fn=oracle), strategies=strategies, instances=[5],
                       groups=6, faults="error=0.3", seed=2)  # fmt: skip
-    isolated, mti = report.cell("isolated", 5), report.cell("mti", 5)
-    assert isolated is not None and mti is not None
-    assert isolated.faults is not None and mti.faults is not None
-    assert isolated.faults.injected > 0 and mti.faults.injected > 0
-    assert isolated.faults.blast_radius == 1.0 and isolated.faults.cascade_rate == 0.0
+    blind, oracle_routed = report.cell("isolated", 5), report.cell("isolated-oracle", 5)
+    mti = report.cell("mti", 5)
+    assert blind is not None and oracle_routed is not None and mti is not None
+    assert blind.faults and oracle_routed.faults and mti.faults
+    assert blind.faults.injected > 0 and mti.faults.injected > 0
+    # One fault costs at most its own answer; blind routing loses less, since a fault in a
+    # document that does not hold the answer changes nothing.
+    assert oracle_routed.faults.blast_radius == 1.0 and oracle_routed.faults.cascade_rate == 0.0
+    assert blind.faults.blast_radius < 1.0 and blind.faults.cascade_rate == 0.0
     assert mti.faults.blast_radius == 5.0 and mti.faults.cascade_rate == 1.0
 
 

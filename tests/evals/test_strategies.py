@@ -40,14 +40,33 @@ def test_every_strategy_answers_everything_with_a_perfect_model(name: str) -> No
     assert [r.correct for r in records] == [True] * 5, [r.output for r in records]
 
 
-def test_isolated_gives_each_sub_agent_only_its_own_document() -> None:
+def test_isolated_asks_every_document_each_in_its_own_sub_agent() -> None:
+    """Blind, as `fanout run`: 5 questions x 5 documents, each call holding one document."""
     backend = ScriptedBackend(fn=oracle)
-    run(make_strategy("isolated"), GROUP, backend)
-    assert len(backend.calls) == 5
+    records = run(make_strategy("isolated"), GROUP, backend)
+    assert len(backend.calls) == 25
     for call in backend.calls:
         holding = [d for d in GROUP.documents if d.text in call.prompt.context]
         assert len(holding) == 1
         assert call.tags["document_id"] == holding[0].id
+    assert all(r.correct for r in records)
+    # Every document was asked; the ones without the key abstained.
+    assert all(len(r.document_outcomes) == 5 for r in records)
+    assert all(list(r.document_outcomes.values()).count("found") == 1 for r in records)
+
+
+def test_isolated_oracle_asks_only_the_documents_the_dataset_names() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    run(make_strategy("isolated-oracle"), GROUP, backend)
+    assert len(backend.calls) == 5
+
+
+def test_pairs_send_each_question_with_its_own_document_in_one_request() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    records = run(make_strategy("pairs"), GROUP, backend)
+    assert len(backend.calls) == 5 and all(r.correct for r in records)
+    for call, q in zip(backend.calls, GROUP.questions, strict=True):
+        assert call.tags["document_id"] == q.document_ids[0]
 
 
 def test_monolithic_makes_one_call_per_question_over_every_document() -> None:
@@ -66,7 +85,8 @@ def test_mti_and_batch_call_counts() -> None:
     batch = ScriptedBackend(fn=oracle)
     run(BatchStrategy(2), GROUP, batch)
     assert len(batch.calls) == 3  # 2 + 2 + 1 questions
-    assert all(len(c.prompt.context) < len(mti.calls[0].prompt.context) for c in batch.calls)
+    # blind: every batch sees every document, as the mti call does
+    assert all(c.prompt.context == mti.calls[0].prompt.context for c in batch.calls)
     with pytest.raises(UserError):
         BatchStrategy(0)
 

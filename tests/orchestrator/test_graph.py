@@ -45,11 +45,10 @@ def test_each_sub_agent_sees_only_its_own_document_and_task() -> None:
         assert request.tasks[1 - task_index] not in prompt
         # no earlier answers leak in
         assert all(f"Answer: {x}" not in prompt for x in "ABC")
-    # The exact prompt: instruction, few-shot examples, then this document and question only,
-    # ending on the evidence cue (the model quotes, then answers).
+    # The exact prompt: instruction, few-shot examples, then this document and question only.
     first = prompts["a.md#t0c0"]
     assert first.endswith(
-        "Document: Alpha Corp raised prices by 5%.\nQuestion: Who raised prices?\nEvidence:"
+        "Document: Alpha Corp raised prices by 5%.\nQuestion: Who raised prices?\nAnswer:"
     )
 
 
