@@ -12,6 +12,7 @@ import math
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -264,9 +265,15 @@ def _ratio(hits: int, total: int) -> float | None:
     return hits / total if total else None
 
 
-def _citation_metrics(
-    records: Sequence[GroupRecord], documents: dict[str, set[str]]
-) -> dict[str, float | None]:
+@dataclass(frozen=True, kw_only=True)
+class _Citations:
+    abstention_precision: float | None
+    abstention_recall: float | None
+    citation_validity: float | None
+    invented_citations_per_question: float
+
+
+def _citation_metrics(records: Sequence[GroupRecord], documents: dict[str, set[str]]) -> _Citations:
     """Abstention precision/recall and citation validity over a cell's clean answers.
 
     Args:
@@ -292,12 +299,12 @@ def _citation_metrics(
             cited += len(a.citations)
             cited_valid += sum(c in ids for c in a.citations)
             invented += len(a.invented_citations) + sum(c not in ids for c in a.citations)
-    return {
-        "abstention_precision": _ratio(abstained_right, abstained),
-        "abstention_recall": _ratio(lacking_abstained, lacking),
-        "citation_validity": _ratio(cited_valid, cited),
-        "invented_citations_per_question": invented / questions if questions else 0.0,
-    }
+    return _Citations(
+        abstention_precision=_ratio(abstained_right, abstained),
+        abstention_recall=_ratio(lacking_abstained, lacking),
+        citation_validity=_ratio(cited_valid, cited),
+        invented_citations_per_question=invented / questions if questions else 0.0,
+    )
 
 
 def _cell(
@@ -339,7 +346,7 @@ def _cell(
         conditional_accuracy=sum(chained) / len(chained) if chained else None,
         hijack_rate=sum(a.hijacked for a in marked) / len(marked) if marked else None,
         faults=_fault_metrics(pairs) if pairs else None,
-        **_citation_metrics(clean, documents),
+        **vars(_citation_metrics(clean, documents)),
     )
 
 
