@@ -176,6 +176,13 @@ def run_command(
     max_file_bytes: Annotated[
         int, typer.Option(help="Refuse document files larger than this.")
     ] = MAX_FILE_BYTES,
+    paired: Annotated[
+        bool,
+        typer.Option(
+            help="Document i gets --instruction i only (as many instructions as documents, in "
+            "the order the documents are listed; folders expand in name order)."
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     log_json: Annotated[bool, typer.Option(help="Every event as JSON lines on stderr.")] = False,
 ) -> int:
@@ -191,10 +198,13 @@ def run_command(
         raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
     if synthesis not in ("llm", "collect"):
         raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
+    if paired and question is not None:
+        raise UserError("--paired pairs documents with --instruction values; drop --question")
     request = Request(
         documents=tuple(load_documents(docs, max_bytes=max_file_bytes)),
         question=question,
         instructions=tuple(instruction or ()),
+        paired=paired,
     )
     if max_concurrency < 1 or parallel < 1:
         raise UserError("max_concurrency and parallel must be at least 1")

@@ -89,3 +89,63 @@ def test_unreachable_base_url(capsys: pytest.CaptureFixture[str], files: Path) -
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "run", "--help")
     assert code == 0 and "--question" in out
+
+
+@pytest.fixture
+def scripted_cli(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """`fanout run` with the scripted fake behind --backend llama."""
+    import fanout.cli as cli
+    from fanout.agents.backend import CompletionRequest
+    from fanout.agents.testing import ScriptedBackend
+
+    made: list[object] = []
+
+    def make_backend(kind: str, **options: object) -> ScriptedBackend:
+        def answer(request: CompletionRequest) -> str:
+            doc = request.tags["document_id"]
+            return "not found" if doc == "*" else f"label of {doc}"
+
+        made.append(ScriptedBackend(fn=answer))
+        return made[-1]  # type: ignore[return-value]
+
+    monkeypatch.setattr(cli, "make_backend", make_backend)
+    return made
+
+
+def test_paired_sends_document_i_instruction_i(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, scripted_cli: list[object]
+) -> None:
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(f"ticket {name}")
+    code, out, err = run_cli(
+        capsys, "run", str(tmp_path), "-i", "Classify.", "-i", "Summarise.", "--paired", "--json"
+    )
+    assert code == 0, err
+    import json
+
+    result = json.loads(out)
+    assert [(r["document_id"], r["task"]) for r in result["sub_results"]] == [
+        ("a.txt", "Classify."),
+        ("b.txt", "Summarise."),
+    ]
+    code, _, err = run_cli(capsys, "run", str(tmp_path), "-i", "Only one.", "--paired")
+    assert code == 2
+    assert_one_line_error(err, "one instruction per document: 2 documents, 1 instructions")
+
+
+def test_no_document_answers_exits_0_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fanout.cli as cli
+    from fanout.agents.testing import ScriptedBackend
+
+    abstaining = ScriptedBackend(fn=lambda r: "not found")
+    monkeypatch.setattr(cli, "make_backend", lambda kind, **o: abstaining)
+    (tmp_path / "a.txt").write_text("nothing here")
+    code, out, _ = run_cli(capsys, "run", str(tmp_path), "-q", "Who won?")
+    assert code == 0
+    assert "No document answers: Who won?" in out
+    code, out, _ = run_cli(capsys, "run", str(tmp_path), "-q", "Who won?", "--json")
+    import json
+
+    assert json.loads(out)["unanswered"] == ["Who won?"]
