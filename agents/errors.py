@@ -12,6 +12,7 @@ The tree::
         ├── BackendRejected          400/404/422 and other permanent refusals
         │   └── AuthenticationFailed 401/403: a rejected or missing API key
         ├── ContextOverflow          the prompt does not fit the model's context window
+        ├── InvalidResponse          the endpoint answered, but not with the API's JSON
         └── OutputInvalid            structured output failed validation against its schema
 
 Constructors only store what they are given: no logging, no I/O.
@@ -28,6 +29,7 @@ __all__ = [
     "CircuitOpen",
     "ContextOverflow",
     "FanoutError",
+    "InvalidResponse",
     "OutputInvalid",
     "RateLimited",
     "UserError",
@@ -91,6 +93,13 @@ class AuthenticationFailed(BackendRejected):
 
 class ContextOverflow(BackendError):
     """The prompt plus the completion budget exceed the model's context window."""
+
+
+class InvalidResponse(BackendError):
+    """The endpoint answered, but not with the API's JSON (a web page, a proxy's error page).
+
+    Not retried: an endpoint that is not an OpenAI-compatible API will not become one.
+    """
 
 
 class OutputInvalid(BackendError):

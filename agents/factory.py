@@ -24,8 +24,11 @@ def make_backend(
     n_threads: int | None = None,
     context_window: int | None = None,
     n_parallel: int = 1,
+    timeout_s: float | None = None,
 ) -> Backend:
     """A backend by name: "llama" (in-process GGUF; `model` is a path) or "openai" (`model` a name).
+
+    `timeout_s` bounds every network wait of a remote backend (its start-up check included).
 
     Raises:
         UserError: unknown kind, missing model file, unloadable GGUF, missing model name or key.
@@ -45,6 +48,10 @@ def make_backend(
         from .openai import OpenAIBackend
 
         return OpenAIBackend(
-            model, base_url=base_url, endpoint=endpoint, context_window=context_window
+            model,
+            base_url=base_url,
+            endpoint=endpoint,
+            context_window=context_window,
+            **({} if timeout_s is None else {"timeout_s": timeout_s}),
         )
     raise UserError(f"unknown backend '{kind}' (choose from: {', '.join(BACKENDS)})")

@@ -7,6 +7,7 @@ import time
 import openai
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import SecretStr
 
 from .backend import (
     Completion,
@@ -20,6 +21,7 @@ from .errors import BackendError, BackendTimeout, BackendUnavailable
 from .openai import _map_error
 from .portal import on_portal
 from .prompts import render_chat
+from .secrets import register_secret, scrub
 
 __all__ = ["LangChainBackend"]
 
@@ -49,6 +51,9 @@ class LangChainBackend:
         self.name = self.name or type(model).__name__
         self.context_window = context_window
         self.prices = prices or Prices()
+        for value in vars(model).values():  # api keys: ChatOpenAI.openai_api_key and its kind
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
 
     def count_tokens(self, text: str) -> int:
         """An estimate (LangChain models rarely expose a local tokenizer)."""
@@ -66,11 +71,11 @@ class LangChainBackend:
         except openai.OpenAIError as exc:
             raise _map_error(exc) from None
         except TimeoutError as exc:
-            raise BackendTimeout(str(exc) or "timed out") from None
+            raise BackendTimeout(scrub(str(exc)) or "timed out") from None
         except ConnectionError as exc:
-            raise BackendUnavailable(str(exc)) from None
+            raise BackendUnavailable(scrub(str(exc))) from None
         except Exception as exc:
-            raise BackendError(f"{type(exc).__name__}: {exc}") from None
+            raise BackendError(scrub(f"{type(exc).__name__}: {exc}")) from None
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         usage = getattr(reply, "usage_metadata", None) or {}
         prompt_tokens = int(usage.get("input_tokens", 0))

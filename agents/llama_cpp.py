@@ -61,12 +61,38 @@ class _LoadedModel:
         self.lock = threading.Lock()
         self._engines: dict[tuple[int, bool], LlamaBatchEngine] = {}
         self._chat_template: _ChatTemplate | None = None
+        self._token_widths: dict[int, tuple[int, int]] = {}
+        """Per token id: (bytes, characters started) of its piece of text."""
 
     def chat_template(self) -> _ChatTemplate:
         """The GGUF's own chat template, compiled once (only chat models have one)."""
         if self._chat_template is None:
             self._chat_template = _ChatTemplate(self.llama)
         return self._chat_template
+
+    def token_offsets(self, text: str) -> list[int]:
+        """Character offsets where the tokens of `text` start: one tokenizer pass, no search.
+
+        A token's width is its piece's length, learnt once per token id. A piece that ends inside
+        a multi-byte character counts that character as started. If the pieces do not add up to the
+        text (a tokenizer that rewrites it), the offsets are spread evenly instead.
+        """
+        data = text.encode("utf-8")
+        tokens = self.llama.tokenize(data, add_bos=False, special=True)
+        offsets: list[int] = []
+        chars = size = 0
+        for token in tokens:
+            width = self._token_widths.get(token)
+            if width is None:
+                piece = self.llama.detokenize([token], special=True)
+                started = sum((byte & 0xC0) != 0x80 for byte in piece)  # not a continuation byte
+                width = self._token_widths[token] = (len(piece), started)
+            offsets.append(chars)
+            size += width[0]
+            chars += width[1]
+        if size != len(data):
+            return [i * len(text) // len(tokens) for i in range(len(tokens))]
+        return offsets
 
     def batch_engine(self, max_sequences: int, *, share_prefix: bool) -> LlamaBatchEngine:
         """The batching engine of this size, created on first use and shared like the model."""
@@ -247,6 +273,10 @@ class LlamaCppBackend:
     def count_tokens(self, text: str) -> int:
         """Exact count from the model's tokenizer."""
         return len(self._model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def token_offsets(self, text: str) -> list[int]:
+        """Where each token of `text` starts, as character offsets: chunking cuts by these."""
+        return self._model.token_offsets(text)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run the call in a worker thread; a timeout or cancellation stops generation early."""

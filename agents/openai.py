@@ -37,12 +37,14 @@ from .errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    InvalidResponse,
     RateLimited,
     UserError,
 )
 from .fleet import EndpointPool, EndpointStats, Outcome, parse_base_urls, redact_url
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
+from .secrets import register_secret, scrub
 
 __all__ = ["OpenAIBackend"]
 
@@ -75,15 +77,21 @@ def _close_http_client() -> None:
             run_sync(asyncio.wait_for(_shared_http.aclose(), timeout=2))
 
 
-def _map_error(exc: openai.OpenAIError) -> BackendError:
-    """The fanout error for an `openai` error, keeping the status code."""
+def _map_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendError:
+    """The fanout error for an `openai` error, keeping the status code.
+
+    Servers may echo the request's headers in an error body, so every message is scrubbed of keys.
+    """
     if isinstance(exc, openai.APITimeoutError):
         return BackendTimeout("request timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return BackendUnavailable(f"connection failed: {exc}")
+        return BackendUnavailable(scrub(f"connection failed: {exc}"))
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError):
+        # a 2xx whose body is not the API's JSON (JSONDecodeError: the client could not parse it)
+        return InvalidResponse(scrub(f"the answer is not the API's JSON: {exc}"))
     if isinstance(exc, openai.APIStatusError):
         code = exc.status_code
-        message = f"HTTP {code}: {exc.message}"
+        message = scrub(f"HTTP {code}: {exc.message}")
         if code in (401, 403):
             return AuthenticationFailed(message, status_code=code)
         if code == 429:
@@ -91,10 +99,10 @@ def _map_error(exc: openai.OpenAIError) -> BackendError:
         if code >= 500 or code == 408:
             return BackendUnavailable(message, status_code=code)
         return BackendRejected(message, status_code=code)
-    return BackendError(f"{type(exc).__name__}: {exc}")
+    return BackendError(scrub(f"{type(exc).__name__}: {exc}"))
 
 
-def _outcome(exc: openai.OpenAIError) -> Outcome:
+def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> Outcome:
     """Only a failed connection says the endpoint is gone; a timeout may just be a slow model."""
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
         return "unreachable"
@@ -114,7 +122,8 @@ class OpenAIBackend:
         endpoint: "chat" (chat/completions, instruction models) or "completions" (base models).
         context_window: the model's context in tokens, if known (enables chunking).
         prices: USD per million tokens, for cost accounting.
-        timeout_s: the HTTP client's own timeout (the coordinator also enforces one per call).
+        timeout_s: the longest any network wait may take: the HTTP client's own timeout and the
+            start-up `check` (the coordinator also enforces its own per call).
         schema_format: how a JSON schema is sent: "json_schema" (OpenAI, vLLM) or "json_object"
             (llama-cpp-python's server, which takes ``{"type": "json_object", "schema": ...}``).
         cooldown_s: how long an endpoint that refused a connection is skipped while others are up.
@@ -150,6 +159,7 @@ class OpenAIBackend:
                 "no API key: set OPENAI_API_KEY (or pass --base-url for a local server)"
             )
         self._api_key = SecretStr(key or _NO_KEY)
+        register_secret(key)
         self.endpoint = endpoint
         self.prompt_style: PromptStyle = "chat" if endpoint == "chat" else "completion"
         self.context_window = context_window
@@ -189,6 +199,7 @@ class OpenAIBackend:
         """Fail fast, as a `UserError`, when no endpoint is reachable or any rejects the key.
 
         In a fleet, unreachable endpoints are only put on cool-down: the run goes on with the rest.
+        Each probe gives up after `timeout_s`, however slowly a server drips its answer.
         """
         errors = await on_portal(self._probe_all())
         down: list[str] = []
@@ -196,6 +207,11 @@ class OpenAIBackend:
             where = redact_url(self.pool.url(index))
             if isinstance(error, AuthenticationFailed):
                 raise UserError(f"API key rejected by {where} ({error})")
+            if isinstance(error, InvalidResponse):
+                raise UserError(
+                    f"{where}/models did not answer like an OpenAI-compatible API "
+                    f"(is this the API root?): {error}"
+                )
             if isinstance(error, BackendTimeout | BackendUnavailable):
                 down.append(f"{where}: {error}")
                 if self.pool.mark_down(index):
@@ -208,8 +224,10 @@ class OpenAIBackend:
 
     async def _probe(self, index: int) -> BackendError | None:
         try:
-            await self._client(index).models.list()
-        except openai.OpenAIError as exc:
+            await asyncio.wait_for(self._client(index).models.list(), self.timeout_s)
+        except TimeoutError:
+            return BackendTimeout(f"no answer within {self.timeout_s:g}s")
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
             return _map_error(exc)  # some servers lack /models; only reachability counts here
         return None
 
@@ -228,7 +246,7 @@ class OpenAIBackend:
                 text, usage = await self._chat(index, request)
             else:
                 text, usage = await self._completion(index, request)
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
             self._release(index, _outcome(exc))
             raise _map_error(exc) from None
         except BaseException:

@@ -1,12 +1,17 @@
 """Loading documents from files, folders and globs, with one-line errors for every bad input.
 
-Reading stops at the first bad file, before any model runs, so no work is lost to a typo.
+Reading stops at the first bad file, before any model runs, so no work is lost to a typo. Only
+regular files are read, and never more than the size limit: a FIFO would block forever and a link to
+``/dev/zero`` would never end, and ``stat()`` reports a size of 0 for both.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import stat
+from collections import Counter
 from pathlib import Path
 
 from fanout.agents.errors import UserError
@@ -18,6 +23,14 @@ __all__ = ["MAX_FILE_BYTES", "SUPPORTED_SUFFIXES", "load_documents"]
 SUPPORTED_SUFFIXES = (".txt", ".md")
 MAX_FILE_BYTES = 10 * 1024 * 1024
 """Largest document file read (10 MiB): bigger ones are refused rather than exhausting memory."""
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _expand(spec: str) -> list[Path]:
@@ -41,13 +54,50 @@ def _expand(spec: str) -> list[Path]:
     raise UserError(f"{spec}: no such file or folder")
 
 
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """At most `max_bytes` of a regular file, checked on the open descriptor (no race with stat)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can see what it is.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: {_kind(info.st_mode)}, not a regular file")
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while (
+                size <= max_bytes
+            ):  # the file may grow while we read: stop one byte past the limit
+                part = file.read(max_bytes + 1 - size)
+                if not part:
+                    break
+                parts.append(part)
+                size += len(part)
+        except OSError as exc:
+            raise _os_error(path, exc) from None
+    if size > max_bytes:
+        shown = max(size, info.st_size)
+        raise UserError(f"{path}: {shown} bytes is over the {max_bytes}-byte limit per document")
+    return b"".join(parts)
+
+
+def _os_error(path: Path, exc: OSError) -> UserError:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UserError(f"{path}: permission denied")
+    return UserError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
 def _read(path: Path, max_bytes: int) -> str:
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise UserError(f"{path}: unsupported file type (fanout reads .txt and .md)")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise UserError(f"{path}: {size} bytes is over the {max_bytes}-byte limit per document")
-    data = path.read_bytes()
+    data = _read_bounded(path, max_bytes)
     if b"\x00" in data:
         raise UserError(f"{path}: binary file, not text")
     try:
@@ -66,19 +116,20 @@ def load_documents(specs: list[str], *, max_bytes: int = MAX_FILE_BYTES) -> list
     """
     if not specs:
         raise UserError("no documents given")
+    if max_bytes < 1:
+        raise UserError(f"the size limit per document must be at least 1 byte, not {max_bytes}")
     paths: list[Path] = []
+    seen: set[Path] = set()
     for spec in specs:
         for path in _expand(spec):
             resolved = path.resolve()
-            if any(p.resolve() == resolved for p in paths):
+            if resolved in seen:
                 raise UserError(f"{path}: given more than once")
+            seen.add(resolved)
             paths.append(path)
     texts = [_read(p, max_bytes) for p in paths]
-    names = [p.name for p in paths]
-    ids = [
-        name if names.count(name) == 1 else os.path.relpath(path)
-        for name, path in zip(names, paths, strict=True)
-    ]
+    names = Counter(p.name for p in paths)
+    ids = [p.name if names[p.name] == 1 else os.path.relpath(p) for p in paths]
     return [
         Document(id=i, text=t, metadata={"path": str(p)})
         for i, t, p in zip(ids, texts, paths, strict=True)

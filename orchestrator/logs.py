@@ -1,18 +1,22 @@
 """structlog set-up: quiet human-readable warnings by default, every event as JSON lines on request.
 
 Logs go to stderr so that ``--json`` output on stdout stays machine-readable. API keys never reach a
-log event: backends keep them in `SecretStr` and events carry only ids, counts and error messages.
+log event: backends keep them in `SecretStr`, events carry only ids, counts and error messages, and
+every text value is scrubbed of registered keys and ``Bearer`` tokens (a server may echo them back).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "ensure_logging"]
+from fanout.agents.secrets import scrub
+
+__all__ = ["configure_logging", "ensure_logging", "scrub_event"]
 
 
 class _StderrLogger:
@@ -23,6 +27,14 @@ class _StderrLogger:
         print(message, file=sys.stderr, flush=True)
 
     debug = info = warning = warn = error = critical = exception = msg
+
+
+def scrub_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """A structlog processor: no text value of an event carries an API key."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = scrub(value)
+    return event
 
 
 def configure_logging(
@@ -36,6 +48,7 @@ def configure_logging(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            scrub_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -7,6 +7,7 @@ Retries use tenacity's exponential backoff with jitter and fire only on errors t
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fanout.agents.errors import (
     CircuitOpen,
     UserError,
 )
+from fanout.agents.secrets import scrub
 
 __all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
@@ -51,7 +53,8 @@ class CallPolicy:
     max_tokens: int = 128
     """Default completion budget of a call."""
     breaker_threshold: int | None = 5
-    """Consecutive connection failures after which calls fail fast; None never trips."""
+    """Consecutive connection failures or server errors (5xx) after which calls fail fast; None
+    never trips."""
     breaker_cooldown_s: float = 30.0
     """How long a tripped breaker fails calls before letting one through to test the endpoint."""
     sub_agent_timeout_s: float | None = None
@@ -70,10 +73,14 @@ class CallPolicy:
             raise UserError("max_concurrency must be at least 1")
         if self.max_attempts < 1:
             raise UserError("max_attempts must be at least 1")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise UserError("timeout must be positive")
-        if self.sub_agent_timeout_s is not None and self.sub_agent_timeout_s <= 0:
-            raise UserError("sub-agent timeout must be positive")
+        for name, seconds in (
+            ("timeout", self.timeout_s),
+            ("sub-agent timeout", self.sub_agent_timeout_s),
+        ):
+            if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+                raise UserError(f"{name} must be a positive number of seconds, not {seconds:g}")
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens must be at least 1, not {self.max_tokens}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,16 +111,19 @@ class FailurePolicy:
 
 
 class CircuitBreaker:
-    """Stops hammering a dead endpoint.
+    """Stops hammering a dead or failing endpoint.
 
-    After `threshold` connection failures in a row, every call fails at once with one clear message
-    until `cooldown_s` has passed; then one call may test the endpoint again.
+    After `threshold` connection failures or server errors (5xx) in a row, every call fails at once
+    with one message saying which it was, until `cooldown_s` has passed; then one call may test the
+    endpoint again.
     """
 
     def __init__(self, threshold: int | None, cooldown_s: float) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self._failures = 0
+        self._server_errors = 0
+        self._last_error = ""
         self._opened_at: float | None = None
         self._lock = threading.Lock()
 
@@ -126,21 +136,35 @@ class CircuitBreaker:
                 self._opened_at = None  # half-open: the next failure re-opens at once
                 self._failures = (self.threshold or 1) - 1
                 return
-        raise CircuitOpen(
-            f"backend unreachable: {self.threshold} connection failures in a row; "
-            f"failing calls without trying for {self.cooldown_s:g}s"
+            raise CircuitOpen(
+                f"{self._what()} (last: {self._last_error}); "
+                f"failing calls without trying for {self.cooldown_s:g}s"
+            )
+
+    def _what(self) -> str:
+        """What tripped the breaker, in words: connection failures, server errors, or both."""
+        n, server = self._failures, min(self._server_errors, self._failures)
+        if server == 0:
+            return f"backend unreachable: {n} connection failures in a row"
+        if server == n:
+            return f"backend failing: {n} server errors in a row"
+        return (
+            f"backend failing: {n} failed calls in a row ({server} server errors, "
+            f"{n - server} connection failures)"
         )
 
     def record(self, exc: BaseException | None) -> None:
-        """Count a connection failure, or reset on any answer."""
+        """Count a connection failure or server error; any answer resets the count."""
         with self._lock:
             if exc is None or not isinstance(exc, BackendUnavailable):
                 if exc is None:
-                    self._failures = 0
+                    self._failures = self._server_errors = 0
                 return
             if isinstance(exc, CircuitOpen):
                 return
             self._failures += 1
+            self._server_errors += exc.status_code is not None  # it answered, with a 5xx
+            self._last_error = scrub(str(exc))
             if self.threshold is not None and self._failures >= self.threshold:
                 self._opened_at = time.monotonic()
 
@@ -241,7 +265,7 @@ class ModelCaller:
                 "sub_agent.call",
                 attempt=number,
                 status="failed" if last else "retrying",
-                error=f"{type(exc).__name__}: {exc}",
+                error=scrub(f"{type(exc).__name__}: {exc}"),
                 latency_s=round(time.perf_counter() - started, 4),
             )
             raise

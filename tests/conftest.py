@@ -5,13 +5,18 @@ Unit tests use `fanout.agents.testing.ScriptedBackend`; only tests marked `integ
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +30,109 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte.
+
+    It stands in for a hung endpoint. It stops by itself after `lifetime_s` even if a test forgets
+    to, closing every connection it holds.
+    """
+
+    def __init__(self, lifetime_s: float = 60.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.accepted = 0
+        self._deadline = time.monotonic() + lifetime_s
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            self._held.append(conn)  # read nothing, answer nothing
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, bytes]]
+"""(method, path, headers, body) -> (status, body): how a `StubHTTPServer` answers a request."""
+
+
+class StubHTTPServer:
+    """A real HTTP server on 127.0.0.1, in a thread, answering with a function of each request.
+
+    For servers that misbehave in ways a llama.cpp server never does (invalid JSON, echoing
+    headers back), so a test drives the real HTTP client against them.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        class _Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, reply = handler(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> StubHTTPServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def json_body(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
 @pytest.fixture(scope="session")

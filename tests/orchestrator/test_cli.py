@@ -1,11 +1,15 @@
 """The CLI's bad-input cases: each exits 2 with exactly one line on stderr, never a traceback."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fanout.cli import main
-from tests.conftest import EXAMPLES, free_port
+from tests.conftest import EXAMPLES, ROOT, free_port
 
 SUPPLIERS = str(EXAMPLES / "suppliers")
 
@@ -149,3 +153,51 @@ def test_no_document_answers_exits_0_and_says_so(
     import json
 
     assert json.loads(out)["unanswered"] == ["Who won?"]
+
+
+# -- special and unreadable files (issue 9, items 4 and 5) ------------------------------------
+
+
+@pytest.mark.timeout(30)  # before the fix a FIFO blocked forever on open
+def test_a_fifo_is_refused_without_blocking(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    code, out, err = run_cli(capsys, "run", str(fifo), "-q", "Q")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, f"{fifo}: a FIFO (named pipe), not a regular file")
+
+
+def test_a_link_to_dev_zero_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    link = tmp_path / "zero.md"
+    link.symlink_to("/dev/zero")  # before the fix: read until memory ran out (stat size is 0)
+    code, _, err = run_cli(capsys, "run", str(link), "-q", "Q")
+    assert code == 2
+    assert_one_line_error(err, f"{link}: a character device, not a regular file")
+
+
+def test_reads_stop_at_the_size_limit_whatever_stat_says(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    link = tmp_path / "status.md"
+    link.symlink_to("/proc/self/status")  # a regular file whose stat() size is 0
+    assert link.stat().st_size == 0 and len(link.read_bytes()) > 200
+    code, _, err = run_cli(capsys, "run", str(link), "-q", "Q", "--max-file-bytes", "200")
+    assert code == 2
+    assert_one_line_error(err, "over the 200-byte limit")
+
+
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.md"
+    secret.write_text("private text")
+    secret.chmod(0o000)
+    command = [sys.executable, "-m", "fanout", "run", str(secret), "-q", "Q"]
+    if os.geteuid() == 0:  # root reads any file: run the CLI without the capabilities that allow it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--", *command]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert_one_line_error(proc.stderr, f"{secret}: permission denied")

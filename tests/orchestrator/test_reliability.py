@@ -95,6 +95,24 @@ def test_dead_endpoint_trips_the_breaker_and_remaining_calls_fail_fast() -> None
     assert "backend unreachable: 5 connection failures in a row" in result.report()
 
 
+def test_a_breaker_opened_by_server_errors_says_so() -> None:
+    documents = tuple(Document(id=f"d{i}", text="t") for i in range(10))
+    backend = ScriptedBackend(
+        fn=lambda r: BackendUnavailable("HTTP 500: Internal Server Error", status_code=500)
+    )
+    policy = CallPolicy(
+        max_concurrency=1, max_attempts=1, breaker_threshold=5, breaker_cooldown_s=60
+    )
+    result = Coordinator(backend, synthesis="collect", policy=policy).run(
+        Request(documents=documents, question="Q")
+    )
+    assert len(backend.calls) == 5
+    opened = [r.error or "" for r in result.failed if "CircuitOpen" in (r.error or "")]
+    assert len(opened) == 5
+    assert "backend failing: 5 server errors in a row (last: HTTP 500" in opened[0]
+    assert "connection" not in opened[0] and "unreachable" not in opened[0]
+
+
 def test_breaker_recovers_after_cooldown() -> None:
     from fanout.orchestrator.policy import CircuitBreaker
 
