@@ -52,6 +52,6 @@ def make_backend(
             base_url=base_url,
             endpoint=endpoint,
             context_window=context_window,
-            **({} if timeout_s is None else {"timeout_s": timeout_s}),
+            timeout_s=600.0 if timeout_s is None else timeout_s,
         )
     raise UserError(f"unknown backend '{kind}' (choose from: {', '.join(BACKENDS)})")

@@ -6,9 +6,12 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import sys
 from typing import Annotated, Literal
 
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +22,7 @@ from fanout.agents.errors import UserError
 from fanout.agents.factory import make_backend
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.portal import run_sync
+from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator.checkpoint import open_checkpoint
@@ -29,9 +33,13 @@ from fanout.orchestrator.logs import configure_logging
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
+from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
+from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
+
+logger = structlog.get_logger("fanout")
 
 app = typer.Typer(
     name="fanout",
@@ -185,9 +193,105 @@ def run_command(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     log_json: Annotated[bool, typer.Option(help="Every event as JSON lines on stderr.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Split and print the plan (sub-agents, model calls), then stop.")
+    ] = False,
 ) -> int:
     """Answer a question (and/or instructions) over documents."""
     configure_logging(json_lines=log_json, level="info" if log_json else "warning")
+    _check_options(
+        question=question,
+        instruction=instruction,
+        endpoint=endpoint,
+        strategy=strategy,
+        synthesis=synthesis,
+        chunk_tokens=chunk_tokens,
+        checkpoint=checkpoint,
+        run_id=run_id,
+        paired=paired,
+    )
+    if max_concurrency < 1 or parallel < 1:
+        raise UserError("max_concurrency and parallel must be at least 1")
+    policy = CallPolicy(
+        # a batch can only fill if at least `parallel` calls are in flight
+        max_concurrency=max(max_concurrency, parallel),
+        timeout_s=timeout,
+        max_attempts=retries + 1,
+        max_tokens=max_tokens,
+    )
+    request = Request(
+        documents=tuple(load_documents(docs, max_bytes=max_file_bytes)),
+        question=question,
+        instructions=tuple(instruction or ()),
+        paired=paired,
+    )
+    with contextlib.ExitStack() as held:
+        saved = None
+        if checkpoint is not None and run_id is not None and not dry_run:
+            saved = open_checkpoint(checkpoint)
+            # one process per run: a second one would compute every sub-agent again
+            held.enter_context(saved.lease(run_id))
+        chosen = make_backend(
+            backend,
+            model=model,
+            base_url=base_url,
+            endpoint="completions" if endpoint == "completions" else "chat",
+            n_gpu_layers=n_gpu_layers,
+            n_ctx=n_ctx,
+            context_window=context_window,
+            n_parallel=parallel,
+            timeout_s=timeout,
+        )
+        check = getattr(chosen, "check", None)
+        if check is not None:
+            run_sync(check())
+        if fallback is not None:
+            local = make_backend(fallback, model=fallback_model, n_ctx=n_ctx)
+            chosen = FallbackBackend(chosen, local)
+        coordinator = Coordinator(
+            chosen,
+            strategy="monolithic" if strategy == "monolithic" else "isolated",
+            synthesis=_synthesis(synthesis),
+            policy=policy,
+            chunk_tokens=chunk_tokens,
+            failure_policy=failure_policy,
+            checkpointer=saved.checkpointer if saved else None,
+            result_store=saved.result_store if saved else None,
+        )
+        err = Console(stderr=True)
+        tasks = _plan(coordinator, request, err, quiet=json_output)
+        _announce(tasks, coordinator, log_json=log_json)
+        if dry_run:
+            return 0
+        try:
+            result = _run(coordinator, request, run_id, err, quiet=json_output)
+        except RunFailed as exc:
+            kept = sum(r.status == "ok" for r in exc.partial)
+            where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
+            sys.stderr.write(scrub(f"fanout: run stopped: {exc}{where}") + "\n")
+            return 1
+        except sqlite3.DatabaseError as exc:  # damage found only mid-run; finished work is stored
+            raise UserError(f"checkpoint {checkpoint}: {exc}") from None
+    if json_output:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        _print_result(result, Console(soft_wrap=True))
+    return 0 if result.ok else 1
+
+
+def _check_options(
+    *,
+    question: str | None,
+    instruction: list[str] | None,
+    endpoint: str,
+    strategy: str,
+    synthesis: str,
+    chunk_tokens: int | None,
+    checkpoint: str | None,
+    run_id: str | None,
+    paired: bool,
+) -> None:
+    """Every option that can be judged alone, before any file is read or model loaded."""
     if question is not None and not question.strip():
         raise UserError("the question is empty")
     if question is None and not instruction:
@@ -200,71 +304,86 @@ def run_command(
         raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
     if paired and question is not None:
         raise UserError("--paired pairs documents with --instruction values; drop --question")
-    request = Request(
-        documents=tuple(load_documents(docs, max_bytes=max_file_bytes)),
-        question=question,
-        instructions=tuple(instruction or ()),
-        paired=paired,
-    )
-    if max_concurrency < 1 or parallel < 1:
-        raise UserError("max_concurrency and parallel must be at least 1")
-    policy = CallPolicy(
-        # a batch can only fill if at least `parallel` calls are in flight
-        max_concurrency=max(max_concurrency, parallel),
-        timeout_s=timeout,
-        max_attempts=retries + 1,
-        max_tokens=max_tokens,
-    )
-    chosen = make_backend(
-        backend,
-        model=model,
-        base_url=base_url,
-        endpoint="completions" if endpoint == "completions" else "chat",
-        n_gpu_layers=n_gpu_layers,
-        n_ctx=n_ctx,
-        context_window=context_window,
-        n_parallel=parallel,
-    )
-    check = getattr(chosen, "check", None)
-    if check is not None:
-        run_sync(check())
-    if fallback is not None:
-        chosen = FallbackBackend(chosen, make_backend(fallback, model=fallback_model, n_ctx=n_ctx))
+    overlap = DEFAULT_OVERLAP_TOKENS
+    if chunk_tokens is not None and chunk_tokens < 2 * overlap:
+        raise UserError(
+            f"--chunk-tokens must be at least {2 * overlap}, not {chunk_tokens} "
+            f"(consecutive chunks share {overlap} tokens)"
+        )
     if checkpoint is not None and run_id is None:
         raise UserError("--checkpoint needs --run-id (the name to resume the run under)")
-    saved = open_checkpoint(checkpoint) if checkpoint is not None else None
-    coordinator = Coordinator(
-        chosen,
-        strategy="monolithic" if strategy == "monolithic" else "isolated",
-        synthesis=_synthesis(synthesis),
-        policy=policy,
-        chunk_tokens=chunk_tokens,
-        failure_policy=failure_policy,
-        checkpointer=saved.checkpointer if saved else None,
-        result_store=saved.result_store if saved else None,
-    )
-    err = Console(stderr=True)
-    with Progress(
+
+
+def _progress(err: Console, *, quiet: bool) -> Progress:
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=json_output or not err.is_terminal,
-    ) as progress:
-        try:
-            result = coordinator.run(request, run_id=run_id, observer=_ProgressObserver(progress))
-        except RunFailed as exc:
-            kept = sum(r.status == "ok" for r in exc.partial)
-            where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
-            sys.stderr.write(f"fanout: run stopped: {exc}{where}\n")
-            return 1
-    if json_output:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        disable=quiet or not err.is_terminal,
+    )
+
+
+_LOUD_SPLIT_CHARS = 1 << 20
+"""Off a terminal, splitting this much text or more is announced first: it can take seconds."""
+
+
+def _plan(
+    coordinator: Coordinator, request: Request, err: Console, *, quiet: bool
+) -> list[SubTask]:
+    """Split the request, with a progress bar (by characters) on a terminal."""
+    total = sum(len(d.text) for d in request.documents)
+    if not err.is_terminal and total >= _LOUD_SPLIT_CHARS:
+        sys.stderr.write(
+            f"fanout: splitting {len(request.documents):,} document(s), "
+            f"{total / (1 << 20):.1f} MiB of text\n"
+        )
+    with _progress(err, quiet=quiet) as progress:
+        bar = progress.add_task("splitting (characters)", total=total)
+        return coordinator.plan(
+            request, progress=lambda done, _: progress.update(bar, completed=done)
+        )
+
+
+def _announce(tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool) -> None:
+    """Say on stderr, before any model call, how many sub-agents and model calls the run plans."""
+    documents = len({t.document_id for t in tasks if t.document_id is not None})
+    chunked = len({(t.document_id, t.task_index) for t in tasks if t.n_chunks > 1})
+    llm = isinstance(coordinator.nodes.synthesizer, LLMSynthesizer)
+    monolithic = coordinator.strategy == "monolithic"
+    merges = chunked if llm and not monolithic else 0
+    synthesis = llm and not monolithic
+    if log_json:
+        logger.info(
+            "run.plan",
+            sub_agents=len(tasks),
+            documents=documents,
+            chunked=chunked,
+            sub_agent_calls=len(tasks),
+            merge_calls_at_most=merges,
+            synthesis=synthesis,
+        )
+        return
+    if monolithic:
+        line = "1 sub-agent holding every document; model calls: 1"
     else:
-        _print_result(result, Console(soft_wrap=True))
-    return 0 if result.ok else 1
+        cut = f", {chunked:,} of them cut into chunks" if chunked else ""
+        line = (
+            f"{len(tasks):,} sub-agent(s) over {documents:,} document(s){cut}; model calls: "
+            f"{len(tasks):,} for the sub-agents"
+            + (f", up to {merges:,} to merge chunk answers" if merges else "")
+            + (", then the synthesis" if synthesis else "")
+        )
+    sys.stderr.write(f"fanout: plan: {line} (retries add calls)\n")
+
+
+def _run(
+    coordinator: Coordinator, request: Request, run_id: str | None, err: Console, *, quiet: bool
+) -> RunResult:
+    with _progress(err, quiet=quiet) as progress:
+        return coordinator.run(request, run_id=run_id, observer=_ProgressObserver(progress))
 
 
 def _synthesis(name: str) -> Literal["llm", "collect"]:
@@ -276,7 +395,7 @@ app.command("bench")(bench_command)
 
 
 def _fail(message: str) -> int:
-    line = " ".join(message.split())
+    line = scrub(" ".join(message.split()))
     sys.stderr.write(f"fanout: error: {line}\n")
     return 2
 

@@ -1,51 +1,115 @@
 """Opening a run's SQLite checkpoint: LangGraph's checkpointer plus fanout's sub-result store.
 
-Both live in one file. The checkpointer resumes the graph where it stopped; the store keeps every
-sub-agent that finished inside an interrupted fan-out step, which the checkpointer alone does not.
+Both live in one file, with the lease that keeps a run to one process at a time. The checkpointer
+resumes the graph where it stopped; the store keeps every sub-agent that finished inside an
+interrupted fan-out step, which the checkpointer alone does not.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import types
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
+from .lease import RunLease
+from .state import CoordinatorInput, CoordinatorState, SubAgentInput
 from .store import SqliteResultStore
 
-__all__ = ["Checkpoint", "open_checkpoint"]
+__all__ = ["Checkpoint", "checkpoint_types", "open_checkpoint"]
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a `Coordinator` needs to resume: ``Coordinator(..., **vars(checkpoint))``."""
+    """What a `Coordinator` needs to resume: ``Coordinator(..., **vars(checkpoint))``.
+
+    Hold ``checkpoint.lease(run_id)`` around the run when another process might resume the same
+    run id (the CLI always does).
+    """
 
     checkpointer: Any
     """A LangGraph `AsyncSqliteSaver` bound to fanout's background loop."""
     result_store: SqliteResultStore
     """The per-sub-agent result store."""
 
+    def lease(self, run_id: str) -> RunLease:
+        """The lease on `run_id` in this database: ``with checkpoint.lease(run_id): ...``."""
+        return RunLease(self.result_store.path, run_id)
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """Every pydantic model named in a type annotation, and in those models' fields."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        for field in annotation.model_fields.values():
+            yield from _models_in(field.annotation)
+        return
+    if typing.get_origin(annotation) is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            yield from _models_in(arg)
+
+
+def checkpoint_types() -> list[tuple[str, str]]:
+    """(module, name) of every fanout type a checkpoint holds, for LangGraph's serializer.
+
+    Listing them lets LangGraph restore them without its "unregistered type" warnings, and read
+    from the graph's state types, the list cannot fall behind a new field.
+    """
+    found: dict[type[BaseModel], None] = {}
+    for state in (CoordinatorInput, CoordinatorState, SubAgentInput):
+        for annotation in typing.get_type_hints(state, include_extras=True).values():
+            found.update(dict.fromkeys(_models_in(annotation)))
+    return sorted((cls.__module__, cls.__qualname__) for cls in found)
+
 
 async def _open_saver(path: Path) -> Any:
     import aiosqlite
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     conn = await aiosqlite.connect(str(path), timeout=60.0)
-    saver = AsyncSqliteSaver(conn)
+    saver = AsyncSqliteSaver(
+        conn, serde=JsonPlusSerializer(allowed_msgpack_modules=checkpoint_types())
+    )
     await saver.setup()
     return saver
 
 
+def _check_integrity(path: Path) -> None:
+    """Refuse a damaged database now, as one line, rather than with a traceback mid-run."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(path)
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+    finally:
+        conn.close()
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({problems[0]})")
+
+
 def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Open (or create) the checkpoint database at `path` for use with `Coordinator.run`."""
+    """Open (or create) the checkpoint database at `path` for use with `Coordinator.run`.
+
+    Raises:
+        UserError: the file cannot be opened, or is not an intact SQLite database.
+    """
     path = Path(path)
     try:
+        _check_integrity(path)
         store = SqliteResultStore(path)
         # The saver must live on the loop that runs the graph: fanout's portal loop.
         saver = run_sync(_open_saver(path))
     except (sqlite3.Error, OSError) as exc:
-        raise UserError(f"cannot open checkpoint {path}: {exc}") from None
+        raise UserError(
+            f"cannot open checkpoint {path}: {exc} (move the file away to start afresh)"
+        ) from None
     return Checkpoint(checkpointer=saver, result_store=store)

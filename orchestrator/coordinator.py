@@ -25,6 +25,7 @@ from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
 from .policy import CallPolicy, FailurePolicy
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
+from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
 from .state import CoordinatorInput, CoordinatorState
 from .store import ResultStore
 from .subagent import SubAgent, answer_task, structured_answerer
@@ -76,7 +77,7 @@ class Coordinator:
         output_schema: type[BaseModel] | None = None,
         policy: CallPolicy | None = None,
         chunk_tokens: int | None = None,
-        overlap_tokens: int = 32,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         result_store: ResultStore | None = None,
         failure_policy: FailurePolicy | str = "best_effort",
@@ -185,6 +186,17 @@ class Coordinator:
             exc.partial = exc.partial + [r for r in finished if r.sub_agent_id not in known]
             raise
         return self.result(final)
+
+    def plan(self, request: Request, *, progress: SplitProgress | None = None) -> list[SubTask]:
+        """The sub-tasks `request` becomes, before any model call (to show a plan, or stop there).
+
+        The next run of the same request uses them instead of splitting again.
+
+        Args:
+            request: what to plan.
+            progress: told (characters split, characters in all) as long documents are cut.
+        """
+        return self.nodes.plan(request, progress=progress)
 
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""

@@ -2,6 +2,7 @@
 
 FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
+│   └── RunInUse                   another live process holds this run id's lease
 └── RunFailed                      the failure policy stopped the run; partial results kept
 """
 
@@ -11,7 +12,7 @@ from fanout.agents.errors import FanoutError, UserError
 
 from .result import SubResult
 
-__all__ = ["FanoutError", "RunFailed", "UserError"]
+__all__ = ["FanoutError", "RunFailed", "RunInUse", "UserError"]
 
 
 class RunFailed(FanoutError):
@@ -25,3 +26,7 @@ class RunFailed(FanoutError):
     def __init__(self, message: str, *, partial: list[SubResult] | None = None) -> None:
         super().__init__(message)
         self.partial = partial or []
+
+
+class RunInUse(UserError):
+    """Another live process holds the lease on this run id (see `fanout.orchestrator.lease`)."""

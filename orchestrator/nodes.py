@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import OutputInvalid, UserError
+from fanout.agents.secrets import scrub
 
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
@@ -31,7 +32,7 @@ from .reduce import ReduceMode, reduce_chunks
 from .relevance import select_findings
 from .request import Request
 from .result import DocumentAnswer, SubResult
-from .split import split_monolithic, split_request
+from .split import SplitProgress, split_monolithic, split_request
 from .state import CoordinatorState, SubAgentInput
 from .store import ResultStore
 from .subagent import Finding, SubAgent, validate_output
@@ -74,6 +75,7 @@ class CoordinatorNodes:
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
     )
+    _planned: tuple[Request, list[SubTask]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
@@ -81,29 +83,53 @@ class CoordinatorNodes:
     # -- nodes ---------------------------------------------------------------------------
 
     async def split(self, state: CoordinatorState) -> dict[str, Any]:
-        """Cut the request into sub-tasks: one per document x task x chunk (or one, monolithic)."""
+        """Cut the request into sub-tasks: one per document x task x chunk (or one, monolithic).
+
+        A plan the caller made ahead with `plan` for this same request is used instead, once.
+        """
         request = state["request"]
-        if self.strategy == "monolithic":
-            tasks = split_monolithic(request)
-        elif self.splitter is not None:
-            tasks = self.splitter(request)
+        planned, self._planned = self._planned, None
+        if planned is not None and planned[0] == request:
+            tasks = planned[1]
         else:
-            budget = self.chunk_tokens
-            if budget is None:
-                budget = chunk_budget(self.backend, request, max_tokens=self.policy.max_tokens)
-            tasks = split_request(
-                request,
-                chunk_tokens=budget,
-                overlap_tokens=self.overlap_tokens,
-                count_tokens=self.backend.count_tokens,
-            )
-        if not tasks:
-            raise UserError("the splitter produced no sub-tasks")
+            tasks = self._split_request(request)
         return {
             "tasks": tasks,
             "run_id": state.get("run_id") or uuid.uuid4().hex[:12],
             "started_at": time.time(),
         }
+
+    def plan(self, request: Request, *, progress: SplitProgress | None = None) -> list[SubTask]:
+        """The sub-tasks `request` becomes, before any model call; the next split reuses them."""
+        tasks = self._split_request(request, progress)
+        self._planned = (request, tasks)
+        return tasks
+
+    def _split_request(
+        self, request: Request, progress: SplitProgress | None = None
+    ) -> list[SubTask]:
+        if self.strategy == "monolithic":
+            tasks = split_monolithic(request)
+        elif self.splitter is not None:
+            tasks = self.splitter(request)
+        else:
+            overlap = self.overlap_tokens
+            budget = self.chunk_tokens
+            if budget is None:
+                budget = chunk_budget(self.backend, request, max_tokens=self.policy.max_tokens)
+                # a small context would leave no room for the default overlap: shrink it instead
+                overlap = overlap if budget is None else min(overlap, budget // 4)
+            tasks = split_request(
+                request,
+                chunk_tokens=budget,
+                overlap_tokens=overlap,
+                count_tokens=self.backend.count_tokens,
+                token_offsets=getattr(self.backend, "token_offsets", None),
+                progress=progress,
+            )
+        if not tasks:
+            raise UserError("the splitter produced no sub-tasks")
+        return tasks
 
     def fan_out(self, state: CoordinatorState) -> list[Send]:
         """One `Send` per sub-task, carrying that task and nothing else of the request."""
@@ -115,6 +141,8 @@ class CoordinatorNodes:
     async def run_one(self, inputs: SubAgentInput) -> dict[str, Any]:
         """The sub-agent node: run one sub-task; under fail_fast a failure stops the run."""
         result = await self.run_sub_task(inputs["task"], inputs["run_id"])
+        if result.error is not None:  # before the state (and its checkpoint) keeps it
+            result = result.model_copy(update={"error": scrub(result.error)})
         if result.status == "failed" and self.failure_policy.mode == "fail_fast":
             raise RunFailed(
                 f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",

@@ -22,6 +22,7 @@ from .request import Request
 from .task import SubTask
 
 __all__ = [
+    "DEFAULT_OVERLAP_TOKENS",
     "Chunk",
     "SplitProgress",
     "TokenCounter",
@@ -37,6 +38,9 @@ TokenOffsets = Callable[[str], Sequence[int]]
 """Where each token of a text starts, as ascending character offsets (a backend's tokenizer)."""
 SplitProgress = Callable[[int, int], None]
 """Called as splitting advances with (characters split so far, characters in all documents)."""
+
+DEFAULT_OVERLAP_TOKENS = 32
+"""Tokens consecutive chunks share by default, so a fact cut in two is whole in one of them."""
 
 # Where to prefer cutting, best first; searched only in the last part of a full window.
 _BOUNDARIES = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ")
@@ -219,6 +223,11 @@ def split_request(
     total = sum(len(doc.text) for doc in request.documents)
     done = 0
     tasks: list[SubTask] = []
+
+    def chunked(at: int) -> None:
+        if progress is not None:
+            progress(done + at, total)
+
     for doc_index, doc in enumerate(request.documents):
         if chunk_tokens is None:
             chunks = [Chunk(start=0, end=len(doc.text), text=doc.text)]
@@ -231,7 +240,7 @@ def split_request(
                 overlap_tokens=overlap_tokens,
                 count_tokens=count_tokens,
                 token_offsets=token_offsets,
-                progress=None if progress is None else (lambda at, d=done: progress(d + at, total)),
+                progress=chunked,
             )
         done += len(doc.text)
         if progress is not None:
