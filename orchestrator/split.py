@@ -4,15 +4,15 @@ Chunks are measured with the backend's own token counter and cut at paragraph, s
 boundaries where one is near. Every character of a document lands in at least one chunk, and
 consecutive chunks share at most `overlap_tokens` tokens, so nothing is silently dropped.
 
-A long document is tokenized once, a piece at a time, into token start offsets; chunks are cut by
-those offsets and each is then counted once to hold the limit exactly. (Searching for each cut with
-the counter instead tokenized every chunk about thirty times: 22 s per MB on the embedded model.)
+Each chunk is tokenized about once: its end is guessed from the characters per token measured on
+the chunks before it, and the one count that checks the guess also corrects the next guess; a guess
+that overshoots is cut back where the tokenizer's offsets say the limit falls. (Searching for each
+end with the counter instead tokenized every chunk some thirty times: 22 s per MB of text on the
+embedded model.)
 """
 
 from __future__ import annotations
 
-import bisect
-from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -45,9 +45,13 @@ DEFAULT_OVERLAP_TOKENS = 32
 # Where to prefer cutting, best first; searched only in the last part of a full window.
 _BOUNDARIES = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ")
 _SOFT_WINDOW = 0.3
-# Characters tokenized at a time: llama.cpp's tokenizer slows down on very long inputs, and a
-# document is indexed only as far as the chunker has got.
-_PIECE_CHARS = 16_384
+# A guessed end aims this full, so that a good guess rarely overshoots the limit...
+_AIM = 0.97
+# ...and a guess that fills less than this is grown (the text packs more characters per token).
+_FILL = 0.7
+_GROW_TRIES = 3
+# Characters per token assumed before anything is measured (English prose on common tokenizers).
+_FIRST_RATIO = 4.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,54 +66,6 @@ class Chunk:
     """The slice itself."""
 
 
-def _estimated_offsets(count: TokenCounter) -> TokenOffsets:
-    """Offsets spread evenly over a piece, from one count, for backends without a tokenizer."""
-
-    def offsets(piece: str) -> list[int]:
-        n = count(piece)
-        return [i * len(piece) // n for i in range(n)] if n > 0 else []
-
-    return offsets
-
-
-class _TokenIndex:
-    """Token start offsets of a text, found a piece at a time as the chunker moves forward."""
-
-    def __init__(self, text: str, offsets: TokenOffsets) -> None:
-        self.text = text
-        self._offsets = offsets
-        self._starts = array("q")
-        self._covered = 0  # offsets are known for text[:_covered]
-
-    def _extend(self) -> bool:
-        text, begin = self.text, self._covered
-        if begin >= len(text):
-            return False
-        end = min(len(text), begin + _PIECE_CHARS)
-        if end < len(text):  # cut before a space, where tokenizers start a new token anyway
-            space = text.rfind(" ", begin + _PIECE_CHARS // 2, end)
-            end = space if space > begin else end
-        last = self._starts[-1] if self._starts else -1
-        for offset in self._offsets(text[begin:end]):
-            if begin + offset > last:  # ascending, whatever the tokenizer reports
-                last = begin + offset
-                self._starts.append(last)
-        self._covered = end
-        return True
-
-    def token_at(self, pos: int) -> int:
-        """Index of the first token starting at or after character `pos`."""
-        while self._covered <= pos and self._extend():
-            pass
-        return bisect.bisect_left(self._starts, pos)
-
-    def start_of(self, token: int) -> int:
-        """Character offset where token number `token` starts (the text's length past the end)."""
-        while token >= len(self._starts) and self._extend():
-            pass
-        return self._starts[token] if 0 <= token < len(self._starts) else len(self.text)
-
-
 def _soft_end(text: str, start: int, end: int) -> int:
     """Move `end` back to a nearby boundary so chunks do not cut words or sentences."""
     floor = start + int((end - start) * (1 - _SOFT_WINDOW))
@@ -120,35 +76,77 @@ def _soft_end(text: str, start: int, end: int) -> int:
     return end
 
 
-def _fit(
-    text: str, start: int, end: int, max_tokens: int, count: TokenCounter, index: _TokenIndex
-) -> int:
-    """`end`, moved back until text[start:end] counts at most `max_tokens` (or is one character)."""
-    n = count(text[start:end])
-    while n > max_tokens and end - start > 1:
-        back = index.start_of(index.token_at(end) - (n - max_tokens))
-        if not start < back < end:  # the offsets were off: scale the span down instead
-            back = start + (end - start) * max_tokens // n
-        end = max(start + 1, min(back, end - 1))
-        n = count(text[start:end])
-    return end
+class _Cutter:
+    """Finds chunk ends and overlap starts in one text, learning its characters per token."""
 
+    def __init__(
+        self,
+        text: str,
+        *,
+        max_tokens: int,
+        overlap_tokens: int,
+        count: TokenCounter,
+        offsets: TokenOffsets | None,
+    ) -> None:
+        self.text = text
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
+        self.count = count
+        self.offsets = offsets
+        self.ratio = _FIRST_RATIO
 
-def _overlap_start(
-    text: str, start: int, end: int, overlap_tokens: int, count: TokenCounter, index: _TokenIndex
-) -> int:
-    """Where the next chunk starts: `overlap_tokens` back from `end`, snapped to a word start."""
-    if overlap_tokens <= 0:
+    def _measure(self, start: int, end: int) -> int:
+        n = self.count(self.text[start:end])
+        if n > 0:
+            self.ratio = (end - start) / n
+        return n
+
+    def _guess(self, start: int, tokens: float, floor: int) -> int:
+        guess = start + max(1, int(tokens * self.ratio))
+        end = len(self.text) if guess >= len(self.text) else _soft_end(self.text, start, guess)
+        return max(end, floor)
+
+    def end(self, start: int, floor: int) -> int:
+        """Where the chunk from `start` ends: as far as the limit allows, at a boundary.
+
+        It ends at `floor` or later (progress), even if that one chunk must exceed the limit.
+        """
+        end = self._guess(start, self.max_tokens * _AIM, floor)
+        n = self._measure(start, end)
+        for _ in range(_GROW_TRIES):
+            if n > self.max_tokens or end >= len(self.text) or n >= self.max_tokens * _FILL:
+                break
+            grown = self._guess(start, self.max_tokens * _AIM, floor)
+            if grown <= end:
+                break
+            end, n = grown, self._measure(start, grown)
+        while n > self.max_tokens and end - start > 1 and end > floor:
+            end = self._cut_back(start, end, n, floor)
+            n = self._measure(start, end)
         return end
-    at = max(index.start_of(index.token_at(end) - overlap_tokens), start + 1)
-    space = text.find(" ", at, end)
-    at = space + 1 if space != -1 else at
-    n = count(text[at:end])
-    while n > overlap_tokens:  # the offsets were off: move forward until the overlap holds
-        ahead = index.start_of(index.token_at(at) + (n - overlap_tokens))
-        at = min(end, max(ahead, at + 1))
-        n = count(text[at:end])
-    return at
+
+    def _cut_back(self, start: int, end: int, n: int, floor: int) -> int:
+        """A smaller end for an over-full chunk: where the offsets put the limit, else in proportion."""
+        back = start + (end - start) * self.max_tokens // n
+        if self.offsets is not None:
+            offsets = self.offsets(self.text[start:end])
+            if len(offsets) > self.max_tokens:
+                back = start + offsets[self.max_tokens]
+        back = _soft_end(self.text, start, back) if start < back < end else back
+        return max(start + 1, floor, min(back, end - 1))
+
+    def next_start(self, start: int, end: int) -> int:
+        """Where the chunk after [start, end) starts: at most `overlap_tokens` back, at a word."""
+        if self.overlap_tokens <= 0:
+            return end
+        at = max(start + 1, end - int(self.overlap_tokens * self.ratio))
+        space = self.text.find(" ", at, end)
+        at = space + 1 if space != -1 else at
+        n = self.count(self.text[at:end])
+        while n > self.overlap_tokens:  # the guess overshot: move forward in proportion
+            at = min(end, at + max(1, (end - at) * (n - self.overlap_tokens) // n))
+            n = self.count(self.text[at:end])
+        return at
 
 
 def chunk_text(
@@ -167,8 +165,8 @@ def chunk_text(
         max_tokens: the most tokens a chunk may count.
         overlap_tokens: the most tokens consecutive chunks may share.
         count_tokens: the backend's counter; every chunk is checked with it.
-        token_offsets: the backend's tokenizer as token start offsets, to place cuts; without
-            one, offsets are spread evenly from one count per piece, and the check corrects them.
+        token_offsets: the backend's tokenizer as token start offsets: where an over-full guess is
+            cut back to (without it, in proportion to the count).
         progress: called with the characters chunked so far after each chunk.
     """
     if max_tokens < 1:
@@ -178,26 +176,25 @@ def chunk_text(
             f"chunk overlap ({overlap_tokens} tokens) must be between 0 and half the chunk size "
             f"({max_tokens} tokens)"
         )
-    if not text or (len(text) <= _PIECE_CHARS and count_tokens(text) <= max_tokens):
-        return [Chunk(start=0, end=len(text), text=text)]
-    index = _TokenIndex(text, token_offsets or _estimated_offsets(count_tokens))
+    if not text:
+        return [Chunk(start=0, end=0, text=text)]
+    cutter = _Cutter(
+        text,
+        max_tokens=max_tokens,
+        overlap_tokens=overlap_tokens,
+        count=count_tokens,
+        offsets=token_offsets,
+    )
     chunks: list[Chunk] = []
     start = 0
     while True:
-        end = index.start_of(index.token_at(start) + max_tokens)
-        if end < len(text):
-            end = _soft_end(text, start, end)
-        end = _fit(text, start, end, max_tokens, count_tokens, index)
-        if chunks:
-            end = max(end, chunks[-1].end + 1)  # always make progress
+        end = cutter.end(start, floor=chunks[-1].end + 1 if chunks else start + 1)
         chunks.append(Chunk(start=start, end=end, text=text[start:end]))
         if progress is not None:
             progress(end)
         if end >= len(text):
             return chunks
-        start = max(
-            _overlap_start(text, start, end, overlap_tokens, count_tokens, index), start + 1
-        )
+        start = max(cutter.next_start(start, end), start + 1)
 
 
 def split_request(
