@@ -250,7 +250,9 @@ class CoordinatorNodes:
         returned as it is; a new successful one is stored before this returns.
         """
         if self.result_store is not None:
-            stored = self.result_store.get(run_id, task.id)
+            # Off the event loop: a SQLite store waiting for the file's write lock would block
+            # the loop, and with it the checkpointer's commit that would free the lock (deadlock).
+            stored = await asyncio.to_thread(self.result_store.get, run_id, task.id)
             if stored is not None:
                 return stored
         caller = self._caller(run_id, task.id, task.document_id)
@@ -276,7 +278,7 @@ class CoordinatorNodes:
             )
         result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
         if self.result_store is not None:
-            self.result_store.put(run_id, result)
+            await asyncio.to_thread(self.result_store.put, run_id, result)
         return result
 
     def _interpret(self, output: object, task: SubTask) -> dict[str, Any]:
