@@ -225,7 +225,7 @@ class OpenAIBackend:
     async def _probe(self, index: int) -> BackendError | None:
         try:
             await asyncio.wait_for(self._client(index).models.list(), self.timeout_s)
-        except TimeoutError:
+        except (TimeoutError, openai.APITimeoutError):  # whichever deadline fires first
             return BackendTimeout(f"no answer within {self.timeout_s:g}s")
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             return _map_error(exc)  # some servers lack /models; only reachability counts here

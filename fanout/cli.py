@@ -7,6 +7,7 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import sys
 from typing import Annotated, Literal
@@ -210,8 +211,13 @@ def run_command(
         run_id=run_id,
         paired=paired,
     )
-    if max_concurrency < 1 or parallel < 1:
-        raise UserError("max_concurrency and parallel must be at least 1")
+    _check_limits(
+        timeout=timeout,
+        retries=retries,
+        max_tokens=max_tokens,
+        max_concurrency=max_concurrency,
+        parallel=parallel,
+    )
     policy = CallPolicy(
         # a batch can only fill if at least `parallel` calls are in flight
         max_concurrency=max(max_concurrency, parallel),
@@ -312,6 +318,20 @@ def _check_options(
         )
     if checkpoint is not None and run_id is None:
         raise UserError("--checkpoint needs --run-id (the name to resume the run under)")
+
+
+def _check_limits(
+    *, timeout: float, retries: int, max_tokens: int, max_concurrency: int, parallel: int
+) -> None:
+    """The numeric options, named as the command line names them."""
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if retries < 0:
+        raise UserError(f"--retries must be 0 or more, not {retries}")
+    if max_tokens < 1:
+        raise UserError(f"--max-tokens must be at least 1, not {max_tokens}")
+    if max_concurrency < 1 or parallel < 1:
+        raise UserError("max_concurrency and parallel must be at least 1")
 
 
 def _progress(err: Console, *, quiet: bool) -> Progress:

@@ -135,6 +135,30 @@ def json_body(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
+MODELS_BODY = json_body({"object": "list", "data": [{"id": "m", "object": "model"}]})
+"""What an OpenAI-compatible server answers on /models."""
+
+
+def chat_completion_body(text: str) -> bytes:
+    """What an OpenAI-compatible server answers on /chat/completions."""
+    return json_body(
+        {
+            "id": "stub",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     from fanout.agents.llama_cpp import default_model_path

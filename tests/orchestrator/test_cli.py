@@ -1,6 +1,7 @@
 """The CLI's bad-input cases: each exits 2 with exactly one line on stderr, never a traceback."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from fanout.cli import main
-from tests.conftest import EXAMPLES, ROOT, free_port
+from tests.conftest import (
+    EXAMPLES,
+    MODELS_BODY,
+    ROOT,
+    SilentServer,
+    StubHTTPServer,
+    chat_completion_body,
+    free_port,
+)
 
 SUPPLIERS = str(EXAMPLES / "suppliers")
 
@@ -64,13 +73,30 @@ CASES = [
     (["run", "{t}/ok.md", "-q", "Q", "--max-concurrency", "0"], "max_concurrency"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "no model name"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
+    (["run", "{t}/ok.md", "-q", "Q", "--timeout", "nan"], "--timeout must be a positive number"),
+    (["run", "{t}/ok.md", "-q", "Q", "--timeout", "inf"], "--timeout must be a positive number"),
+    (["run", "{t}/ok.md", "-q", "Q", "--timeout", "0"], "--timeout must be a positive number"),
+    (["run", "{t}/ok.md", "-q", "Q", "--timeout", "-1"], "--timeout must be a positive number"),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--max-tokens", "0"],
+        "--max-tokens must be at least 1, not 0",
+    ),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--max-tokens", "-5"],
+        "--max-tokens must be at least 1, not -5",
+    ),
+    (["run", "{t}/ok.md", "-q", "Q", "--retries", "-1"], "--retries must be 0 or more"),
+    (["run", "{t}/ok.md", "-q", "Q", "--chunk-tokens", "63"], "--chunk-tokens must be at least 64"),
+    (["run", "{t}/ok.md", "-q", "Q", "--max-file-bytes", "0"], "at least 1 byte"),
     (["run"], "Missing argument"),
     (["run", "{t}/ok.md", "-q", "Q", "--bogus"], "No such option: --bogus"),
     ([], "Missing command"),
 ]
 
 
-@pytest.mark.parametrize(("argv", "fragment"), CASES, ids=[c[1] for c in CASES])
+@pytest.mark.parametrize(
+    ("argv", "fragment"), CASES, ids=[" ".join(c[0][4:]) or c[1] for c in CASES]
+)
 def test_bad_input_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], files: Path, argv: list[str], fragment: str
 ) -> None:
@@ -88,6 +114,111 @@ def test_unreachable_base_url(capsys: pytest.CaptureFixture[str], files: Path) -
     )  # fmt: skip
     assert code == 2
     assert_one_line_error(err, f"cannot reach {url}")
+
+
+@pytest.mark.timeout(30)  # before the fix the start-up check waited 600 s on a silent server
+def test_start_up_check_honours_the_timeout(
+    capsys: pytest.CaptureFixture[str], files: Path
+) -> None:
+    with SilentServer(lifetime_s=30) as server:
+        code, _, err = run_cli(
+            capsys, "run", f"{files}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m",
+            "--base-url", server.base_url, "--timeout", "1", "--retries", "0",
+        )  # fmt: skip
+        assert server.accepted >= 1  # it connected, and nothing ever came back
+    assert code == 2
+    assert_one_line_error(err, f"cannot reach {server.base_url}: no answer within 1s")
+
+
+def test_a_server_answering_models_with_invalid_json_is_one_line(
+    capsys: pytest.CaptureFixture[str], files: Path
+) -> None:
+    def web_page(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        return 200, b"<html><body>Welcome to nginx!</body></html>"
+
+    with StubHTTPServer(web_page) as server:
+        code, out, err = run_cli(
+            capsys, "run", f"{files}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m",
+            "--base-url", server.base_url,
+        )  # fmt: skip
+    assert code == 2 and out == ""
+    assert_one_line_error(
+        err, f"{server.base_url}/models did not answer like an OpenAI-compatible API"
+    )
+
+
+# -- the plan, before any model call (issue 9, item 10) ------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_calls_no_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    big = tmp_path / "big.md"
+    big.write_text("A sentence of filler about nothing in particular. " * 24_000)  # 1.1 MiB
+    (tmp_path / "small.md").write_text("Alpha.")
+    posts: list[str] = []
+
+    def server(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        if method == "POST":
+            posts.append(path)
+        return 200, MODELS_BODY
+
+    with StubHTTPServer(server) as stub:
+        code, out, err = run_cli(
+            capsys, "run", str(big), str(tmp_path / "small.md"), "-q", "Q", "--backend", "openai",
+            "--model", "m", "--base-url", stub.base_url, "--context-window", "2048", "--dry-run",
+        )  # fmt: skip
+    assert code == 0, err
+    assert out == "" and posts == []
+    lines = err.splitlines()
+    assert lines[0] == "fanout: splitting 2 document(s), 1.1 MiB of text"
+    plan = re.fullmatch(
+        r"fanout: plan: ([\d,]+) sub-agent\(s\) over 2 document\(s\), 1 of them cut into chunks; "
+        r"model calls: \1 for the sub-agents, up to 1 to merge chunk answers, then the synthesis "
+        r"\(retries add calls\)",
+        lines[1],
+    )
+    assert plan is not None, lines[1]
+    assert int(plan.group(1).replace(",", "")) > 100
+    assert len(lines) == 2
+
+
+def test_the_plan_is_on_stderr_before_the_first_model_call(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("Alpha is the first letter.")
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    before_first_call: list[bytes] = []
+
+    def server(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        if method == "GET":
+            return 200, MODELS_BODY
+        if not before_first_call:  # what the CLI had written to stderr when the first call came
+            fd = running["cli"].stderr.fileno()  # type: ignore[union-attr]
+            os.set_blocking(fd, False)
+            try:
+                before_first_call.append(os.read(fd, 1 << 16))
+            except BlockingIOError:
+                before_first_call.append(b"")
+            os.set_blocking(fd, True)
+        return 200, chat_completion_body("Alpha")
+
+    with StubHTTPServer(server) as stub:
+        command = [
+            sys.executable, "-m", "fanout", "run", str(tmp_path / "a.md"), "-q", "Q",
+            "--backend", "openai", "--model", "m", "--base-url", stub.base_url,
+            "--synthesis", "collect",
+        ]  # fmt: skip
+        with subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as cli:
+            running["cli"] = cli
+            # Not communicate(): it would drain stderr itself, racing the server's look at it.
+            code = cli.wait(timeout=120)
+            out, rest = cli.stdout.read(), cli.stderr.read()  # type: ignore[union-attr]
+    assert code == 0, rest.decode()
+    assert before_first_call, "no model call was made"
+    early = before_first_call[0].decode()
+    assert early.startswith("fanout: plan: 1 sub-agent(s) over 1 document(s); model calls: 1 for")
+    assert b"Alpha" in out
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
