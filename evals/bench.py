@@ -8,10 +8,13 @@
    identical prompts (goal >= 0.95x);
 4. memory: peak RSS of whole runs at N=1 and N=100, each in its own process (goal: one model load,
    growth <= 50 MB);
-5. batched llama.cpp sub-agents, when ``fanout.agents.llama_batch`` provides ``measure_batch_speedup``.
+5. batched llama.cpp sub-agents, when ``fanout.agents.llama_batch`` provides ``measure_batch_speedup``;
+6. input: loading 10,000 small files (goal < 5 s) and splitting 1 MB of text for the embedded model
+   with its tokenizer, next to one plain tokenizer pass (goal <= 2.2 s/MB).
 
 This module holds the report and the command; the measurements live in `fanout.evals.bench_framework`
-(1, 2: the framework against fakes) and `fanout.evals.bench_model` (3-5: on the embedded model), imported
+(1, 2: the framework against fakes), `fanout.evals.bench_model` (3-5: on the embedded model) and
+`fanout.evals.bench_input` (6), imported
 only when a bench runs so that ``fanout --help`` stays fast. Timings keep the best of several runs:
 other processes can only add time, never remove it.
 """
@@ -37,6 +40,7 @@ __all__ = [
     "BatchSection",
     "BenchReport",
     "FanoutSection",
+    "InputSection",
     "LocalSection",
     "Machine",
     "MemorySection",
@@ -45,8 +49,8 @@ __all__ = [
     "run_bench",
 ]
 
-SectionName = Literal["overhead", "fanout", "local", "memory", "batch"]
-SECTIONS: tuple[SectionName, ...] = ("overhead", "fanout", "local", "memory", "batch")
+SectionName = Literal["overhead", "fanout", "local", "memory", "batch", "input"]
+SECTIONS: tuple[SectionName, ...] = ("overhead", "fanout", "local", "memory", "batch", "input")
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -204,6 +208,36 @@ class BatchSection(Section):
         return self.note or json.dumps(self.result)
 
 
+class InputSection(Section):
+    """The input side before any model call: loading many small files, splitting long text."""
+
+    n_files: int
+    """Files in the folder loaded."""
+    load_s: float
+    """Best wall time of `load_documents` over the folder."""
+    split_mb: float
+    """Millions of characters split."""
+    chunk_tokens: int
+    """The chunk budget (the coordinator's own, for the embedded model)."""
+    chunks: int
+    """Chunks the text became."""
+    split_s_per_mb: float
+    """Best wall seconds of the split, per million characters."""
+    tokenize_s_per_mb: float
+    """Best wall seconds of one plain tokenizer pass over the same text, per million characters:
+    the floor for any cutter that checks its chunks with the tokenizer."""
+    samples_s: dict[str, list[float]]
+    """Every timed run's wall seconds: load, split, tokenize."""
+
+    def summary(self) -> str:
+        """Both figures and the tokenizer floor."""
+        return (
+            f"{self.n_files:,} files loaded in {self.load_s:.2f} s; {self.split_mb:g} MB split into "
+            f"{self.chunks} chunks of <= {self.chunk_tokens} tokens at {self.split_s_per_mb:.2f} s/MB "
+            f"(one plain tokenizer pass: {self.tokenize_s_per_mb:.2f} s/MB)"
+        )
+
+
 class Machine(BaseModel):
     """Where the numbers were taken."""
 
@@ -247,6 +281,8 @@ class BenchReport(BaseModel):
     """Peak RSS at small and large N."""
     batch: BatchSection | None = None
     """The batched llama.cpp mode."""
+    input: InputSection | None = None
+    """Loading many files and splitting long text."""
     skipped: dict[str, str] = Field(default_factory=dict)
     """Sections that did not run or failed, with the reason."""
 
@@ -315,6 +351,7 @@ def run_bench(
         progress: called with a line before each section (the CLI prints it to stderr).
     """
     from . import bench_framework as framework
+    from . import bench_input as inputs
     from . import bench_model as model
 
     started, clock, load = datetime.now(UTC), time.perf_counter(), _load()
@@ -328,6 +365,11 @@ def run_bench(
         ),
         "memory": lambda: model.measure_memory(1, 20 if quick else 100),
         "batch": lambda: model.measure_batch(quick=quick),
+        "input": lambda: inputs.measure_input(
+            n_files=1_000 if quick else 10_000,
+            split_chars=100_000 if quick else 1_000_000,
+            repeats=1 if quick else 3,
+        ),
     }
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}

@@ -265,7 +265,8 @@ def run_command(
             result_store=saved.result_store if saved else None,
         )
         err = Console(stderr=True)
-        tasks = _plan(coordinator, request, err, quiet=json_output)
+        saved_tasks = coordinator.saved_plan(request, run_id) if saved and run_id else None
+        tasks = saved_tasks or _plan(coordinator, request, err, quiet=json_output)
         _announce(tasks, coordinator, log_json=log_json)
         if dry_run:
             return 0

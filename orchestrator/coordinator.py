@@ -198,6 +198,23 @@ class Coordinator:
         """
         return self.nodes.plan(request, progress=progress)
 
+    def saved_plan(self, request: Request, run_id: str) -> list[SubTask] | None:
+        """The sub-tasks the checkpoint holds for `run_id` (a resume), or None for a new run.
+
+        Raises:
+            UserError: the checkpoint holds `run_id` for a different request (said before any
+                splitting, rather than after it).
+        """
+        if self.graph.checkpointer is None:
+            return None
+        snapshot = run_sync(self.graph.aget_state(self.config(run_id)))
+        if not snapshot.values:
+            return None
+        if snapshot.values.get("request") != request:
+            raise UserError(f"run id '{run_id}' was started with a different request")
+        tasks: list[SubTask] | None = snapshot.values.get("tasks")
+        return tasks
+
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""
         return await self.nodes.run_sub_task(task, run_id)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fanout.agents.errors import UserError
-from fanout.evals import bench, bench_framework, bench_model
+from fanout.evals import bench, bench_framework, bench_input, bench_model
 from fanout.evals.bench import (
     SECTIONS,
     BatchSection,
@@ -144,6 +144,7 @@ def test_run_bench_records_results_failures_and_unselected(
         "fanout": "not selected",
         "memory": "not selected",
         "batch": "RuntimeError: no model here",
+        "input": "not selected",
     }
     assert report.quick
     assert report.machine.cpu_count >= 1
@@ -240,3 +241,22 @@ def test_model_sections_on_the_embedded_model(
     bench_model.memory_probe(2, 2, "plain")
     probe = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert probe["ok"] and probe["model_loads"] <= 1
+
+
+def test_input_section_loads_the_files_it_wrote() -> None:
+    best_s, samples = bench_input.measure_loading(50, repeats=2)
+    assert len(samples) == 2 and best_s == min(samples)
+
+
+@pytest.mark.integration
+def test_input_section_on_the_embedded_model(llama_backend: object) -> None:
+    section = bench_input.measure_input(
+        n_files=20,
+        split_chars=20_000,
+        repeats=1,
+        backend=llama_backend,  # type: ignore[arg-type]
+    )
+    assert section.met is None  # no verdict below the goal's sizes
+    assert section.chunks >= 2 and section.chunk_tokens > 1000
+    assert set(section.samples_s) == {"load", "split", "tokenize"}
+    assert "20 files loaded" in section.summary()
