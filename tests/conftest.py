@@ -80,7 +80,8 @@ class SilentServer:
 
 
 Handler = Callable[[str, str, dict[str, str], bytes], tuple[int, bytes]]
-"""(method, path, headers, body) -> (status, body): how a `StubHTTPServer` answers a request."""
+"""(method, path, headers, body) -> (status, body): how a `StubHTTPServer` answers a request.
+Header names are lower-case (HTTP clients differ in how they send them)."""
 
 
 class StubHTTPServer:
@@ -95,7 +96,8 @@ class StubHTTPServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, reply = handler(self.command, self.path, dict(self.headers), body)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                status, reply = handler(self.command, self.path, headers, body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
