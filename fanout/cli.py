@@ -395,7 +395,7 @@ def _announce(tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool)
             f"{len(tasks):,} sub-agent(s) over {documents:,} document(s){cut}; model calls: "
             f"{len(tasks):,} for the sub-agents"
             + (f", up to {merges:,} to merge chunk answers" if merges else "")
-            + (", then the synthesis" if synthesis else "")
+            + (", then synthesis calls as needed" if synthesis else "")
         )
     sys.stderr.write(f"fanout: plan: {line} (retries add calls)\n")
 

@@ -166,3 +166,18 @@ def test_scripted_backend_fails_loudly_on_unscripted_calls() -> None:
         complete(backend)
     with pytest.raises(AssertionError, match="after the script ended"):
         backend.assert_consumed()
+
+
+def test_a_2xx_answer_that_is_not_json_is_invalid_response() -> None:
+    from fanout.agents.errors import InvalidResponse
+    from fanout.agents.openai import OpenAIBackend
+    from tests.conftest import StubHTTPServer
+
+    def web_page(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        return 200, b"<html>a captive portal</html>"
+
+    with StubHTTPServer(web_page) as server:
+        backend = OpenAIBackend("m", base_url=server.base_url)
+        with pytest.raises(InvalidResponse, match="not the API's JSON") as failure:
+            asyncio.run(backend.complete(CompletionRequest(prompt=PROMPT)))
+    assert not failure.value.transient

@@ -248,6 +248,16 @@ def test_input_section_loads_the_files_it_wrote() -> None:
     assert len(samples) == 2 and best_s == min(samples)
 
 
+def test_the_baseline_search_cutter_cuts_like_the_new_one() -> None:
+    from fanout.agents.backend import estimate_tokens
+    from fanout.orchestrator.split import chunk_text
+
+    text = "Some words, then a sentence. " * 2000
+    old = bench_input.search_cutter(text, max_tokens=200, overlap_tokens=32, count=estimate_tokens)
+    new = chunk_text(text, max_tokens=200, overlap_tokens=32, count_tokens=estimate_tokens)
+    assert abs(old - len(new)) <= 0.1 * len(new)  # the same job, so a fair baseline
+
+
 @pytest.mark.integration
 def test_input_section_on_the_embedded_model(llama_backend: object) -> None:
     section = bench_input.measure_input(
@@ -258,5 +268,6 @@ def test_input_section_on_the_embedded_model(llama_backend: object) -> None:
     )
     assert section.met is None  # no verdict below the goal's sizes
     assert section.chunks >= 2 and section.chunk_tokens > 1000
-    assert set(section.samples_s) == {"load", "split", "tokenize"}
+    assert set(section.samples_s) == {"load", "split", "search", "tokenize"}
+    assert section.speedup == pytest.approx(section.search_s_per_mb / section.split_s_per_mb)
     assert "20 files loaded" in section.summary()

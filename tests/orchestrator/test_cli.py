@@ -174,13 +174,35 @@ def test_dry_run_prints_the_plan_and_calls_no_model(
     assert lines[0] == "fanout: splitting 2 document(s), 1.1 MiB of text"
     plan = re.fullmatch(
         r"fanout: plan: ([\d,]+) sub-agent\(s\) over 2 document\(s\), 1 of them cut into chunks; "
-        r"model calls: \1 for the sub-agents, up to 1 to merge chunk answers, then the synthesis "
+        r"model calls: \1 for the sub-agents, up to 1 to merge chunk answers, then synthesis "
+        r"calls as needed "
         r"\(retries add calls\)",
         lines[1],
     )
     assert plan is not None, lines[1]
     assert int(plan.group(1).replace(",", "")) > 100
     assert len(lines) == 2
+
+
+def test_splitting_shows_a_progress_bar_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stderr is a terminal
+    big = tmp_path / "big.md"
+    big.write_text("A sentence of filler about nothing in particular. " * 24_000)
+
+    def server(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        return 200, MODELS_BODY
+
+    with StubHTTPServer(server) as stub:
+        code, _, err = run_cli(
+            capsys, "run", str(big), "-q", "Q", "--backend", "openai", "--model", "m",
+            "--base-url", stub.base_url, "--context-window", "2048", "--dry-run",
+        )  # fmt: skip
+    assert code == 0, err
+    assert "splitting (characters)" in err  # the bar, not the line printed off a terminal
+    assert "fanout: splitting" not in err
+    assert "fanout: plan: " in err
 
 
 def test_the_plan_is_on_stderr_before_the_first_model_call(tmp_path: Path) -> None:

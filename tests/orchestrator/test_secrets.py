@@ -90,6 +90,8 @@ def test_a_key_echoed_back_by_a_server_is_scrubbed_everywhere(tmp_path: Path) ->
         assert "upstream answered with Authorization: Bearer ***" in error, error
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
     assert sum(e.get("event") == "sub_agent.call" for e in events) == 3  # 400 once, 500 twice
+    assert [e["sub_agents"] for e in events if e.get("event") == "run.plan"] == [2]
+    assert all(line.startswith("{") for line in proc.stderr.splitlines())  # JSON lines only
     saved = b"".join(p.read_bytes() for p in tmp_path.glob("run.db*"))
     assert b"HTTP 400" in saved  # the failed sub-results are in the checkpoint
     for secret in (MARKER, UPSTREAM):
