@@ -18,7 +18,7 @@ from .backend import (
     parse_structured,
 )
 from .errors import BackendError, BackendTimeout, BackendUnavailable
-from .openai import _map_error
+from .openai import map_openai_error
 from .portal import on_portal
 from .prompts import render_chat
 from .secrets import register_secret, scrub
@@ -69,7 +69,7 @@ class LangChainBackend:
             # On the portal loop: the model's own async client outlives any caller's loop.
             reply = await on_portal(self.model.ainvoke(messages))
         except openai.OpenAIError as exc:
-            raise _map_error(exc) from None
+            raise map_openai_error(exc) from None
         except TimeoutError as exc:
             raise BackendTimeout(scrub(str(exc)) or "timed out") from None
         except ConnectionError as exc:

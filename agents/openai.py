@@ -46,7 +46,7 @@ from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret, scrub
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["OpenAIBackend", "map_openai_error"]
 
 logger = structlog.get_logger("fanout")
 
@@ -77,10 +77,11 @@ def _close_http_client() -> None:
             run_sync(asyncio.wait_for(_shared_http.aclose(), timeout=2))
 
 
-def _map_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendError:
+def map_openai_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendError:
     """The fanout error for an `openai` error, keeping the status code.
 
     Servers may echo the request's headers in an error body, so every message is scrubbed of keys.
+    Public because LangChain's OpenAI chat models raise the same errors (`LangChainBackend`).
     """
     if isinstance(exc, openai.APITimeoutError):
         return BackendTimeout("request timed out")
@@ -228,7 +229,7 @@ class OpenAIBackend:
         except (TimeoutError, openai.APITimeoutError):  # whichever deadline fires first
             return BackendTimeout(f"no answer within {self.timeout_s:g}s")
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            return _map_error(exc)  # some servers lack /models; only reachability counts here
+            return map_openai_error(exc)  # some servers lack /models; only reachability counts here
         return None
 
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -248,7 +249,7 @@ class OpenAIBackend:
                 text, usage = await self._completion(index, request)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             self._release(index, _outcome(exc))
-            raise _map_error(exc) from None
+            raise map_openai_error(exc) from None
         except BaseException:
             self._release(index, "cancelled")  # a coordinator timeout or cancellation
             raise

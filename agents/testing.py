@@ -24,7 +24,6 @@ from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
 
-Reply: TypeAlias = "str | Completion | BaseException"
 Step: TypeAlias = (
     "str | Completion | BaseException | "
     "Callable[[CompletionRequest], str | Completion | Awaitable[str | Completion]]"

@@ -80,14 +80,6 @@ class SqliteResultStore:
                 (run_id, result.sub_agent_id, result.model_dump_json()),
             )
 
-    def count(self, run_id: str) -> int:
-        """How many sub-agents of `run_id` are stored."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM fanout_sub_results WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        return int(row[0])
-
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
