@@ -10,14 +10,17 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import OutputInvalid
+from .portal import run_sync
 
 __all__ = [
     "Backend",
+    "Closeable",
     "Completion",
     "CompletionRequest",
     "Example",
@@ -27,6 +30,7 @@ __all__ = [
     "Usage",
     "estimate_tokens",
     "parse_structured",
+    "release",
 ]
 
 PromptStyle = Literal["completion", "chat"]
@@ -210,3 +214,48 @@ class Backend(Protocol):
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run one call. Raise a `BackendError` subclass on failure, never a library's own error."""
         ...
+
+
+class Closeable:
+    """``close()``/``aclose()`` and ``with``/``async with`` for whatever holds resources.
+
+    Not part of the `Backend` protocol (a backend needs one method); the built-in backends, the
+    scripted fake and the `Coordinator` have it, and `release` closes anything that has it.
+    Closing twice is harmless; a backend call made after closing fails with a `BackendError`.
+    """
+
+    async def aclose(self) -> None:
+        """Release what this holds: loaded models, connections. Subclasses extend it."""
+
+    def close(self) -> None:
+        """`aclose` from synchronous code (on fanout's background loop)."""
+        run_sync(self.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def release(backend: object) -> None:
+    """Close `backend` if it holds anything (has ``aclose``); a bare `Backend` holds nothing."""
+    aclose = getattr(backend, "aclose", None)
+    if aclose is not None:
+        await aclose()

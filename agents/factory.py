@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 from .backend import Backend
 from .errors import UserError
 
-__all__ = ["BACKENDS", "make_backend"]
+__all__ = ["BACKENDS", "BackendKind", "make_backend"]
 
-BACKENDS = ("llama", "openai")
+BackendKind = Literal["llama", "openai"]
+BACKENDS: tuple[BackendKind, ...] = get_args(BackendKind)
 
 
 def make_backend(

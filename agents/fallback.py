@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from .backend import Backend, Completion, CompletionRequest, PromptStyle
+import asyncio
+
+from .backend import Backend, Closeable, Completion, CompletionRequest, PromptStyle, release
 from .errors import BackendError, ContextOverflow, OutputInvalid
 
 __all__ = ["FallbackBackend"]
 
 
-class FallbackBackend:
+class FallbackBackend(Closeable):
     """Try `primary`; if its call fails, make the same call on `fallback`.
 
     Failures that the fallback cannot fix either (a prompt too long for the context is checked
     against the primary's window; invalid structured output is the model's answer) are not
-    retried on the fallback. The completion's `model` says which one answered.
+    retried on the fallback. The completion's `model` says which one answered. It owns both
+    backends: closing it closes them.
     """
 
     def __init__(self, primary: Backend, fallback: Backend) -> None:
@@ -25,6 +28,10 @@ class FallbackBackend:
         self.context_window = min(windows) if windows else None
         self.fallbacks = 0
         """Calls the fallback answered."""
+
+    async def aclose(self) -> None:
+        """Close both backends."""
+        await asyncio.gather(release(self.primary), release(self.fallback))
 
     def count_tokens(self, text: str) -> int:
         """The primary's count."""

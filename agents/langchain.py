@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import SecretStr
 
 from .backend import (
+    Closeable,
     Completion,
     CompletionRequest,
     Prices,
@@ -28,8 +29,11 @@ __all__ = ["LangChainBackend"]
 _ROLES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 
 
-class LangChainBackend:
+class LangChainBackend(Closeable):
     """Wraps a `BaseChatModel`; configure temperature and token limits on the model itself.
+
+    Closing the backend ends its use, not the chat model's clients: LangChain models have no close
+    method, and some share one HTTP client between instances (langchain-openai does).
 
     Args:
         model: any LangChain chat model (ChatOpenAI, ChatAnthropic, ChatOllama, ...).
@@ -54,13 +58,20 @@ class LangChainBackend:
         for value in vars(model).values():  # api keys: ChatOpenAI.openai_api_key and its kind
             if isinstance(value, SecretStr):
                 register_secret(value.get_secret_value())
+        self._closed = False
 
     def count_tokens(self, text: str) -> int:
         """An estimate (LangChain models rarely expose a local tokenizer)."""
         return estimate_tokens(text)
 
+    async def aclose(self) -> None:
+        """Refuse further calls (the chat model itself stays the caller's)."""
+        self._closed = True
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """One ``ainvoke``; provider errors are mapped to fanout's transient/permanent errors."""
+        if self._closed:
+            raise BackendError(f"the LangChain backend for {self.name} is closed")
         messages: list[BaseMessage] = [
             _ROLES[m["role"]](content=m["content"]) for m in render_chat(request.prompt)
         ]

@@ -214,13 +214,14 @@ class LlamaBatchEngine:
         params.n_seq_max = max_sequences
         params.n_ctx = self.n_ctx * max_sequences
         params.kv_unified = False  # one stream per sequence: the layout a lone sequence would get
-        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
-        self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
+        self._ctx: Any = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        self._batch: Any = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1)
         self._n_vocab: int = llama.n_vocab()
         self._slots = [_Slot(seq_id) for seq_id in range(max_sequences)]
         self._pending: deque[CompletionJob] = deque()
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._closed = False
         self._steps = 0
         self._forget_finished = False
         self._totals: dict[str, int] = dict.fromkeys(BatchStats.__dataclass_fields__, 0)
@@ -237,6 +238,21 @@ class LlamaBatchEngine:
         """
         with self._state_lock:
             self._forget_finished = True
+
+    def close(self) -> None:
+        """Free this engine's context: sequences decoding finish first, queued ones fail."""
+        error = BackendError("the llama.cpp batch engine is closed")
+        with self._state_lock:
+            self._closed = True
+            while self._pending:
+                job = self._pending.popleft()
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(error)
+            worker = self._worker
+        if worker is not None:
+            worker.join()
+        self._batch.close()
+        self._ctx.close()
 
     def prompt_tokens(self, text: str) -> list[int]:
         """The prompt as this engine (and ``create_completion``) tokenizes it."""
@@ -280,6 +296,8 @@ class LlamaBatchEngine:
             temperature=temperature, seed=seed,
         )  # fmt: skip
         with self._state_lock:
+            if self._closed:
+                raise BackendError("the llama.cpp batch engine is closed")
             self._pending.append(job)
             if self._worker is None:
                 # Not a daemon: interpreter exit waits for it, never frees the context mid-decode.

@@ -9,7 +9,9 @@ concurrent calls decode together in a second context of the same weights (`fanou
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import gc
 import json
 import os
 import threading
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backend import Completion, CompletionRequest, PromptStyle
+from .backend import Closeable, Completion, CompletionRequest, PromptStyle
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
@@ -54,15 +56,25 @@ class _ModelKey:
 
 
 class _LoadedModel:
-    """One llama.cpp model and the lock that serialises use of its context."""
+    """One llama.cpp model, the lock that serialises use of its context, and who uses it."""
 
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        self.users = 0
+        """Open `LlamaCppBackend`s sharing this model; the last one to close frees it."""
         self._engines: dict[tuple[int, bool], LlamaBatchEngine] = {}
         self._chat_template: _ChatTemplate | None = None
         self._token_widths: dict[int, tuple[int, int]] = {}
         """Per token id: (bytes, characters started) of its piece of text."""
+
+    def close(self) -> None:
+        """Free the native model: batch engines first, then the context once no call holds it."""
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+        with self.lock:
+            self.llama.close()
 
     def chat_template(self) -> _ChatTemplate:
         """The GGUF's own chat template, compiled once (only chat models have one)."""
@@ -161,7 +173,28 @@ _models: dict[_ModelKey, _LoadedModel] = {}
 _models_lock = threading.Lock()
 
 
+def _close_all_models() -> None:
+    """At interpreter exit, free every model still loaded while llama_cpp's module is intact.
+
+    Left to the garbage collector, ``Llama.__del__`` runs after module teardown has set the
+    llama_cpp functions it calls to None, and prints a ``TypeError`` traceback per model.
+    """
+    gc.collect()  # per-call samplers in reference cycles go first, while they can still be freed
+    with _models_lock:
+        loaded = list(_models.values())
+        _models.clear()
+    for model in loaded:
+        model.close()
+    # llama_cpp opens /dev/null twice at import, for silencing model loads, and never closes it;
+    # no model loads after this point, so close them rather than leave a ResourceWarning each.
+    from llama_cpp import _utils
+
+    for devnull in (_utils.outnull_file, _utils.errnull_file):
+        devnull.close()
+
+
 def _load(key: _ModelKey) -> _LoadedModel:
+    """The shared model for `key`, loaded on first use; the caller becomes one of its users."""
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
@@ -182,12 +215,32 @@ def _load(key: _ModelKey) -> _LoadedModel:
                     )
             except (ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot load model {key.path}: not a valid GGUF ({exc})") from None
+            if not _models:
+                atexit.register(_close_all_models)
             loaded = _models[key] = _LoadedModel(llama)
+        loaded.users += 1
         return loaded
 
 
-class LlamaCppBackend:
+def _unload(key: _ModelKey) -> None:
+    """One user fewer; the last one frees the model."""
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            return
+        loaded.users -= 1
+        if loaded.users > 0:
+            return
+        del _models[key]
+    loaded.close()
+
+
+class LlamaCppBackend(Closeable):
     """A GGUF model run in this process by llama.cpp.
+
+    Backends with the same model and settings share one loaded model; `close` (or leaving a
+    ``with`` block) frees it once the last of them closes. Models still loaded at interpreter exit
+    are freed then.
 
     Args:
         model_path: a .gguf file, or the name of an embedded model ("gemma3-270m", "smollm2");
@@ -232,6 +285,7 @@ class LlamaCppBackend:
         invariant = n_parallel > 1 if batch_invariant is None else batch_invariant
         self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, invariant)
         self._model = _load(self._key)
+        self._closed = False
         self._prefix_reuse = prefix_reuse
         self._batch = (
             self._model.batch_engine(n_parallel, share_prefix=prefix_reuse)
@@ -272,14 +326,31 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int:
         """Exact count from the model's tokenizer."""
+        self._check_open()
         return len(self._model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def token_offsets(self, text: str) -> list[int]:
         """Where each token of `text` starts, as character offsets: chunking cuts by these."""
         return self._model.token_offsets(text)
 
+    def close(self) -> None:
+        """Stop using the shared model; the last backend using it frees it (waiting for a running call)."""
+        if self._closed:
+            return
+        self._closed = True
+        _unload(self._key)
+
+    async def aclose(self) -> None:
+        """`close` in a worker thread: freeing waits for the call that holds the model."""
+        await asyncio.to_thread(self.close)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"the llama.cpp backend for {self.name} is closed")
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run the call in a worker thread; a timeout or cancellation stops generation early."""
+        self._check_open()
         batchable = request.json_schema is None and self.prompt_style == "completion"
         if self._batch is not None and batchable:
             return await self._complete_batched(self._batch, request)

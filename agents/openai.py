@@ -14,16 +14,17 @@ import asyncio
 import atexit
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import openai
-import structlog
 from pydantic import SecretStr
 
 from .backend import (
+    Closeable,
     Completion,
     CompletionRequest,
     Prices,
@@ -42,32 +43,52 @@ from .errors import (
     UserError,
 )
 from .fleet import EndpointPool, EndpointStats, Outcome, parse_base_urls, redact_url
+from .logs import log_event
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret, scrub
 
 __all__ = ["OpenAIBackend", "map_openai_error"]
 
-logger = structlog.get_logger("fanout")
+logger = logging.getLogger(__name__)
 
 # Local servers accept any key; the client insists on one.
 _NO_KEY = "not-needed"
 
 _shared_http: openai.DefaultAsyncHttpxClient | None = None
+_http_users = 0
+"""Open backends that have used the shared pool; the last one to close closes it."""
 
 
 def _http_client() -> openai.DefaultAsyncHttpxClient:
     """One connection pool for every backend and endpoint, on the portal loop like the calls.
 
-    A pool owned by a backend would hand its open sockets to the garbage collector whenever the
-    backend (or the event loop it was used from) went away; this one lives as long as the process.
-    Only the portal loop's thread touches it.
+    A pool owned by a backend would hand its open sockets to the garbage collector whenever a
+    backend that nobody closed (or the event loop it was used from) went away; this one is closed
+    when the last backend using it closes, or at interpreter exit. Only the portal loop's thread
+    touches it.
     """
     global _shared_http
     if _shared_http is None:
         _shared_http = openai.DefaultAsyncHttpxClient()
         atexit.register(_close_http_client)
     return _shared_http
+
+
+def _join_http_client() -> None:
+    """One more backend uses the shared pool (portal loop only)."""
+    global _http_users
+    _http_users += 1
+
+
+async def _release_http_client() -> None:
+    """One user fewer (portal loop only); the last one closes the pool's sockets."""
+    global _shared_http, _http_users
+    _http_users -= 1
+    if _http_users == 0 and _shared_http is not None:
+        pool, _shared_http = _shared_http, None
+        atexit.unregister(_close_http_client)
+        await pool.aclose()
 
 
 def _close_http_client() -> None:
@@ -110,7 +131,7 @@ def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> Outcome:
     return "failed"
 
 
-class OpenAIBackend:
+class OpenAIBackend(Closeable):
     """A model behind one OpenAI-compatible HTTP API, or behind several replicas of it.
 
     Args:
@@ -170,6 +191,8 @@ class OpenAIBackend:
         self.pool = EndpointPool(self.base_urls or (None,), cooldown_s=cooldown_s)
         self._clients: dict[int, openai.AsyncOpenAI] = {}
         """One API client per endpoint, all on the shared connection pool (portal loop only)."""
+        self._uses_pool = False
+        self._closed = False
 
     def __repr__(self) -> str:
         urls = [redact_url(u) for u in self.base_urls]
@@ -180,9 +203,26 @@ class OpenAIBackend:
         """Requests, failures and health per endpoint, in the order the base URLs were given."""
         return self.pool.stats()
 
+    async def aclose(self) -> None:
+        """Drop this backend's API clients; the last open backend closes the shared connections."""
+        if not self._closed:
+            self._closed = True
+            await on_portal(self._aclose())
+
+    async def _aclose(self) -> None:
+        self._clients.clear()  # they share the pool, so closing one would close it for all
+        if self._uses_pool:
+            self._uses_pool = False
+            await _release_http_client()
+
     def _client(self, index: int) -> openai.AsyncOpenAI:
+        if self._closed:
+            raise BackendError(f"the OpenAI backend for {self.name} is closed")
         client = self._clients.get(index)
         if client is None:
+            if not self._uses_pool:
+                self._uses_pool = True
+                _join_http_client()
             client = self._clients[index] = openai.AsyncOpenAI(
                 api_key=self._api_key.get_secret_value(),
                 base_url=self.pool.url(index),
@@ -273,7 +313,9 @@ class OpenAIBackend:
 
     def _log_down(self, index: int) -> None:
         if len(self.pool) > 1:  # with one endpoint the error itself says it all
-            logger.warning(
+            log_event(
+                logger,
+                logging.WARNING,
                 "fleet.endpoint_down",
                 url=redact_url(self.pool.url(index)),
                 cooldown_s=self.pool.cooldown_s,

@@ -32,8 +32,23 @@ def _portal_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the portal loop and block this thread until it finishes."""
-    return asyncio.run_coroutine_threadsafe(coro, _portal_loop()).result()
+    """Run `coro` on the portal loop and block this thread until it finishes.
+
+    Raises:
+        RuntimeError: called from the portal loop itself, which would wait on itself forever.
+    """
+    loop = _portal_loop()
+    if _running_loop() is loop:
+        coro.close()
+        raise RuntimeError("blocking call on fanout's own event loop: await the async form instead")
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def on_portal(coro: Coroutine[Any, Any, T]) -> T:

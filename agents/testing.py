@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
 from .backend import (
+    Closeable,
     Completion,
     CompletionRequest,
     PromptStyle,
     estimate_tokens,
     parse_structured,
 )
+from .errors import BackendError
 from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
@@ -34,7 +36,7 @@ class UnexpectedCall(AssertionError):
     """The scripted backend was called more often than scripted."""
 
 
-class ScriptedBackend:
+class ScriptedBackend(Closeable):
     """Replays scripted steps: a string is the answer, an exception is raised, a callable is called.
 
     Args:
@@ -69,6 +71,8 @@ class ScriptedBackend:
         self.in_flight = 0
         self.max_in_flight = 0
         """Largest number of calls that were running at the same moment."""
+        self.closed = False
+        """Whether `close`/`aclose` ran (a coordinator closes the backend it was given)."""
 
     def count_tokens(self, text: str) -> int:
         """Four characters a token: deterministic and independent of any tokenizer."""
@@ -96,8 +100,14 @@ class ScriptedBackend:
         if self.unexpected:
             raise UnexpectedCall(f"{len(self.unexpected)} call(s) arrived after the script ended")
 
+    async def aclose(self) -> None:
+        """Record that the backend was closed; later calls fail."""
+        self.closed = True
+
     async def complete(self, request: CompletionRequest) -> Completion:
         """Answer from the script, after `delay_s`."""
+        if self.closed:
+            raise BackendError("the scripted backend is closed")
         self.calls.append(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -411,7 +411,7 @@ def bench_command(
     from rich.table import Table
 
     from fanout.agents.errors import UserError
-    from fanout.orchestrator.logs import configure_logging
+    from fanout.agents.logs import configure_logging
 
     configure_logging(level="warning")
     try:  # fail before minutes of measuring, not after

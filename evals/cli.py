@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from fanout.agents.errors import UserError
-from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator import cli_options as opts
 
 from .faults import FaultSpec
 from .metrics import PriceTable, load_prices
@@ -32,7 +32,7 @@ from .records import EvalResults
 from .report import EvalReport, build_report, write_report
 from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
-from .suites import SUITES, make_suite
+from .suites import SUITES, Position, make_suite
 
 __all__ = ["eval_command", "parse_instances"]
 
@@ -122,51 +122,47 @@ def _print_summary(report: EvalReport, console: Console) -> None:
 
 def eval_command(
     suite: Annotated[
-        str | None, typer.Option(help=f"One of: {', '.join(SUITES)} (not with --report-only).")
+        str | None,
+        typer.Option(metavar=f"[{'|'.join(SUITES)}]", help="What to ask (not with --report-only)."),
     ] = None,
     dataset: Annotated[
         Path | None, typer.Option(help="Data file (nq: default the shipped slice; jsonl, mti).")
     ] = None,
     strategies: Annotated[
-        str, typer.Option(help=f"Comma-separated, from: {', '.join(STRATEGIES)}.")
+        str,
+        typer.Option(
+            metavar=f"[{'|'.join(STRATEGIES)}],...", help="Strategies to compare, comma-separated."
+        ),
     ] = "isolated,monolithic",
     instances: Annotated[
         str, typer.Option(help="Values of N (instances per request), e.g. 1,2,5,10.")
     ] = "1,2,5,10",
-    groups: Annotated[int, typer.Option(help="Requests per N.")] = 3,
+    groups: Annotated[int, typer.Option(min=1, help="Requests per N.")] = 3,
     faults: Annotated[
         str, typer.Option(help="Fault rates, e.g. error=0.1,timeout=0.05,garbage=0.05,wrong=0.05.")
     ] = "none",
-    backend: Annotated[str, typer.Option(help="llama or openai.")] = "llama",
-    model: Annotated[
-        str | None,
-        typer.Option(help="GGUF path (llama; default: embedded Gemma 3 270M) or name."),
-    ] = None,
-    base_url: Annotated[str | None, typer.Option(help="openai: API root.")] = None,
-    endpoint: Annotated[str, typer.Option(help="openai: chat, or completions.")] = "chat",
-    n_ctx: Annotated[
-        int, typer.Option(help="llama: context window (monolithic needs room).")
-    ] = 8192,
-    threads: Annotated[int | None, typer.Option(help="llama: CPU threads.")] = None,
-    n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
-    context_window: Annotated[
-        int | None, typer.Option(help="openai: the model's context (enables chunking).")
-    ] = None,
+    backend: opts.BackendOption = opts.BACKEND,
+    model: opts.Model = None,
+    base_url: opts.BaseUrl = None,
+    endpoint: opts.EndpointOption = opts.ENDPOINT,
+    n_gpu_layers: opts.NGpuLayers = opts.N_GPU_LAYERS,
+    n_ctx: opts.NCtx = opts.N_CTX,
+    threads: opts.Threads = None,
+    parallel: opts.Parallel = opts.PARALLEL,
+    context_window: opts.ContextWindow = None,
+    max_concurrency: opts.MaxConcurrency = opts.MAX_CONCURRENCY,
+    timeout: opts.Timeout = opts.TIMEOUT,
+    retries: opts.Retries = opts.RETRIES,
+    max_tokens: opts.MaxTokens = opts.MAX_TOKENS,
     out: Annotated[Path, typer.Option(help="Output folder; an existing run there resumes.")] = Path(
         "eval-out"
     ),
     seed: Annotated[int, typer.Option(help="Seeds data, shuffles and faults.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Questions per call for 'batch'.")] = 4,
-    doc_tokens: Annotated[int, typer.Option(help="Synthetic document length.")] = 120,
+    batch_size: Annotated[int, typer.Option(min=1, help="Questions per call for 'batch'.")] = 4,
+    doc_tokens: Annotated[int, typer.Option(min=1, help="Synthetic document length.")] = 120,
     position: Annotated[
-        str, typer.Option(help="Synthetic fact position: start, middle, end, random.")
+        Position, typer.Option(help="Where the synthetic fact sits in its document.")
     ] = "random",
-    max_tokens: Annotated[int, typer.Option(help="Answer budget of a one-answer call.")] = 64,
-    attempts: Annotated[
-        int, typer.Option(help="Attempts per call (1: faults are not retried away).")
-    ] = 1,
-    timeout: Annotated[float, typer.Option(help="Seconds per call attempt.")] = 300.0,
-    concurrency: Annotated[int, typer.Option(help="Model calls in flight at once.")] = 4,
     prices: Annotated[
         Path | None, typer.Option(help="Price table (JSON/TOML): model -> USD per Mtok.")
     ] = None,
@@ -175,7 +171,7 @@ def eval_command(
     ] = False,
 ) -> int:
     """Measure accuracy, cost and failure blast radius as more instances share one request."""
-    from fanout.orchestrator.logs import configure_logging
+    from fanout.agents.logs import configure_logging
 
     configure_logging(level="error")  # injected faults would otherwise log a warning each
     price_table: PriceTable | None = load_prices(prices) if prices is not None else None
@@ -189,40 +185,32 @@ def eval_command(
         raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
     the_suite = make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
     sizes = parse_instances(instances)
-    if groups < 1:
-        raise UserError(f"--groups must be at least 1, not {groups}")
     for n in sizes:
         the_suite.check(n, groups)
     chosen = [make_strategy(name, batch_size=batch_size) for name in _names(strategies)]
     spec = FaultSpec.parse(faults)
-    policy = CallPolicy(
-        max_concurrency=concurrency, timeout_s=timeout, max_attempts=attempts, max_tokens=max_tokens
-    )
+    policy = opts.CallOptions(
+        max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
+    ).policy(parallel=parallel)
     _writable(out)
-    from fanout.agents.factory import make_backend
-
-    if endpoint not in ("chat", "completions"):
-        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
-    the_backend = make_backend(
-        backend,
-        model=str(model) if model else None,
-        base_url=base_url,
-        endpoint="completions" if endpoint == "completions" else "chat",
-        n_gpu_layers=n_gpu_layers,
-        n_ctx=n_ctx,
-        n_threads=threads,
+    model_options = opts.ModelOptions(
+        backend=backend, model=model, base_url=base_url, endpoint=endpoint,
+        n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, threads=threads, parallel=parallel,
         context_window=context_window,
-    )
+    )  # fmt: skip
     err = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
+    with (
+        model_options.open_backend(timeout_s=timeout) as the_backend,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar,
+    ):
         report = evaluate(
             the_backend,
             suite=the_suite,

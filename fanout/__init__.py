@@ -8,6 +8,7 @@ on first use, so ``import fanout`` stays cheap.
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,10 @@ try:
     __version__ = version("fanout")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
+
+# A library logs but never decides where its logs go: silent unless the application (or the CLI,
+# through `configure_logging`) gives the "fanout" logger a handler.
+logging.getLogger("fanout").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from fanout.agents import (
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
         UserError,
     )
     from fanout.agents.fallback import FallbackBackend
+    from fanout.agents.logs import configure_logging
     from fanout.evals import EvalReport, evaluate
     from fanout.orchestrator import (
         CallPolicy,
@@ -73,6 +79,7 @@ __all__ = [
     "Usage",
     "UserError",
     "__version__",
+    "configure_logging",
     "evaluate",
     "load_documents",
     "open_checkpoint",
@@ -98,6 +105,7 @@ _HOMES = {
         "fanout.agents",
     ),
     "FallbackBackend": "fanout.agents.fallback",
+    "configure_logging": "fanout.agents.logs",
     "EvalReport": "fanout.evals",
     "evaluate": "fanout.evals",
     **dict.fromkeys(

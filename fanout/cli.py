@@ -7,31 +7,31 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 from __future__ import annotations
 
 import contextlib
-import math
+import logging
 import sqlite3
 import sys
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-import structlog
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fanout import __version__
-from fanout.agents.errors import UserError
-from fanout.agents.factory import make_backend
+from fanout.agents.errors import UserError, validation_message
+from fanout.agents.factory import BackendKind
 from fanout.agents.fallback import FallbackBackend
-from fanout.agents.portal import run_sync
+from fanout.agents.logs import configure_logging, log_event
 from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
+from fanout.orchestrator import cli_options as opts
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import RunFailed
-from fanout.orchestrator.logs import configure_logging
-from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
@@ -40,7 +40,10 @@ from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
 
-logger = structlog.get_logger("fanout")
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["isolated", "monolithic"]
+Synthesis = Literal["llm", "collect"]
 
 app = typer.Typer(
     name="fanout",
@@ -136,45 +139,41 @@ def run_command(
     instruction: Annotated[
         list[str] | None, typer.Option("--instruction", "-i", help="A per-document task.")
     ] = None,
-    strategy: Annotated[str, typer.Option(help="isolated or monolithic.")] = "isolated",
-    backend: Annotated[str, typer.Option(help="llama or openai.")] = "llama",
-    model: Annotated[
-        str | None, typer.Option(help="GGUF path (llama) or model name (openai).")
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1; several, "
-            "comma-separated, spread calls over a fleet."
-        ),
-    ] = None,
-    endpoint: Annotated[
-        str, typer.Option(help="openai: chat, or completions for base models.")
-    ] = "chat",
-    n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
-    n_ctx: Annotated[int, typer.Option(help="llama: context window in tokens.")] = 2048,
-    parallel: Annotated[
-        int, typer.Option(help="llama: sub-agents decoded together in one batch.")
-    ] = 1,
-    context_window: Annotated[
-        int | None, typer.Option(help="openai: the model's context (enables chunking).")
-    ] = None,
-    max_concurrency: Annotated[int, typer.Option(help="Model calls in flight at once.")] = 4,
-    timeout: Annotated[float, typer.Option(help="Seconds per call attempt.")] = 300.0,
-    retries: Annotated[int, typer.Option(help="Retries of transient errors per call.")] = 2,
-    max_tokens: Annotated[int, typer.Option(help="Completion budget per call.")] = 128,
+    strategy: Annotated[
+        Strategy, typer.Option(help="One sub-agent per document and task, or one prompt.")
+    ] = "isolated",
+    backend: opts.BackendOption = opts.BACKEND,
+    model: opts.Model = None,
+    base_url: opts.BaseUrl = None,
+    endpoint: opts.EndpointOption = opts.ENDPOINT,
+    n_gpu_layers: opts.NGpuLayers = opts.N_GPU_LAYERS,
+    n_ctx: opts.NCtx = opts.N_CTX,
+    threads: opts.Threads = None,
+    parallel: opts.Parallel = opts.PARALLEL,
+    context_window: opts.ContextWindow = None,
+    max_concurrency: opts.MaxConcurrency = opts.MAX_CONCURRENCY,
+    timeout: opts.Timeout = opts.TIMEOUT,
+    retries: opts.Retries = opts.RETRIES,
+    max_tokens: opts.MaxTokens = opts.MAX_TOKENS,
     chunk_tokens: Annotated[
-        int | None, typer.Option(help="Largest chunk per sub-agent (default: fits context).")
+        int | None,
+        typer.Option(min=1, help="Largest chunk per sub-agent (default: fits the context)."),
     ] = None,
-    synthesis: Annotated[str, typer.Option(help="llm or collect.")] = "llm",
+    synthesis: Annotated[
+        Synthesis, typer.Option(help="One more call merging the answers, or just list them.")
+    ] = "llm",
     failure_policy: Annotated[
-        str, typer.Option(help="best_effort, fail_fast or quorum=K.")
+        str,
+        typer.Option(
+            metavar="best_effort|fail_fast|quorum=K",
+            help="Answer with what succeeded, stop at the first failure, or need K successes.",
+        ),
     ] = "best_effort",
     fallback: Annotated[
-        str | None, typer.Option(help="Backend to use when a call fails: llama (local GGUF).")
+        BackendKind | None, typer.Option(help="Backend that retries a call the first one failed.")
     ] = None,
     fallback_model: Annotated[
-        str | None, typer.Option(help="GGUF for --fallback llama (default: embedded).")
+        str | None, typer.Option(help="Model of the fallback backend (default: embedded).")
     ] = None,
     run_id: Annotated[
         str | None, typer.Option(help="Name this run; rerun with the same id to resume it.")
@@ -183,7 +182,7 @@ def run_command(
         str | None, typer.Option(help="SQLite file that makes the run resumable after a crash.")
     ] = None,
     max_file_bytes: Annotated[
-        int, typer.Option(help="Refuse document files larger than this.")
+        int, typer.Option(min=1, help="Refuse document files larger than this.")
     ] = MAX_FILE_BYTES,
     paired: Annotated[
         bool,
@@ -203,64 +202,44 @@ def run_command(
     _check_options(
         question=question,
         instruction=instruction,
-        endpoint=endpoint,
-        strategy=strategy,
-        synthesis=synthesis,
         chunk_tokens=chunk_tokens,
         checkpoint=checkpoint,
         run_id=run_id,
         paired=paired,
     )
-    _check_limits(
-        timeout=timeout,
-        retries=retries,
-        max_tokens=max_tokens,
-        max_concurrency=max_concurrency,
-        parallel=parallel,
-    )
-    policy = CallPolicy(
-        # a batch can only fill if at least `parallel` calls are in flight
-        max_concurrency=max(max_concurrency, parallel),
-        timeout_s=timeout,
-        max_attempts=retries + 1,
-        max_tokens=max_tokens,
-    )
+    failures = FailurePolicy.parse(failure_policy)
+    policy = opts.CallOptions(
+        max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
+    ).policy(parallel=parallel)
+    model_options = opts.ModelOptions(
+        backend=backend, model=model, base_url=base_url, endpoint=endpoint,
+        n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, threads=threads, parallel=parallel,
+        context_window=context_window,
+    )  # fmt: skip
     request = Request(
-        documents=tuple(load_documents(docs, max_bytes=max_file_bytes)),
+        documents=load_documents(docs, max_bytes=max_file_bytes),
         question=question,
-        instructions=tuple(instruction or ()),
+        instructions=instruction or (),
         paired=paired,
     )
-    with contextlib.ExitStack() as held:
+    with contextlib.ExitStack() as held:  # closed in reverse: backends, lease, checkpoint
         saved = None
         if checkpoint is not None and run_id is not None and not dry_run:
-            saved = open_checkpoint(checkpoint)
+            saved = held.enter_context(open_checkpoint(checkpoint))
             # one process per run: a second one would compute every sub-agent again
             held.enter_context(saved.lease(run_id))
-        chosen = make_backend(
-            backend,
-            model=model,
-            base_url=base_url,
-            endpoint="completions" if endpoint == "completions" else "chat",
-            n_gpu_layers=n_gpu_layers,
-            n_ctx=n_ctx,
-            context_window=context_window,
-            n_parallel=parallel,
-            timeout_s=timeout,
-        )
-        check = getattr(chosen, "check", None)
-        if check is not None:
-            run_sync(check())
+        chosen = held.enter_context(model_options.open_backend(timeout_s=timeout))
         if fallback is not None:
-            local = make_backend(fallback, model=fallback_model, n_ctx=n_ctx)
+            spare = opts.ModelOptions(backend=fallback, model=fallback_model, n_ctx=n_ctx)
+            local = held.enter_context(spare.open_backend(timeout_s=timeout))
             chosen = FallbackBackend(chosen, local)
         coordinator = Coordinator(
             chosen,
-            strategy="monolithic" if strategy == "monolithic" else "isolated",
-            synthesis=_synthesis(synthesis),
+            strategy=strategy,
+            synthesis=synthesis,
             policy=policy,
             chunk_tokens=chunk_tokens,
-            failure_policy=failure_policy,
+            failure_policy=failures,
             checkpointer=saved.checkpointer if saved else None,
             result_store=saved.result_store if saved else None,
         )
@@ -290,25 +269,20 @@ def _check_options(
     *,
     question: str | None,
     instruction: list[str] | None,
-    endpoint: str,
-    strategy: str,
-    synthesis: str,
     chunk_tokens: int | None,
     checkpoint: str | None,
     run_id: str | None,
     paired: bool,
 ) -> None:
-    """Every option that can be judged alone, before any file is read or model loaded."""
+    """The checks of `run`'s own options that need more than one option or a range.
+
+    Single values (ranges, choices, finite numbers) are refused while the command line is parsed
+    (`fanout.orchestrator.cli_options`), before this runs.
+    """
     if question is not None and not question.strip():
         raise UserError("the question is empty")
     if question is None and not instruction:
         raise UserError("give --question or at least one --instruction")
-    if endpoint not in ("chat", "completions"):
-        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
-    if strategy not in ("isolated", "monolithic"):
-        raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
-    if synthesis not in ("llm", "collect"):
-        raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
     if paired and question is not None:
         raise UserError("--paired pairs documents with --instruction values; drop --question")
     overlap = DEFAULT_OVERLAP_TOKENS
@@ -319,20 +293,6 @@ def _check_options(
         )
     if checkpoint is not None and run_id is None:
         raise UserError("--checkpoint needs --run-id (the name to resume the run under)")
-
-
-def _check_limits(
-    *, timeout: float, retries: int, max_tokens: int, max_concurrency: int, parallel: int
-) -> None:
-    """The numeric options, named as the command line names them."""
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise UserError(f"--timeout must be a positive number of seconds, not {timeout:g}")
-    if retries < 0:
-        raise UserError(f"--retries must be 0 or more, not {retries}")
-    if max_tokens < 1:
-        raise UserError(f"--max-tokens must be at least 1, not {max_tokens}")
-    if max_concurrency < 1 or parallel < 1:
-        raise UserError("max_concurrency and parallel must be at least 1")
 
 
 def _progress(err: Console, *, quiet: bool) -> Progress:
@@ -377,7 +337,9 @@ def _announce(tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool)
     merges = chunked if llm and not monolithic else 0
     synthesis = llm and not monolithic
     if log_json:
-        logger.info(
+        log_event(
+            logger,
+            logging.INFO,
             "run.plan",
             sub_agents=len(tasks),
             documents=documents,
@@ -407,10 +369,6 @@ def _run(
         return coordinator.run(request, run_id=run_id, observer=_ProgressObserver(progress))
 
 
-def _synthesis(name: str) -> Literal["llm", "collect"]:
-    return "collect" if name == "collect" else "llm"
-
-
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
 
@@ -419,6 +377,29 @@ def _fail(message: str) -> int:
     line = scrub(" ".join(message.split()))
     sys.stderr.write(f"fanout: error: {line}\n")
     return 2
+
+
+# Library arguments whose command-line option has another name.
+_OPTION_FOR = {"model_path": "model", "n_threads": "threads", "n_parallel": "parallel",
+               "timeout_s": "timeout", "kind": "backend"}  # fmt: skip
+
+
+def _flag(parameter: str, command: Any) -> str | None:
+    """The flag that sets library argument `parameter`, in any command (they share names)."""
+    name = _OPTION_FOR.get(parameter, parameter)
+    for sub in command.commands.values():
+        for param in sub.params:
+            if param.name == name and param.opts[0].startswith("--"):
+                return str(param.opts[0])
+    return None
+
+
+def _user_error(exc: UserError, command: Any) -> str:
+    """The library's message with the flag the user typed in place of the argument's name."""
+    if exc.parameter is None:
+        return str(exc)
+    flag = _flag(exc.parameter, command)
+    return f"{flag}: {exc.message}" if flag else exc.message
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -433,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         message = format_message() if format_message else str(exc)
         code = _fail(f"{message} (see fanout --help)")
     except UserError as exc:
-        code = _fail(str(exc))
+        code = _fail(_user_error(exc, command))
+    except ValidationError as exc:  # a request or config model built from the options
+        code = _fail(validation_message(exc))
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("fanout: interrupted\n")
         code = 130

@@ -3,7 +3,6 @@
 from .coordinator import Coordinator, RunObserver
 from .documents import load_documents
 from .errors import RunFailed
-from .logs import configure_logging
 from .nodes import Splitter, Strategy
 from .policy import CallPolicy, FailurePolicy
 from .request import Document, Request
@@ -44,7 +43,6 @@ __all__ = [
     "Synthesis",
     "Synthesizer",
     "answer_task",
-    "configure_logging",
     "graph_sub_agent",
     "load_documents",
     "structured_answerer",

@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fanout.agents.backend import Closeable
 from fanout.agents.errors import UserError
-from fanout.agents.portal import run_sync
+from fanout.agents.portal import on_portal, run_sync
 
 from .lease import RunLease
 from .state import CoordinatorInput, CoordinatorState, SubAgentInput
@@ -28,11 +29,12 @@ __all__ = ["Checkpoint", "checkpoint_types", "open_checkpoint"]
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(Closeable):
     """What a `Coordinator` needs to resume: ``Coordinator(..., **vars(checkpoint))``.
 
     Hold ``checkpoint.lease(run_id)`` around the run when another process might resume the same
-    run id (the CLI always does).
+    run id (the CLI always does). Close it (or open it in a ``with`` block) when the runs using it
+    are done.
     """
 
     checkpointer: Any
@@ -43,6 +45,11 @@ class Checkpoint:
     def lease(self, run_id: str) -> RunLease:
         """The lease on `run_id` in this database: ``with checkpoint.lease(run_id): ...``."""
         return RunLease(self.result_store.path, run_id)
+
+    async def aclose(self) -> None:
+        """Close both connections to the database file."""
+        await on_portal(self.checkpointer.conn.close())
+        self.result_store.close()
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:

@@ -14,13 +14,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
-from fanout.agents.backend import Backend, Usage
+from fanout.agents.backend import Backend, Closeable, Usage, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
 from .errors import RunFailed
 from .graph import build_graph
-from .logs import ensure_logging
 from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
 from .policy import CallPolicy, FailurePolicy
 from .request import Request
@@ -45,8 +44,11 @@ class RunObserver:
         """A sub-agent finished (ok or failed)."""
 
 
-class Coordinator:
+class Coordinator(Closeable):
     """Answers a `Request` by fanning isolated sub-agents out over its documents and tasks.
+
+    It owns its backend: ``close()``/``aclose()``, or leaving a ``with``/``async with`` block,
+    closes the backend too (frees a local model, closes connections).
 
     Args:
         backend: the model every call goes to.
@@ -82,7 +84,6 @@ class Coordinator:
         result_store: ResultStore | None = None,
         failure_policy: FailurePolicy | str = "best_effort",
     ) -> None:
-        ensure_logging()
         if strategy not in ("isolated", "monolithic"):
             raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
         synthesizer: Synthesizer
@@ -132,6 +133,10 @@ class Coordinator:
     def policy(self) -> CallPolicy:
         """Limits on every model call."""
         return self.nodes.policy
+
+    async def aclose(self) -> None:
+        """Close the backend (checkpoints are closed by whoever opened them)."""
+        await release(self.backend)
 
     # -- public entry points -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ was a process on this host that no longer exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -19,13 +20,13 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-import structlog
+from fanout.agents.logs import log_event
 
 from .errors import RunInUse
 
 __all__ = ["LEASE_TTL_S", "RunLease"]
 
-logger = structlog.get_logger("fanout")
+logger = logging.getLogger(__name__)
 
 LEASE_TTL_S = 30.0
 """How long a lease lasts without renewal; the holder renews it every third of that."""
@@ -126,10 +127,18 @@ class RunLease:
                         (time.time() + self.ttl_s, self.run_id, self.owner),
                     ).rowcount
             except sqlite3.Error as exc:  # a locked or vanished database: try again next time
-                logger.warning("lease.renew_failed", run_id=self.run_id, error=str(exc))
+                log_event(
+                    logger,
+                    logging.WARNING,
+                    "lease.renew_failed",
+                    run_id=self.run_id,
+                    error=str(exc),
+                )
                 continue
             if not renewed:
-                logger.warning("lease.lost", run_id=self.run_id, path=str(self.path))
+                log_event(
+                    logger, logging.WARNING, "lease.lost", run_id=self.run_id, path=str(self.path)
+                )
                 return
 
     def release(self) -> None:

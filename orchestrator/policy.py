@@ -7,13 +7,13 @@ Retries use tenacity's exponential backoff with jitter and fire only on errors t
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -29,11 +29,12 @@ from fanout.agents.errors import (
     CircuitOpen,
     UserError,
 )
+from fanout.agents.logs import log_event
 from fanout.agents.secrets import scrub
 
 __all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
-logger = structlog.get_logger("fanout")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,7 +195,6 @@ class ModelCaller:
         self._limiter = limiter
         self._breaker = breaker
         self._tags = tags
-        self._log = logger.bind(**tags)
         self.usage = Usage()
         """What the successful calls cost."""
         self.attempts = 0
@@ -261,8 +261,11 @@ class ModelCaller:
             if self._breaker is not None:
                 self._breaker.record(exc)
             last = number >= self._policy.max_attempts or not is_transient(exc)
-            self._log.warning(
+            log_event(
+                logger,
+                logging.WARNING,
                 "sub_agent.call",
+                **self._tags,
                 attempt=number,
                 status="failed" if last else "retrying",
                 error=scrub(f"{type(exc).__name__}: {exc}"),
@@ -271,8 +274,11 @@ class ModelCaller:
             raise
         if self._breaker is not None:
             self._breaker.record(None)
-        self._log.info(
+        log_event(
+            logger,
+            logging.INFO,
             "sub_agent.call",
+            **self._tags,
             attempt=number,
             status="ok",
             prompt_tokens=completion.prompt_tokens,

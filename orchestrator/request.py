@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from fanout.agents.errors import UserError
 
@@ -36,12 +36,12 @@ class Request(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    documents: tuple[Document, ...]
-    """The inputs; at least one, ids unique."""
+    documents: Annotated[Sequence[Document], AfterValidator(tuple)]
+    """The inputs (any sequence, kept as a tuple); at least one, ids unique."""
     question: str | None = None
     """The question to answer over the documents."""
-    instructions: tuple[str, ...] = ()
-    """Independent tasks to run on every document (multi-task requests)."""
+    instructions: Annotated[Sequence[str], AfterValidator(tuple)] = ()
+    """Independent tasks to run on every document (any sequence of strings, kept as a tuple)."""
     paired: bool = False
     """Document i goes with instruction i only (built by `Request.pairs`): "summarise each
     contract", "classify each ticket", where which document a task needs is known."""
@@ -72,9 +72,9 @@ class Request(BaseModel):
         return self
 
     @classmethod
-    def from_text(cls, text: str, instructions: list[str], *, id: str = "input") -> Request:
+    def from_text(cls, text: str, instructions: Sequence[str], *, id: str = "input") -> Request:
         """One text x several instructions (multi-task inference on the same input)."""
-        return cls(documents=(Document(id=id, text=text),), instructions=tuple(instructions))
+        return cls(documents=(Document(id=id, text=text),), instructions=instructions)
 
     @classmethod
     def pairs(cls, pairs: Iterable[tuple[Document, str]]) -> Request:

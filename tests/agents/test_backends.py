@@ -5,10 +5,12 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from fanout.agents.backend import Backend, Completion, CompletionRequest, Example, Prompt
 from fanout.agents.errors import AuthenticationFailed, BackendUnavailable
+from fanout.agents.portal import run_sync
 from fanout.agents.testing import ScriptedBackend
 from tests.conftest import LlamaServer, free_port
 
@@ -142,11 +144,16 @@ def test_langchain_chat_model(llama_server: LlamaServer) -> None:
 
     from fanout.agents.langchain import LangChainBackend
 
+    # The chat model and its HTTP client are the application's to close, on the loop that used
+    # them (fanout's): LangChain models have no close method.
+    http = httpx.AsyncClient()
     model = ChatOpenAI(
-        model="gemma", base_url=llama_server.base_url, api_key="x", max_tokens=8, temperature=0
-    )  # type: ignore[call-arg]
-    backend = LangChainBackend(model)
-    c = asyncio.run(backend.complete(CompletionRequest(prompt=PROMPT)))
+        model="gemma", base_url=llama_server.base_url, api_key="x", max_tokens=8, temperature=0,
+        http_async_client=http,
+    )  # type: ignore[call-arg]  # fmt: skip
+    with LangChainBackend(model) as backend:
+        c = asyncio.run(backend.complete(CompletionRequest(prompt=PROMPT)))
+    run_sync(http.aclose())
     assert c.prompt_tokens > 0 and c.completion_tokens > 0
     assert c.model == "gemma"
 

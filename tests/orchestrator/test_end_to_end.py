@@ -48,10 +48,12 @@ def test_openai_backend_against_real_server(llama_server: LlamaServer) -> None:
 
 def test_cli_json_output_and_exit_code() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fanout", "run", "examples/suppliers", "-q", QUESTION, "--json"],
+        [sys.executable, "-W", "always::ResourceWarning", "-m", "fanout", "run", "examples/suppliers",
+         "-q", QUESTION, "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no ResourceWarning, no Llama.__del__ traceback at exit
     result = json.loads(proc.stdout)
     assert {a["document_id"]: a["answer"] for a in result["answers"]} == EXPECTED
     assert result["usage"]["calls"] == 4

@@ -1,0 +1,231 @@
+"""The command-line options ``fanout run`` and ``fanout eval`` share: one definition of each.
+
+Each option is a typed alias carrying its flag, help, allowed values and range; its default is the
+constant beside it, taken from the library's own default where there is one (`CallPolicy`). A
+command declares ``n_ctx: NCtx = N_CTX`` and passes what it received to `ModelOptions` and
+`CallOptions`, the one path from option values to a backend and a call policy. Checks of a single
+value (a range, a choice, a finite number) happen while the command line is parsed, so a bad value is
+refused before anything loads; errors name the flag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import typer
+
+from fanout.agents import factory
+from fanout.agents.backend import Backend, release
+from fanout.agents.factory import BackendKind
+from fanout.agents.portal import run_sync
+
+from .policy import CallPolicy
+
+__all__ = [
+    "BACKEND",
+    "ENDPOINT",
+    "MAX_CONCURRENCY",
+    "MAX_TOKENS",
+    "N_CTX",
+    "N_GPU_LAYERS",
+    "PARALLEL",
+    "RETRIES",
+    "TIMEOUT",
+    "BackendOption",
+    "BaseUrl",
+    "CallOptions",
+    "ContextWindow",
+    "Endpoint",
+    "EndpointOption",
+    "MaxConcurrency",
+    "MaxTokens",
+    "Model",
+    "ModelOptions",
+    "NCtx",
+    "NGpuLayers",
+    "Parallel",
+    "Retries",
+    "Threads",
+    "Timeout",
+    "parse_seconds",
+]
+
+Endpoint = Literal["chat", "completions"]
+
+_POLICY = CallPolicy()
+
+BACKEND: BackendKind = "llama"
+ENDPOINT: Endpoint = "chat"
+N_CTX = 4096
+"""Room for the monolithic baseline of eval's default sweep (N up to 10) with twice the margin,
+while each KV cache, one per batched sequence with ``--parallel``, stays small."""
+N_GPU_LAYERS = 0
+PARALLEL = 1
+MAX_CONCURRENCY = _POLICY.max_concurrency
+TIMEOUT = _POLICY.timeout_s or 300.0
+RETRIES = _POLICY.max_attempts - 1
+MAX_TOKENS = _POLICY.max_tokens
+
+
+def parse_seconds(text: str) -> float:
+    """A positive, finite number of seconds (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"must be a positive, finite number of seconds, not {text}")
+    return value
+
+
+# -- the backend ---------------------------------------------------------------------------------
+
+BackendOption = Annotated[
+    BackendKind,
+    typer.Option(
+        "--backend", help="llama: a GGUF in this process; openai: an OpenAI-compatible server."
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="llama: a GGUF path or an embedded model (gemma3-270m, the default; smollm2). "
+        "openai: the model name (default $OPENAI_MODEL).",
+    ),
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="openai: API root, e.g. http://127.0.0.1:8080/v1; several, comma-separated, spread "
+        "calls over a fleet (default $OPENAI_BASE_URL, then OpenAI).",
+    ),
+]
+EndpointOption = Annotated[
+    Endpoint,
+    typer.Option("--endpoint", help="openai: chat, or completions for base models."),
+]
+NGpuLayers = Annotated[
+    int, typer.Option("--n-gpu-layers", min=-1, help="llama: layers on the GPU (-1 all).")
+]
+NCtx = Annotated[int, typer.Option("--n-ctx", min=1, help="llama: context window in tokens.")]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=1, help="llama: CPU threads (default: every core).")
+]
+Parallel = Annotated[
+    int,
+    typer.Option("--parallel", min=1, help="llama: sub-agent calls decoded together in one batch."),
+]
+ContextWindow = Annotated[
+    int | None,
+    typer.Option(
+        "--context-window", min=1, help="openai: the model's context in tokens (enables chunking)."
+    ),
+]
+
+# -- every model call ----------------------------------------------------------------------------
+
+MaxConcurrency = Annotated[
+    int, typer.Option("--max-concurrency", min=1, help="Model calls in flight at once.")
+]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout", parser=parse_seconds, metavar="SECONDS", help="Deadline of one call attempt."
+    ),
+]
+Retries = Annotated[
+    int,
+    typer.Option(
+        "--retries", min=0, help="Retries of a call's transient errors (timeouts, 429, 5xx)."
+    ),
+]
+MaxTokens = Annotated[
+    int,
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help="Completion budget per call (calls answering several questions get more).",
+    ),
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """The backend options as a command received them."""
+
+    backend: BackendKind = BACKEND
+    """Which kind of backend."""
+    model: str | None = None
+    """GGUF path or embedded model name (llama), model name (openai)."""
+    base_url: str | None = None
+    """API root(s) of an OpenAI-compatible server (openai)."""
+    endpoint: Endpoint = ENDPOINT
+    """Chat or completions (openai)."""
+    n_gpu_layers: int = N_GPU_LAYERS
+    """Layers offloaded to the GPU (llama)."""
+    n_ctx: int = N_CTX
+    """Context window (llama)."""
+    threads: int | None = None
+    """CPU threads; None uses every core (llama)."""
+    parallel: int = PARALLEL
+    """Calls decoded together in one batch (llama)."""
+    context_window: int | None = None
+    """The served model's context, when known (openai)."""
+
+    @contextlib.contextmanager
+    def open_backend(self, *, timeout_s: float | None = None) -> Iterator[Backend]:
+        """The backend for the length of a ``with`` block, closed at its end.
+
+        `timeout_s` bounds a remote backend's every network wait, its start-up check included.
+
+        Raises:
+            UserError: bad model, unknown kind, or (checked now) an unreachable server.
+        """
+        backend = factory.make_backend(
+            self.backend,
+            model=self.model,
+            base_url=self.base_url,
+            endpoint=self.endpoint,
+            n_gpu_layers=self.n_gpu_layers,
+            n_ctx=self.n_ctx,
+            n_threads=self.threads,
+            context_window=self.context_window,
+            n_parallel=self.parallel,
+            timeout_s=timeout_s,
+        )
+        try:
+            check = getattr(backend, "check", None)
+            if check is not None:
+                run_sync(check())
+            yield backend
+        finally:
+            run_sync(release(backend))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOptions:
+    """The call-policy options as a command received them."""
+
+    max_concurrency: int = MAX_CONCURRENCY
+    """Model calls in flight at once."""
+    timeout: float = TIMEOUT
+    """Seconds per call attempt."""
+    retries: int = RETRIES
+    """Retries of transient errors per call."""
+    max_tokens: int = MAX_TOKENS
+    """Completion budget per call."""
+
+    def policy(self, *, parallel: int = PARALLEL) -> CallPolicy:
+        """The `CallPolicy`; a batch of `parallel` can only fill with as many calls in flight."""
+        return CallPolicy(
+            max_concurrency=max(self.max_concurrency, parallel),
+            timeout_s=self.timeout,
+            max_attempts=self.retries + 1,
+            max_tokens=self.max_tokens,
+        )
