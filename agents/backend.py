@@ -103,7 +103,11 @@ class Usage(BaseModel):
     calls: int = 0
     """Model calls that returned (failed attempts are not counted here)."""
     latency_s: float = 0.0
-    """Summed model-call latency (not wall time: calls overlap)."""
+    """Summed call time, from when the model started on each call to its answer (not wall time:
+    calls overlap); waiting before that is `queue_s`."""
+    queue_s: float = 0.0
+    """Summed time the calls waited to start: for a concurrency slot, and on llama.cpp for the
+    model (one context serves one call at a time) or a batch slot."""
     cost_usd: float = 0.0
     """Cost from the backend's price table; 0 for local models."""
 
@@ -118,6 +122,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
             latency_s=self.latency_s + other.latency_s,
+            queue_s=self.queue_s + other.queue_s,
             cost_usd=self.cost_usd + other.cost_usd,
         )
 
@@ -134,13 +139,16 @@ class Completion(BaseModel):
     completion_tokens: int
     """Tokens generated."""
     latency_s: float
-    """Seconds from request to complete answer."""
+    """Seconds from when the model started on the call to its complete answer."""
     model: str
     """Model name or path that answered."""
     data: dict[str, Any] | None = None
     """The parsed JSON object when the request carried a schema."""
     cost_usd: float = 0.0
     """Cost of this call from the backend's price table."""
+    queue_s: float = 0.0
+    """Seconds the call waited before the model started on it (a backend's lock or batch slot;
+    the coordinator adds its own concurrency wait); not part of `latency_s`."""
 
     @property
     def usage(self) -> Usage:
@@ -150,6 +158,7 @@ class Completion(BaseModel):
             completion_tokens=self.completion_tokens,
             calls=1,
             latency_s=self.latency_s,
+            queue_s=self.queue_s,
             cost_usd=self.cost_usd,
         )
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -354,6 +355,7 @@ class LlamaBatchEngine:
         for p in placements:
             self._place(p)  # copies land at the next decode, before anything is written
         for p in placements:
+            p.job.admitted_at = time.perf_counter()
             p.slot.decoder = SequenceDecoder(p.job, shared=p.keep)
             if p.job.temperature > 0:
                 p.slot.decoder.sampler = sampler_chain(p.job)
@@ -444,7 +446,9 @@ class LlamaBatchEngine:
         self._totals["prompt_tokens"] += outcome.prompt_tokens
         self._totals["shared_prefix_tokens"] += outcome.shared_prefix_tokens
         self._totals["completion_tokens"] += outcome.completion_tokens
-        decoder.job.future.set_result(outcome)
+        job = decoder.job
+        queued = (job.admitted_at or job.submitted_at) - job.submitted_at
+        job.future.set_result(replace(outcome, queue_s=queued))
 
     def _fail_everything(self, exc: Exception) -> None:
         """After a failed step the caches are unknown: fail every request and forget the caches."""

@@ -10,6 +10,7 @@ sampling chain runs above temperature 0.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class BatchOutput:
     """Prompt tokens not evaluated for this request: copied from, or kept in, a cached sequence."""
     finish_reason: FinishReason
     """"stop" at a stop sequence or end-of-generation token, "length" at the token budget."""
+    queue_s: float = 0.0
+    """Seconds from submission until a batch slot took the request."""
 
 
 def completion_prompt_tokens(llama: Any, text: str) -> list[int]:
@@ -75,6 +78,10 @@ class CompletionJob:
     """Resolved by the engine's worker thread when the sequence finishes."""
     cancelled: threading.Event = field(default_factory=threading.Event)
     """Set by the caller to drop the sequence at the next step."""
+    submitted_at: float = field(default_factory=time.perf_counter)
+    """When the request was queued."""
+    admitted_at: float | None = None
+    """When a batch slot took it; None while it waits."""
 
     @classmethod
     def for_prompt(

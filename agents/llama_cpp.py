@@ -356,7 +356,9 @@ class LlamaCppBackend(Closeable):
             return await self._complete_batched(self._batch, request)
         cancelled = threading.Event()
         try:
-            return await asyncio.to_thread(self._complete_blocking, request, cancelled)
+            return await asyncio.to_thread(
+                self._complete_blocking, request, cancelled, time.perf_counter()
+            )
         finally:
             cancelled.set()  # if we were cancelled, the thread stops at its next token
 
@@ -375,12 +377,13 @@ class LlamaCppBackend(Closeable):
             text=out.text.strip(),
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,
-            latency_s=time.perf_counter() - started,
+            latency_s=time.perf_counter() - started - out.queue_s,
+            queue_s=out.queue_s,
             model=self.name,
         )
 
     def _complete_blocking(
-        self, request: CompletionRequest, cancelled: threading.Event
+        self, request: CompletionRequest, cancelled: threading.Event, requested_at: float
     ) -> Completion:
         from llama_cpp import StoppingCriteriaList
         from llama_cpp.llama_grammar import LlamaGrammar
@@ -400,8 +403,8 @@ class LlamaCppBackend(Closeable):
             kwargs["grammar"] = LlamaGrammar.from_json_schema(
                 json.dumps(request.json_schema), verbose=False
             )
-        started = time.perf_counter()
         with self._model.lock:
+            started = time.perf_counter()  # the wait for a worker thread and the lock is queue
             if cancelled.is_set():
                 raise BackendError("cancelled before it started")
             llama = self._model.llama
@@ -440,6 +443,7 @@ class LlamaCppBackend(Closeable):
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
             latency_s=time.perf_counter() - started,
+            queue_s=started - requested_at,
             model=self.name,
             data=data,
         )

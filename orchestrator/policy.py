@@ -249,6 +249,7 @@ class ModelCaller:
         started = time.perf_counter()
         try:
             async with self._limiter:
+                waited = time.perf_counter() - started
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
                 try:
@@ -274,6 +275,7 @@ class ModelCaller:
             raise
         if self._breaker is not None:
             self._breaker.record(None)
+        completion = completion.model_copy(update={"queue_s": completion.queue_s + waited})
         log_event(
             logger,
             logging.INFO,
@@ -284,5 +286,6 @@ class ModelCaller:
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             latency_s=round(completion.latency_s, 4),
+            queue_s=round(completion.queue_s, 4),
         )
         return completion
