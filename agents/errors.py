@@ -3,7 +3,8 @@
 The tree::
 
     FanoutError                      anything fanout raises on purpose
-    ├── UserError                    the caller's mistake (bad config, missing file): one line in the CLI
+    ├── UserError                    the caller's mistake (bad config, missing file): one line in the CLI;
+    │                                also a ValueError, like pydantic's ValidationError for a bad model
     └── BackendError                 a model call failed; ``transient`` decides whether it is retried
         ├── BackendTimeout           the call ran past its deadline (transient)
         ├── BackendUnavailable       connection refused / reset, 5xx (transient)
@@ -15,10 +16,13 @@ The tree::
         ├── InvalidResponse          the endpoint answered, but not with the API's JSON
         └── OutputInvalid            structured output failed validation against its schema
 
-Constructors only store what they are given: no logging, no I/O.
+Constructors only store what they are given: no logging, no I/O. Messages speak of arguments
+by their library names; the CLI names its own flags.
 """
 
 from __future__ import annotations
+
+from pydantic import ValidationError
 
 __all__ = [
     "AuthenticationFailed",
@@ -33,6 +37,7 @@ __all__ = [
     "OutputInvalid",
     "RateLimited",
     "UserError",
+    "validation_message",
 ]
 
 
@@ -40,8 +45,20 @@ class FanoutError(Exception):
     """Base of every error fanout raises deliberately."""
 
 
-class UserError(FanoutError):
-    """A mistake the caller can fix (bad input, missing file, bad option); shown as one line."""
+class UserError(FanoutError, ValueError):
+    """A mistake the caller can fix (bad input, missing file, bad option); shown as one line.
+
+    Attributes:
+        parameter: the argument at fault by its library name (``model``, ``groups``), when the
+            mistake is one argument's: ``str(error)`` starts with it, and the CLI shows the flag
+            that set it instead.
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(f"{parameter}: {message}" if parameter else message)
+        self.message = message
+        """The message without the parameter's name."""
+        self.parameter = parameter
 
 
 class BackendError(FanoutError):
@@ -104,3 +121,17 @@ class InvalidResponse(BackendError):
 
 class OutputInvalid(BackendError):
     """Structured output did not validate against the requested schema."""
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line: the first problem and where it is.
+
+    A `UserError` raised inside a validator (pydantic wraps every ValueError) is shown as itself.
+    """
+    first = exc.errors()[0]
+    wrapped = first.get("ctx", {}).get("error")
+    if isinstance(wrapped, UserError):
+        return str(wrapped)
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"])
+    return f"'{where}': {message}" if where else message

@@ -55,4 +55,6 @@ def make_backend(
             context_window=context_window,
             timeout_s=600.0 if timeout_s is None else timeout_s,
         )
-    raise UserError(f"unknown backend '{kind}' (choose from: {', '.join(BACKENDS)})")
+    raise UserError(
+        f"unknown backend '{kind}' (choose from: {', '.join(BACKENDS)})", parameter="kind"
+    )

@@ -279,9 +279,11 @@ class LlamaCppBackend(Closeable):
         path = resolve_model(model_path)
         if not path.is_file():
             known = ", ".join(EMBEDDED_MODELS)
-            raise UserError(f"model file not found: {path} (embedded models: {known})")
+            raise UserError(
+                f"model file not found: {path} (embedded models: {known})", parameter="model_path"
+            )
         if n_parallel < 1:
-            raise UserError("n_parallel must be at least 1")
+            raise UserError(f"must be at least 1, not {n_parallel}", parameter="n_parallel")
         invariant = n_parallel > 1 if batch_invariant is None else batch_invariant
         self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, invariant)
         self._model = _load(self._key)

@@ -166,9 +166,11 @@ class OpenAIBackend(Closeable):
     ) -> None:
         model = model or os.environ.get("OPENAI_MODEL")
         if not model:
-            raise UserError("no model name: pass --model or set OPENAI_MODEL")
+            raise UserError("no model name given, and OPENAI_MODEL is not set", parameter="model")
         if endpoint not in ("chat", "completions"):
-            raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
+            raise UserError(
+                f"unknown endpoint '{endpoint}' (use chat or completions)", parameter="endpoint"
+            )
         self.name = model
         self.base_urls = parse_base_urls(
             base_url if base_url is not None else os.environ.get("OPENAI_BASE_URL")
@@ -178,7 +180,8 @@ class OpenAIBackend(Closeable):
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key and self.base_url is None:
             raise UserError(
-                "no API key: set OPENAI_API_KEY (or pass --base-url for a local server)"
+                "no API key: set OPENAI_API_KEY (a server on your machine needs none: give its "
+                "base URL)"
             )
         self._api_key = SecretStr(key or _NO_KEY)
         register_secret(key)

@@ -91,18 +91,22 @@ class FaultSpec:
             name, sep, value = (part.strip() for part in item.partition("="))
             if not sep or not name or not value:
                 raise UserError(
-                    f"bad --faults item '{item.strip()}': write kind=rate, e.g. error=0.1"
+                    f"bad item '{item.strip()}': write kind=rate, e.g. error=0.1",
+                    parameter="faults",
                 )
             if name not in FAULT_KINDS:
                 raise UserError(
-                    f"unknown fault kind '{name}' in --faults (use: {', '.join(FAULT_KINDS)})"
+                    f"unknown fault kind '{name}' (use: {', '.join(FAULT_KINDS)})",
+                    parameter="faults",
                 )
             if name in rates:
-                raise UserError(f"fault kind '{name}' is given twice in --faults")
+                raise UserError(f"fault kind '{name}' is given twice", parameter="faults")
             try:
                 rates[name] = float(value)
             except ValueError:
-                raise UserError(f"fault rate '{value}' for {name} is not a number") from None
+                raise UserError(
+                    f"fault rate '{value}' for {name} is not a number", parameter="faults"
+                ) from None
         return cls(**rates)
 
     def __str__(self) -> str:

@@ -100,7 +100,8 @@ def _open_results(out: Path | None, config: EvalConfig) -> EvalResults:
     if differs is not None:
         raise UserError(
             f"{path} holds a different eval (it differs in {differs}); "
-            "use another --out, or delete it to start over"
+            "write to another folder, or delete it to start over",
+            parameter="out",
         )
     merged = config.model_copy(
         update={
@@ -129,9 +130,9 @@ async def arun_sweep(
     """Run the sweep, skipping group runs already in ``out/results.json``; returns every record."""
     policy = policy or CallPolicy(max_attempts=1, max_tokens=64)
     if groups < 1:
-        raise UserError(f"--groups must be at least 1, not {groups}")
+        raise UserError(f"must be at least 1, not {groups}", parameter="groups")
     if not instances or any(n < 1 for n in instances):
-        raise UserError("--instances must list positive numbers, e.g. 1,2,5,10")
+        raise UserError("must list positive numbers, e.g. 1,2,5,10", parameter="instances")
     names = [s.name for s in strategies]
     if not names or len(set(names)) != len(names):
         raise UserError("give at least one strategy, each once")

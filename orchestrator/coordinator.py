@@ -7,12 +7,13 @@ The graph is compiled here with the caller's checkpointer; `fanout.orchestrator.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal, cast
+from typing import Any, Generic, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from fanout.agents.backend import Backend, Closeable, Usage, release
 from fanout.agents.errors import UserError
@@ -33,6 +34,9 @@ from .task import SubTask
 
 __all__ = ["Coordinator", "RunObserver"]
 
+SchemaT = TypeVar("SchemaT", bound=BaseModel, default=Any)
+"""The output schema's model; results then carry instances of it as their ``data``."""
+
 
 class RunObserver:
     """Hooks called while a run streams (progress bars, live tables); subclass what you need."""
@@ -44,7 +48,7 @@ class RunObserver:
         """A sub-agent finished (ok or failed)."""
 
 
-class Coordinator(Closeable):
+class Coordinator(Closeable, Generic[SchemaT]):
     """Answers a `Request` by fanning isolated sub-agents out over its documents and tasks.
 
     It owns its backend: ``close()``/``aclose()``, or leaving a ``with``/``async with`` block,
@@ -57,7 +61,8 @@ class Coordinator(Closeable):
         synthesis: "llm", "collect", or your own `Synthesizer`.
         sub_agent: your own sub-agent (a coroutine, or `graph_sub_agent(graph)`); default QA.
         splitter: your own request -> sub-tasks function; default one per document x task x chunk.
-        output_schema: a pydantic model every sub-agent answer must validate against.
+        output_schema: a pydantic model every sub-agent answer must validate against; the
+            result's ``data`` fields are then instances of it (a ``RunResult[Schema]``).
         policy: concurrency, timeout, retries and completion budget for every call.
         chunk_tokens: largest document chunk per sub-agent; default fits the backend's context.
         overlap_tokens: tokens shared by consecutive chunks.
@@ -76,7 +81,7 @@ class Coordinator(Closeable):
         synthesis: Literal["llm", "collect"] | Synthesizer = "llm",
         sub_agent: SubAgent | None = None,
         splitter: Splitter | None = None,
-        output_schema: type[BaseModel] | None = None,
+        output_schema: type[SchemaT] | None = None,
         policy: CallPolicy | None = None,
         chunk_tokens: int | None = None,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
@@ -85,14 +90,18 @@ class Coordinator(Closeable):
         failure_policy: FailurePolicy | str = "best_effort",
     ) -> None:
         if strategy not in ("isolated", "monolithic"):
-            raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
+            raise UserError(
+                f"unknown strategy '{strategy}' (use isolated or monolithic)", parameter="strategy"
+            )
         synthesizer: Synthesizer
         if synthesis == "llm":
             synthesizer = LLMSynthesizer()
         elif synthesis == "collect":
             synthesizer = CollectSynthesizer()
         elif isinstance(synthesis, str):
-            raise UserError(f"unknown synthesis mode '{synthesis}' (use llm or collect)")
+            raise UserError(
+                f"unknown synthesis mode '{synthesis}' (use llm or collect)", parameter="synthesis"
+            )
         else:
             synthesizer = synthesis
         if sub_agent is None:
@@ -146,7 +155,7 @@ class Coordinator(Closeable):
         *,
         run_id: str | None = None,
         observer: RunObserver | None = None,
-    ) -> RunResult:
+    ) -> RunResult[SchemaT]:
         """Answer `request` synchronously (works from inside a running event loop too)."""
         return run_sync(self.arun(request, run_id=run_id, observer=observer))
 
@@ -156,7 +165,7 @@ class Coordinator(Closeable):
         *,
         run_id: str | None = None,
         observer: RunObserver | None = None,
-    ) -> RunResult:
+    ) -> RunResult[SchemaT]:
         """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes.
 
         With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
@@ -188,7 +197,8 @@ class Coordinator(Closeable):
                     self._notify(observer, update)
         except RunFailed as exc:
             known = {r.sub_agent_id for r in exc.partial}
-            exc.partial = exc.partial + [r for r in finished if r.sub_agent_id not in known]
+            partial = exc.partial + [r for r in finished if r.sub_agent_id not in known]
+            exc.partial = [self._typed_sub_result(r) for r in partial]
             raise
         return self.result(final)
 
@@ -220,12 +230,11 @@ class Coordinator(Closeable):
         tasks: list[SubTask] | None = snapshot.values.get("tasks")
         return tasks
 
-    async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
+    async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult[SchemaT]:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""
-        return await self.nodes.run_sub_task(task, run_id)
+        return self._typed_sub_result(await self.nodes.run_sub_task(task, run_id))
 
-    @staticmethod
-    def _notify(observer: RunObserver, update: dict[str, Any]) -> None:
+    def _notify(self, observer: RunObserver, update: dict[str, Any]) -> None:
         for node, writes in update.items():
             if not isinstance(writes, dict):
                 continue
@@ -233,7 +242,7 @@ class Coordinator(Closeable):
                 observer.on_plan(writes["tasks"])
             elif node == "sub_agent":
                 for result in writes["sub_results"]:
-                    observer.on_sub_result(result)
+                    observer.on_sub_result(self._typed_sub_result(result))
 
     def config(self, run_id: str) -> RunnableConfig:
         """The LangGraph config for a run, keyed by run id for checkpoints.
@@ -243,12 +252,12 @@ class Coordinator(Closeable):
         """
         return {"configurable": {"thread_id": run_id}, "recursion_limit": 25}
 
-    def result(self, state: CoordinatorState) -> RunResult:
+    def result(self, state: CoordinatorState) -> RunResult[SchemaT]:
         """Build the typed result from a finished graph state (e.g. the last ``stream`` value)."""
         sub_results = ordered(state["tasks"], state.get("sub_results", []))
         stages = {"sub_agents": sum((r.usage for r in sub_results), Usage())}
         stages.update(state.get("stage_usage", {}))
-        return RunResult(
+        raw = RunResult[Any](
             run_id=state["run_id"],
             strategy=self.strategy,
             answer=state["answer"],
@@ -265,3 +274,20 @@ class Coordinator(Closeable):
                 synthesis_rounds=state.get("synthesis_rounds", 0),
             ),
         )
+        return self._typed_result(raw)
+
+    # -- structured data: JSON objects inside the graph, schema instances in results -------
+
+    def _typed_result(self, result: RunResult[Any]) -> RunResult[SchemaT]:
+        schema = self.nodes.output_schema
+        if schema is None:
+            return cast(RunResult[SchemaT], result)
+        typed = cast(Any, RunResult)[schema].model_validate(result.model_dump())
+        return cast(RunResult[SchemaT], typed)
+
+    def _typed_sub_result(self, result: SubResult[Any]) -> SubResult[SchemaT]:
+        schema = self.nodes.output_schema
+        if schema is None:
+            return cast(SubResult[SchemaT], result)
+        typed = cast(Any, SubResult)[schema].model_validate(result.model_dump())
+        return cast(SubResult[SchemaT], typed)

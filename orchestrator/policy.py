@@ -71,17 +71,28 @@ class CallPolicy:
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
-            raise UserError("max_concurrency must be at least 1")
+            raise UserError(
+                f"must be at least 1, not {self.max_concurrency}", parameter="max_concurrency"
+            )
         if self.max_attempts < 1:
-            raise UserError("max_attempts must be at least 1")
-        for name, seconds in (
-            ("timeout", self.timeout_s),
-            ("sub-agent timeout", self.sub_agent_timeout_s),
+            raise UserError(
+                f"must be at least 1, not {self.max_attempts}", parameter="max_attempts"
+            )
+        if self.timeout_s is not None and not (
+            math.isfinite(self.timeout_s) and self.timeout_s > 0
         ):
-            if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-                raise UserError(f"{name} must be a positive number of seconds, not {seconds:g}")
+            raise UserError(
+                f"must be a positive, finite number of seconds (or None), not {self.timeout_s}",
+                parameter="timeout_s",
+            )
         if self.max_tokens < 1:
-            raise UserError(f"max_tokens must be at least 1, not {self.max_tokens}")
+            raise UserError(f"must be at least 1, not {self.max_tokens}", parameter="max_tokens")
+        seconds = self.sub_agent_timeout_s
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise UserError(
+                f"must be a positive, finite number of seconds (or None), not {seconds}",
+                parameter="sub_agent_timeout_s",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

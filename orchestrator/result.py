@@ -1,10 +1,17 @@
-"""Typed results: one `SubResult` per sub-agent, one `DocumentAnswer` per (document, task), one `RunResult`."""
+"""Typed results: one `SubResult` per sub-agent, one `DocumentAnswer` per (document, task), one `RunResult`.
+
+Each is generic in its structured data: with ``Coordinator(..., output_schema=Invoice)`` a run gives
+a ``RunResult[Invoice]`` whose ``data`` fields are ``Invoice`` instances. Inside the graph, in the
+result store and in checkpoints the data travels as JSON objects; the coordinator validates it into
+the schema when it builds the result.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypeVar
 
 from fanout.agents.backend import Usage
 
@@ -18,13 +25,16 @@ __all__ = [
     "SubResult",
 ]
 
+DataT = TypeVar("DataT", default=Any)
+"""The type of structured data: the output schema's model, or Any (JSON objects) without one."""
+
 Status = Literal["ok", "failed"]
 Outcome = Literal["found", "not_found", "failed"]
 """What a sub-agent (or a document, after its chunks are merged) made of its task: an answer with
 its evidence, an explicit "this document does not answer it", or a failure."""
 
 
-class SubResult(BaseModel):
+class SubResult(BaseModel, Generic[DataT]):
     """What one sub-agent produced, with its provenance and cost."""
 
     model_config = ConfigDict(frozen=True)
@@ -53,7 +63,7 @@ class SubResult(BaseModel):
     grounded: bool | None = None
     """Whether the quote (or, without one, the answer itself) occurs in the document, compared with
     case and whitespace normalised; None when nothing was found."""
-    data: dict[str, Any] | None = None
+    data: DataT | None = None
     """Validated structured output, when an output schema was given."""
     error: str | None = None
     """Why it failed: the error type and message, never a traceback."""
@@ -70,7 +80,7 @@ class SubResult(BaseModel):
         return data
 
 
-class DocumentAnswer(BaseModel):
+class DocumentAnswer(BaseModel, Generic[DataT]):
     """The answer to one task from one document, after its chunks' partial answers were reduced."""
 
     model_config = ConfigDict(frozen=True)
@@ -100,7 +110,7 @@ class DocumentAnswer(BaseModel):
     relevant enough: see `fanout.orchestrator.relevance`)."""
     rank: int | None = None
     """1 for the finding that best matches the task, among the found ones."""
-    data: dict[str, Any] | None = None
+    data: DataT | None = None
     """Structured answer, when an output schema was given and the document was not chunked."""
     error: str | None = None
     """Why it is missing, or which chunks failed."""
@@ -171,7 +181,7 @@ class RunUsage(BaseModel):
         )
 
 
-class RunResult(BaseModel):
+class RunResult(BaseModel, Generic[DataT]):
     """The outcome of one request."""
 
     model_config = ConfigDict(frozen=True)
@@ -182,9 +192,9 @@ class RunResult(BaseModel):
     """How the request was executed."""
     answer: str
     """The synthesized answer, naming any documents whose sub-agents failed."""
-    answers: list[DocumentAnswer]
+    answers: list[DocumentAnswer[DataT]]
     """One per (document, task), in request order; failed ones included."""
-    sub_results: list[SubResult]
+    sub_results: list[SubResult[DataT]]
     """One per sub-agent, in request order."""
     citations: list[str] = Field(default_factory=list)
     """Document ids the answer cites, each checked against that document's own finding."""
@@ -201,12 +211,12 @@ class RunResult(BaseModel):
     """Tokens, calls, wall time and cost."""
 
     @property
-    def missing(self) -> list[DocumentAnswer]:
+    def missing(self) -> list[DocumentAnswer[DataT]]:
         """The (document, task) pairs no sub-agent answered."""
         return [a for a in self.answers if a.status == "failed"]
 
     @property
-    def failed(self) -> list[SubResult]:
+    def failed(self) -> list[SubResult[DataT]]:
         """Sub-agents that failed (a chunk may fail while its document still gets an answer)."""
         return [r for r in self.sub_results if r.status == "failed"]
 

@@ -63,16 +63,23 @@ def make_suite(
         position: where the synthetic suites place each fact (start, middle, end, random).
     """
     if name not in SUITES:
-        raise UserError(f"unknown suite '{name}' (use one of: {', '.join(SUITES)})")
+        raise UserError(
+            f"unknown suite '{name}' (use one of: {', '.join(SUITES)})", parameter="suite"
+        )
     if doc_tokens < 1:
-        raise UserError(f"--doc-tokens must be at least 1, not {doc_tokens}")
+        raise UserError(f"must be at least 1, not {doc_tokens}", parameter="doc_tokens")
     if position not in _POSITIONS:
-        raise UserError(f"unknown position '{position}' (use one of: {', '.join(_POSITIONS)})")
+        raise UserError(
+            f"unknown position '{position}' (use one of: {', '.join(_POSITIONS)})",
+            parameter="position",
+        )
     pos = cast(Position, position)
     if name in ("jsonl", "mti") and dataset is None:
-        raise UserError(f"the {name} suite needs --dataset FILE")
+        raise UserError(f"the {name} suite needs a data file", parameter="dataset")
     if dataset is not None and name in ("keyvalue", "aggregate", "multitask", "injection"):
-        raise UserError(f"the {name} suite is generated; it takes no --dataset")
+        raise UserError(
+            f"the {name} suite is generated; it takes no data file", parameter="dataset"
+        )
     if name == "keyvalue":
         return KeyValueSuite(doc_tokens=doc_tokens, position=pos)
     if name == "aggregate":

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from fanout.agents.errors import UserError
 
 from .group import Group
 
-__all__ = ["DatasetSuite", "read_json", "read_jsonl", "validation_message"]
+__all__ = ["DatasetSuite", "read_json", "read_jsonl"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,11 +95,3 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-
-
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error as one line: the first problem and where it is."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = str(first["msg"])
-    return f"'{where}': {message}" if where else message

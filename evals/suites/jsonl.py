@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fanout.agents.errors import UserError
+from fanout.agents.errors import UserError, validation_message
 
-from .dataset import DatasetSuite, read_jsonl, validation_message
+from .dataset import DatasetSuite, read_jsonl
 from .group import Document, Group, MatchMode, Question
 
 __all__ = ["load_jsonl"]

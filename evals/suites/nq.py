@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fanout.agents.errors import UserError
+from fanout.agents.errors import UserError, validation_message
 
-from .dataset import DatasetSuite, read_jsonl, validation_message
+from .dataset import DatasetSuite, read_jsonl
 from .group import Document, Group, Question
 
 __all__ = ["DEFAULT_NQ", "load_nq"]

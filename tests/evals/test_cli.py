@@ -102,6 +102,17 @@ def test_bad_option_values_are_refused_while_parsing(
     assert scripted == []
 
 
+def test_a_library_error_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    from fanout.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--suite", "jsonl"])
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err == "fanout: error: --dataset: the jsonl suite needs a data file\n"
+    )
+
+
 def test_malformed_dataset_line_is_named(app: typer.Typer, scripted: list[ScriptedBackend],
                                         tmp_path: Path) -> None:  # fmt: skip
     data = tmp_path / "mine.jsonl"
@@ -130,7 +141,7 @@ def test_fanout_main_prints_the_error_and_exits_2(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--suite", "kv"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().startswith("fanout: error: unknown suite 'kv'")
+    assert capsys.readouterr().err.strip().startswith("fanout: error: --suite: unknown suite 'kv'")
 
 
 def test_parse_instances() -> None:

@@ -144,9 +144,9 @@ def test_rescoring_reproduces_the_scores(tmp_path: Path) -> None:
 
 
 def test_bad_sweep_arguments(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="--groups must be at least 1"):
+    with pytest.raises(UserError, match="groups: must be at least 1"):
         evaluate(ScriptedBackend(), groups=0)
-    with pytest.raises(UserError, match="--instances must list positive numbers"):
+    with pytest.raises(UserError, match="instances: must list positive numbers"):
         evaluate(ScriptedBackend(), instances=[0])
     with pytest.raises(UserError, match="each once"):
         evaluate(ScriptedBackend(), strategies=["mti", "mti"])

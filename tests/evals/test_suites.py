@@ -248,9 +248,9 @@ def test_make_suite_checks_its_arguments(tmp_path: Path) -> None:
     assert set(SUITES) >= {"keyvalue", "aggregate", "multitask", "injection", "nq"}
     with pytest.raises(UserError, match="unknown suite 'kv'"):
         make_suite("kv")
-    with pytest.raises(UserError, match="needs --dataset"):
+    with pytest.raises(UserError, match="dataset: the jsonl suite needs a data file"):
         make_suite("jsonl")
-    with pytest.raises(UserError, match="takes no --dataset"):
+    with pytest.raises(UserError, match="takes no data file"):
         make_suite("keyvalue", dataset=tmp_path / "x")
     with pytest.raises(UserError, match="unknown position"):
         make_suite("keyvalue", position="left")

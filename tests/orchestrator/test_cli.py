@@ -83,7 +83,7 @@ CASES = [
     (["run", "{t}/ok.md", "-q", "Q", "--endpoint", "edit"], "'--endpoint'"),
     (["run", "{t}/ok.md", "-q", "Q", "--failure-policy", "quorum=0"], "unknown failure policy"),
     (["run", "{t}/ok.md", "-q", "Q", "--checkpoint", "{t}/c.db"], "--checkpoint needs --run-id"),
-    (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "no model name"),
+    (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "--model: no model name given"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
     (["run", "{t}/ok.md", "-q", "Q", "--timeout", "nan"], "--timeout must be a positive number"),
     (["run", "{t}/ok.md", "-q", "Q", "--timeout", "inf"], "--timeout must be a positive number"),

@@ -231,7 +231,7 @@ def test_structured_output_is_validated() -> None:
         Request(documents=DOCS, question="Price change?")
     )
     ok, missing_field, not_json = result.sub_results
-    assert ok.data == {"supplier": "Alpha", "percent": 5.0}
+    assert ok.data == Price(supplier="Alpha", percent=5.0)
     assert missing_field.status == "failed" and "percent" in (missing_field.error or "")
     assert not_json.status == "failed" and "OutputInvalid" in (not_json.error or "")
     assert backend.calls[0].json_schema == Price.model_json_schema()

@@ -44,14 +44,18 @@ def test_documents_times_instructions_with_question() -> None:
 
 
 def test_request_validation() -> None:
-    with pytest.raises(UserError, match="duplicate document id"):
+    # A bad Request is a pydantic ValidationError, like any model's; both it and fanout's
+    # UserError are ValueErrors.
+    with pytest.raises(ValueError, match="duplicate document id"):
         Request(documents=(Document(id="x", text="a"), Document(id="x", text="b")), question="q")
-    with pytest.raises(UserError, match="question is empty"):
+    with pytest.raises(ValueError, match="question is empty"):
         Request(documents=docs("a"), question="  ")
-    with pytest.raises(UserError, match="needs a question"):
+    with pytest.raises(ValueError, match="needs a question"):
         Request(documents=docs("a"))
-    with pytest.raises(UserError, match="at least one document"):
+    with pytest.raises(ValueError, match="at least one document"):
         Request(documents=(), question="q")
+    with pytest.raises(ValueError, match="'str' instances are not allowed"):
+        Request(documents=docs("a"), instructions="summarise")  # type: ignore[arg-type]
 
 
 def test_chunks_cover_the_text_with_bounded_overlap() -> None:
