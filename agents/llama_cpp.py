@@ -171,6 +171,8 @@ def _quiet_llama_logs() -> None:
 
 _models: dict[_ModelKey, _LoadedModel] = {}
 _models_lock = threading.Lock()
+_exit_hook: list[Any] = []
+"""Holds `_close_all_models` once it is registered to run at interpreter exit."""
 
 
 def _close_all_models() -> None:
@@ -203,6 +205,8 @@ def _load(key: _ModelKey) -> _LoadedModel:
             from .llama_batch import batch_invariant_load
 
             _quiet_llama_logs()
+            if not _exit_hook:
+                _exit_hook.append(atexit.register(_close_all_models))
             try:
                 with batch_invariant_load() if key.batch_invariant else contextlib.nullcontext():
                     llama = Llama(
@@ -215,8 +219,6 @@ def _load(key: _ModelKey) -> _LoadedModel:
                     )
             except (ValueError, RuntimeError) as exc:
                 raise UserError(f"cannot load model {key.path}: not a valid GGUF ({exc})") from None
-            if not _models:
-                atexit.register(_close_all_models)
             loaded = _models[key] = _LoadedModel(llama)
         loaded.users += 1
         return loaded

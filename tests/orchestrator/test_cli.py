@@ -263,7 +263,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture
 def scripted_cli(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """`fanout run` with the scripted fake behind --backend llama."""
-    import fanout.cli as cli
+    from fanout.agents import factory
     from fanout.agents.backend import CompletionRequest
     from fanout.agents.testing import ScriptedBackend
 
@@ -277,7 +277,7 @@ def scripted_cli(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         made.append(ScriptedBackend(fn=answer))
         return made[-1]  # type: ignore[return-value]
 
-    monkeypatch.setattr(cli, "make_backend", make_backend)
+    monkeypatch.setattr(factory, "make_backend", make_backend)
     return made
 
 
@@ -305,11 +305,11 @@ def test_paired_sends_document_i_instruction_i(
 def test_no_document_answers_exits_0_and_says_so(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fanout.cli as cli
+    from fanout.agents import factory
     from fanout.agents.testing import ScriptedBackend
 
     abstaining = ScriptedBackend(fn=lambda r: "not found")
-    monkeypatch.setattr(cli, "make_backend", lambda kind, **o: abstaining)
+    monkeypatch.setattr(factory, "make_backend", lambda kind, **o: abstaining)
     (tmp_path / "a.txt").write_text("nothing here")
     code, out, _ = run_cli(capsys, "run", str(tmp_path), "-q", "Who won?")
     assert code == 0

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.agents.backend import CompletionRequest
-from fanout.agents.errors import BackendUnavailable, ContextOverflow, UserError
+from fanout.agents.errors import BackendUnavailable, ContextOverflow
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import (
     CallPolicy,
@@ -331,7 +331,7 @@ def test_pairs_give_document_i_task_i_only() -> None:
     ]
     assert len(backend.calls) == 2, "no synthesis call: each task has exactly its one document"
     assert result.citations == ["t0.txt", "t1.txt"]
-    with pytest.raises(UserError, match="one instruction per document"):
+    with pytest.raises(ValueError, match="one instruction per document"):
         Request(documents=tickets, instructions=("only one",), paired=True)
 
 

@@ -3,8 +3,10 @@ user sees it (results, streamed sub-results, a resumed run), and JSON round-trip
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from fanout.agents.testing import ScriptedBackend
@@ -64,7 +66,10 @@ def test_without_a_schema_data_stays_empty() -> None:
     assert [r.data for r in result.sub_results] == [None, None]
 
 
-def test_a_finished_run_resumed_from_its_checkpoint_is_typed_too(tmp_path: Path) -> None:
+def test_a_finished_run_resumed_from_its_checkpoint_is_typed_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="langgraph")
     with open_checkpoint(tmp_path / "run.db") as saved:
         first = Coordinator(prices(), output_schema=Price, synthesis="collect", **vars(saved))
         done = first.run(REQUEST, run_id="typed")
@@ -74,3 +79,6 @@ def test_a_finished_run_resumed_from_its_checkpoint_is_typed_too(tmp_path: Path)
     assert idle.calls == []
     assert resumed.answers == done.answers
     assert isinstance(resumed.answers[0].data, Price)
+    # every type in the state is registered with the checkpoint's serializer: none is refused
+    # or restored with a warning
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("langgraph")] == []
