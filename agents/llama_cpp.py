@@ -314,6 +314,11 @@ class LlamaCppBackend(Closeable):
         return cls(embedded_model_path(name), **kwargs)
 
     @property
+    def model_path(self) -> Path:
+        """The GGUF file this backend runs (what an eval profile is tied to)."""
+        return Path(self._key.path)
+
+    @property
     def llama(self) -> Any:
         """The shared `llama_cpp.Llama` (hold `lock` while using it)."""
         return self._model.llama

@@ -64,6 +64,8 @@ class AnswerRecord(BaseModel):
     """Ids the model cited that are no document of the request."""
     document_outcomes: dict[str, str] = Field(default_factory=dict)
     """Per document asked (coordinator runs): found, not_found or failed."""
+    chosen: str | None = None
+    """The strategy ``auto`` chose for this question's request (None for fixed strategies)."""
 
     @classmethod
     def score(cls, question: Question, answer: Answer | None) -> AnswerRecord:
@@ -86,6 +88,7 @@ class AnswerRecord(BaseModel):
             citations=answer.citations,
             invented_citations=answer.invented_citations,
             document_outcomes=answer.document_outcomes,
+            chosen=answer.chosen,
         )
 
     def rescored(self) -> AnswerRecord:
@@ -99,6 +102,7 @@ class AnswerRecord(BaseModel):
             citations=self.citations,
             invented_citations=self.invented_citations,
             document_outcomes=self.document_outcomes,
+            chosen=self.chosen,
         )
         return AnswerRecord.score(self.question, answer)
 
@@ -118,6 +122,9 @@ class GroupRecord(BaseModel):
     """The group's stable id."""
     document_ids: tuple[str, ...] = ()
     """Every document of the group (what a blind strategy could cite)."""
+    document_tokens: float | None = None
+    """Mean tokens per document of the group, counted with the model's tokenizer (the profile's
+    document-length band; None in results written before it was recorded)."""
     condition: Condition
     """clean, or faulted (the same group with fault injection)."""
     answers: list[AnswerRecord]
@@ -159,6 +166,8 @@ class EvalConfig(BaseModel):
     """Generator settings or dataset path."""
     model: str
     """The backend's model name."""
+    model_sha256: str | None = None
+    """SHA-256 of the model's GGUF file (local models; None for API models and older results)."""
     strategies: list[str]
     """Strategies swept."""
     instances: list[int]
@@ -179,6 +188,8 @@ class EvalConfig(BaseModel):
     """Per-call deadline."""
     max_concurrency: int = 4
     """Calls in flight at once."""
+    auto: str = ""
+    """What the ``auto`` strategy chose from: the profile and objective (empty when not run)."""
 
     def mismatch(self, other: EvalConfig) -> str | None:
         """The first setting on which `other` differs, if any, besides those a resume may extend.
@@ -190,6 +201,8 @@ class EvalConfig(BaseModel):
         mine = self.model_dump(exclude=extendable)
         theirs = other.model_dump(exclude=extendable)
         for name, value in mine.items():
+            if name == "model_sha256" and None in (value, theirs[name]):
+                continue  # results written before hashes were recorded: the name must do
             if theirs[name] != value:
                 return f"{name} ({theirs[name]!r} there, {value!r} now)"
         return None

@@ -12,9 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fanout.orchestrator.profile import PROFILE_FILE
+
+from .auto_check import AutoCheck, check_auto
 from .crossover import Crossover, find_crossover
 from .metrics import CellMetrics, PriceTable, cell_metrics
 from .plots import plot_all
+from .profile import build_profile
 from .records import EvalConfig, EvalResults
 from .strategies import ROUTING
 
@@ -40,6 +44,8 @@ class EvalReport(BaseModel):
     """One per (strategy, N)."""
     crossovers: list[Crossover]
     """isolated against each baseline that was run (monolithic, mti)."""
+    auto_checks: list[AutoCheck] = Field(default_factory=list)
+    """auto against the best fixed strategy at each N, when auto was run."""
     results: EvalResults
     """Every record, for re-scoring."""
     files: dict[str, str] = Field(default_factory=dict)
@@ -69,7 +75,13 @@ def build_report(results: EvalResults, *, prices: PriceTable | None = None) -> E
         )
         is not None
     ]
-    return EvalReport(config=config, cells=cells, crossovers=crossovers, results=results)
+    return EvalReport(
+        config=config,
+        cells=cells,
+        crossovers=crossovers,
+        auto_checks=check_auto(cells, results.records),
+        results=results,
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -151,7 +163,30 @@ def _fault_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str
     return header, rows
 
 
+def _auto_table(checks: Sequence[AutoCheck]) -> tuple[list[str], list[list[str]]] | None:
+    if not checks:
+        return None
+    header = ["N", "auto ran", "auto accuracy [95% CI]", "best fixed", "its accuracy [95% CI]"]
+    header += ["tokens auto / best", "within its interval", "no more tokens"]
+    rows = []
+    for c in checks:
+        rows.append(
+            [
+                str(c.n),
+                ", ".join(f"{name} {count}" for name, count in c.chosen.items()),
+                f"{c.accuracy:.0%} [{c.ci_low:.0%}-{c.ci_high:.0%}]",
+                c.best,
+                f"{c.best_accuracy:.0%} [{c.best_ci_low:.0%}-{c.best_ci_high:.0%}]",
+                f"{c.tokens:,} / {c.best_tokens:,}",
+                "yes" if c.within_interval else "NO",
+                "yes" if c.no_more_tokens else "NO",
+            ]
+        )
+    return header, rows
+
+
 def _settings(config: EvalConfig) -> list[tuple[str, str]]:
+    auto = [("auto chose from", config.auto)] if config.auto else []
     return [
         ("suite", f"{config.suite}: {config.source}"),
         ("model", config.model),
@@ -165,6 +200,7 @@ def _settings(config: EvalConfig) -> list[tuple[str, str]]:
             f"{config.max_attempts} attempt(s), timeout {config.timeout_s}s, "
             f"{config.max_concurrency} concurrent, {config.max_tokens} answer tokens",
         ),
+        *auto,
     ]
 
 
@@ -201,6 +237,9 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
         parts += ["", "## Recommendation", ""]
         parts += [f"- {x.recommendation}" for x in report.crossovers]
     parts += ["", "## Results", "", _md_table(*_main_table(report.cells))]
+    auto = _auto_table(report.auto_checks)
+    if auto is not None:
+        parts += ["", "## auto against the best fixed strategy", "", _md_table(*auto)]
     faults = _fault_table(report.cells)
     if faults is not None:
         parts += ["", "## Cascading failure", "", _md_table(*faults)]
@@ -241,6 +280,9 @@ def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
         parts += [f"<li>{html.escape(x.recommendation)}</li>" for x in report.crossovers]
         parts.append("</ul>")
     parts += ["<h2>Results</h2>", _html_table(*_main_table(report.cells))]
+    auto = _auto_table(report.auto_checks)
+    if auto is not None:
+        parts += ["<h2>auto against the best fixed strategy</h2>", _html_table(*auto)]
     faults = _fault_table(report.cells)
     if faults is not None:
         parts += ["<h2>Cascading failure</h2>", _html_table(*faults)]
@@ -256,13 +298,18 @@ def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
 
 
 def write_report(report: EvalReport, folder: Path, *, plots: bool = True) -> EvalReport:
-    """Write results.json, report.md, report.html and the plots into `folder`.
+    """Write results.json, profile.json, report.md, report.html and the plots into `folder`.
 
-    Returns the report with `files` filled in.
+    profile.json (what ``fanout run --strategy auto --profile`` reads) is written when a fixed
+    strategy has clean results. Returns the report with `files` filled in.
     """
     folder.mkdir(parents=True, exist_ok=True)
     files = {"results": str(folder / "results.json")}
     report.results.save(folder / "results.json")
+    profile = build_profile(report.results)
+    if profile.rows:
+        profile.save(folder / PROFILE_FILE)
+        files["profile"] = str(folder / PROFILE_FILE)
     drawn: list[str] = []
     if plots and report.cells:
         subtitle = f"{report.config.suite}, {report.config.model}"

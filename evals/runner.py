@@ -15,13 +15,15 @@ from typing import Protocol
 from fanout.agents.backend import Backend
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
+from fanout.orchestrator.auto import StrategyChooser
 from fanout.orchestrator.policy import CallPolicy
+from fanout.orchestrator.profile import model_identity
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
-from .strategies import ModelSession, Strategy, make_strategy
+from .strategies import AutoStrategy, ModelSession, Strategy, make_strategy
 from .suites import Suite, make_suite
 from .suites.group import Group
 
@@ -53,8 +55,12 @@ async def run_group(
     index: int,
     faults: FaultSpec | None = None,
     seed: int = 0,
+    document_tokens: float | None = None,
 ) -> GroupRecord:
-    """Run one strategy on one group and score it; with `faults`, through a `FaultyBackend`."""
+    """Run one strategy on one group and score it; with `faults`, through a `FaultyBackend`.
+
+    `document_tokens` (the group's mean document length) is recorded for the profile.
+    """
     faulty = FaultyBackend(backend, faults, seed=seed) if faults and faults.active else None
     session = ModelSession(faulty or backend, policy)
     started = time.perf_counter()
@@ -74,6 +80,7 @@ async def run_group(
         group=index,
         group_id=group.id,
         document_ids=tuple(d.id for d in group.documents),
+        document_tokens=document_tokens,
         condition="faulted" if faulty else "clean",
         answers=[
             AnswerRecord.score(q, by_id.get(q.id))
@@ -138,10 +145,14 @@ async def arun_sweep(
         raise UserError("give at least one strategy, each once")
     for n in instances:
         suite.check(n, groups)
+    autos = [s for s in strategies if isinstance(s, AutoStrategy)]
+    for auto in autos:
+        auto.chooser.check_backend(backend)  # a profile of another model: refused before any call
     config = EvalConfig(
         suite=suite.name,
         source=suite.source,
         model=backend.name,
+        model_sha256=model_identity(backend).sha256,
         strategies=names,
         instances=list(instances),
         groups=groups,
@@ -152,6 +163,7 @@ async def arun_sweep(
         max_attempts=policy.max_attempts,
         timeout_s=policy.timeout_s,
         max_concurrency=policy.max_concurrency,
+        auto="; ".join(a.describe() for a in autos),
     )
     results = _open_results(out, config)
     done = results.done()
@@ -167,16 +179,18 @@ async def arun_sweep(
     ]
     if progress:
         progress.start(len(keys), sum((s.name, n, g, c) in done for n, g, s, c in keys))
-    made: dict[tuple[int, int], Group] = {}
+    made: dict[tuple[int, int], tuple[Group, float]] = {}
     for n, g, strategy, condition in keys:
         label = f"{strategy.name} N={n} group {g + 1}/{groups}" + (
             " (faulted)" if condition == "faulted" else ""
         )
         if (strategy.name, n, g, condition) in done:
             continue
-        group = made.get((n, g))
-        if group is None:
-            group = made[(n, g)] = suite.group(n, g, seed=seed)
+        if (n, g) not in made:
+            group = suite.group(n, g, seed=seed)
+            lengths = [backend.count_tokens(d.text) for d in group.documents]
+            made[(n, g)] = group, sum(lengths) / len(lengths)
+        group, document_tokens = made[(n, g)]
         record = await run_group(
             strategy,
             group,
@@ -186,6 +200,7 @@ async def arun_sweep(
             index=g,
             faults=faults if condition == "faulted" else None,
             seed=seed,
+            document_tokens=document_tokens,
         )
         results.records.append(record)
         if out is not None:
@@ -212,6 +227,7 @@ def evaluate(
     prices: PriceTable | None = None,
     out: str | Path | None = None,
     progress: SweepProgress | None = None,
+    auto: StrategyChooser | None = None,
 ) -> EvalReport:
     """Measure strategies against each other on one suite; the library form of ``fanout eval``.
 
@@ -231,6 +247,9 @@ def evaluate(
         prices: re-prices tokens for API models.
         out: folder for results.json, report.md, report.html and plots; resumes what is there.
         progress: receives progress (the CLI's rich bar).
+        auto: the profile and objective the "auto" strategy chooses with (default: no profile,
+            the built-in rule). Measure the profile on other groups (another seed) than the ones
+            auto is checked on.
     """
     the_suite = (
         make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
@@ -238,7 +257,8 @@ def evaluate(
         else suite
     )
     chosen = [
-        make_strategy(s, batch_size=batch_size) if isinstance(s, str) else s for s in strategies
+        make_strategy(s, batch_size=batch_size, chooser=auto) if isinstance(s, str) else s
+        for s in strategies
     ]
     spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
     folder = Path(out) if out is not None else None

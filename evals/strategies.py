@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import BackendError, UserError
+from fanout.orchestrator.auto import StrategyChooser
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy, ModelCaller
 from fanout.orchestrator.prompts import NOT_FOUND
@@ -45,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "Answer",
     "AnswerStatus",
+    "AutoStrategy",
     "BatchStrategy",
     "ChainStrategy",
     "IsolatedOracleStrategy",
@@ -69,6 +71,7 @@ STRATEGIES = (
     "chain",
     "pairs",
     "isolated-oracle",
+    "auto",
 )
 """The built-in strategies, by name."""
 
@@ -82,6 +85,7 @@ ROUTING: dict[str, Routing] = {
     "sequential": "paired",
     "pairs": "paired",
     "isolated-oracle": "oracle",
+    "auto": "blind",
 }
 """What each strategy knows about which document a question needs. blind: nothing, as `fanout run`
 (every document reaches every question); paired: each question comes with its own document, as in
@@ -111,6 +115,8 @@ class Answer(BaseModel):
     """Ids the model cited that are no document of the request (removed by the coordinator)."""
     document_outcomes: dict[str, str] = Field(default_factory=dict)
     """Per document asked: found, not_found or failed (coordinator runs only)."""
+    chosen: str | None = None
+    """The strategy ``auto`` chose for the request behind this answer."""
 
 
 class ModelSession:
@@ -193,6 +199,7 @@ def _from_run(question: Question, result: RunResult, task_index: int | None = No
             if c.reason == "not a document of the request"
         ),
         document_outcomes={a.document_id: a.outcome for a in answers if a.document_id},
+        chosen=result.plan.chosen if result.plan is not None else None,
     )
 
 
@@ -209,11 +216,14 @@ class _CoordinatorStrategy(ABC):
     def _request(self, group: Group, question: Question) -> Request:
         """The coordinator request that answers `question` in this strategy's shape."""
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-        """Run the coordinator once per question, all questions at once."""
-        coordinator = Coordinator(
+    def _coordinator(self, session: ModelSession) -> Coordinator:
+        return Coordinator(
             session.backend, strategy=self._mode, policy=session.policy, sub_agent=self.sub_agent
         )
+
+    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+        """Run the coordinator once per question, all questions at once."""
+        coordinator = self._coordinator(session)
 
         async def ask(question: Question) -> Answer:
             try:
@@ -264,6 +274,49 @@ class IsolatedOracleStrategy(IsolatedStrategy):
                 documents=documents, question=question.text, instructions=(question.map_task,)
             )
         return Request(documents=documents, question=question.text)
+
+
+class AutoStrategy(IsolatedStrategy):
+    """``fanout run --strategy auto`` on the same groups, to check its choices against each fixed one.
+
+    Each question's request (every document of the group, as isolated asks it) runs as the
+    chooser decides from its profile: isolated or monolithic, per request.
+
+    Args:
+        chooser: the profile and objective; the default, no profile, is the built-in rule.
+        sub_agent: your own sub-agent for the isolated runs.
+    """
+
+    name = "auto"
+
+    def __init__(
+        self, chooser: StrategyChooser | None = None, *, sub_agent: SubAgent | None = None
+    ) -> None:
+        super().__init__(sub_agent=sub_agent)
+        self.chooser = chooser or StrategyChooser()
+
+    def describe(self) -> str:
+        """What this auto chooses from, for the eval's settings (a resume must agree on it)."""
+        profile = self.chooser.profile
+        source = (
+            "built-in rule (no profile)"
+            if profile is None
+            else f"{profile.suite} profile of {profile.model.describe()} ({profile.source})"
+        )
+        floor = self.chooser.min_accuracy
+        objective = self.chooser.objective + (f" >= {floor:.0%}" if floor is not None else "")
+        return f"{source}; objective {objective}"
+
+    def _coordinator(self, session: ModelSession) -> Coordinator:
+        return Coordinator(
+            session.backend,
+            strategy="auto",
+            policy=session.policy,
+            sub_agent=self.sub_agent,
+            profile=self.chooser.profile,
+            objective=self.chooser.objective,
+            min_accuracy=self.chooser.min_accuracy,
+        )
 
 
 class MonolithicStrategy(_CoordinatorStrategy):
@@ -435,8 +488,10 @@ class ChainStrategy:
         return _numbered_answers(group.questions, completion.text)
 
 
-def make_strategy(name: str, *, batch_size: int = 4) -> Strategy:
-    """The built-in strategy called `name` (one of `STRATEGIES`)."""
+def make_strategy(
+    name: str, *, batch_size: int = 4, chooser: StrategyChooser | None = None
+) -> Strategy:
+    """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto."""
     if name == "isolated":
         return IsolatedStrategy()
     if name == "monolithic":
@@ -453,4 +508,6 @@ def make_strategy(name: str, *, batch_size: int = 4) -> Strategy:
         return PairsStrategy()
     if name == "isolated-oracle":
         return IsolatedOracleStrategy()
+    if name == "auto":
+        return AutoStrategy(chooser)
     raise UserError(f"unknown strategy '{name}' (use one of: {', '.join(STRATEGIES)})")

@@ -7,6 +7,7 @@ The graph is compiled here with the caller's checkpointer; `fanout.orchestrator.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, Generic, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -19,10 +20,12 @@ from fanout.agents.backend import Backend, Closeable, Usage, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
+from .auto import Plan, StrategyChooser
 from .errors import RunFailed
 from .graph import build_graph
 from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
 from .policy import CallPolicy, FailurePolicy
+from .profile import Profile
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
@@ -56,8 +59,10 @@ class Coordinator(Closeable, Generic[SchemaT]):
 
     Args:
         backend: the model every call goes to.
-        strategy: "isolated" (one clean-context sub-agent per document x task x chunk) or
-            "monolithic" (one prompt holding everything: the baseline, same accounting).
+        strategy: "isolated" (one clean-context sub-agent per document x task x chunk),
+            "monolithic" (one prompt holding everything: the baseline, same accounting), or
+            "auto" (per request, whichever `profile` says wins for its N and document length;
+            `RunResult.plan` says which and why).
         synthesis: "llm", "collect", or your own `Synthesizer`.
         sub_agent: your own sub-agent (a coroutine, or `graph_sub_agent(graph)`); default QA.
         splitter: your own request -> sub-tasks function; default one per document x task x chunk.
@@ -71,6 +76,12 @@ class Coordinator(Closeable, Generic[SchemaT]):
         result_store: where each finished sub-result is written the moment it completes and
             looked up before any model call, so a resumed run never recomputes finished work.
         failure_policy: "best_effort", "fail_fast", "quorum=K" or a `FailurePolicy`.
+        profile: for "auto": what ``fanout eval --out DIR`` measured on this model (a `Profile` or
+            DIR/profile.json); None uses a built-in conservative rule. A profile of another model
+            is refused.
+        objective: for "auto": "accuracy" (the most accurate, ties to the cheaper) or "cost" (the
+            cheapest expected to reach `min_accuracy`).
+        min_accuracy: for "auto" with the cost objective: the accuracy floor, 0 to 1.
     """
 
     def __init__(
@@ -88,11 +99,27 @@ class Coordinator(Closeable, Generic[SchemaT]):
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         result_store: ResultStore | None = None,
         failure_policy: FailurePolicy | str = "best_effort",
+        profile: Profile | str | Path | None = None,
+        objective: Literal["accuracy", "cost"] = "accuracy",
+        min_accuracy: float | None = None,
     ) -> None:
-        if strategy not in ("isolated", "monolithic"):
+        if strategy not in ("isolated", "monolithic", "auto"):
             raise UserError(
-                f"unknown strategy '{strategy}' (use isolated or monolithic)", parameter="strategy"
+                f"unknown strategy '{strategy}' (use isolated, monolithic or auto)",
+                parameter="strategy",
             )
+        chooser: StrategyChooser | None = None
+        if strategy == "auto":
+            chooser = StrategyChooser.create(
+                profile, objective=objective, min_accuracy=min_accuracy
+            )
+            chooser.check_backend(backend)
+        elif profile is not None or min_accuracy is not None:
+            raise UserError(
+                f"applies to strategy 'auto' only, not '{strategy}'",
+                parameter="profile" if profile is not None else "min_accuracy",
+            )
+        self._strategy: Strategy = strategy
         synthesizer: Synthesizer
         if synthesis == "llm":
             synthesizer = LLMSynthesizer()
@@ -108,7 +135,8 @@ class Coordinator(Closeable, Generic[SchemaT]):
             sub_agent = structured_answerer(output_schema) if output_schema else answer_task
         self.nodes = CoordinatorNodes(
             backend=backend,
-            strategy=strategy,
+            strategy="monolithic" if strategy == "monolithic" else "isolated",
+            chooser=chooser,
             policy=policy or CallPolicy(),
             sub_agent=sub_agent,
             splitter=splitter,
@@ -135,8 +163,8 @@ class Coordinator(Closeable, Generic[SchemaT]):
 
     @property
     def strategy(self) -> Strategy:
-        """Isolated or monolithic."""
-        return self.nodes.strategy
+        """isolated, monolithic, or auto (chosen per request)."""
+        return self._strategy
 
     @property
     def policy(self) -> CallPolicy:
@@ -213,6 +241,13 @@ class Coordinator(Closeable, Generic[SchemaT]):
         """
         return self.nodes.plan(request, progress=progress)
 
+    def choose(self, request: Request) -> Plan | None:
+        """How ``strategy="auto"`` would run `request` and why (None for a fixed strategy).
+
+        `plan` makes the same choice and the run keeps it, in `RunResult.plan`.
+        """
+        return self.nodes.choose(request)
+
     def saved_plan(self, request: Request, run_id: str) -> list[SubTask] | None:
         """The sub-tasks the checkpoint holds for `run_id` (a resume), or None for a new run.
 
@@ -259,7 +294,8 @@ class Coordinator(Closeable, Generic[SchemaT]):
         stages.update(state.get("stage_usage", {}))
         raw = RunResult[Any](
             run_id=state["run_id"],
-            strategy=self.strategy,
+            strategy=self.nodes.mode(state),
+            plan=state.get("plan"),
             answer=state["answer"],
             answers=state["answers"],
             sub_results=sub_results,

@@ -22,6 +22,7 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
+from .auto import Mode, Plan, StrategyChooser
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
 from .errors import RunFailed
@@ -41,7 +42,7 @@ from .task import SubTask
 
 __all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered"]
 
-Strategy = Literal["isolated", "monolithic"]
+Strategy = Literal["isolated", "monolithic", "auto"]
 Splitter = Callable[[Request], list[SubTask]]
 
 
@@ -60,7 +61,7 @@ class CoordinatorNodes:
     """What the nodes need from the coordinator's settings, and the node functions themselves."""
 
     backend: Backend
-    strategy: Strategy
+    strategy: Mode
     policy: CallPolicy
     sub_agent: SubAgent
     splitter: Splitter | None
@@ -71,14 +72,22 @@ class CoordinatorNodes:
     failure_policy: FailurePolicy
     synthesizer: Synthesizer
     reduce_mode: ReduceMode
+    chooser: StrategyChooser | None = None
     breaker: CircuitBreaker = field(init=False)
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
     )
-    _planned: tuple[Request, list[SubTask]] | None = field(init=False, default=None)
+    _planned: tuple[Request, list[SubTask], Plan | None] | None = field(
+        init=False, default=None
+    )
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
+
+    def mode(self, state: CoordinatorState) -> Mode:
+        """How this run executes: the fixed strategy, or what auto's plan chose."""
+        plan = state.get("plan")
+        return plan.strategy if plan is not None else self.strategy
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -86,29 +95,41 @@ class CoordinatorNodes:
         """Cut the request into sub-tasks: one per document x task x chunk (or one, monolithic).
 
         A plan the caller made ahead with `plan` for this same request is used instead, once.
+        Under ``strategy="auto"`` the choice is made here (or in `plan`) and kept in the state, so
+        it is checkpointed and a resumed run keeps the choice it started with.
         """
         request = state["request"]
         planned, self._planned = self._planned, None
         if planned is not None and planned[0] == request:
-            tasks = planned[1]
+            _, tasks, plan = planned
         else:
-            tasks = self._split_request(request)
+            plan = self.choose(request)
+            tasks = self._split_request(request, mode=plan.strategy if plan else self.strategy)
         return {
             "tasks": tasks,
+            "plan": plan,
             "run_id": state.get("run_id") or uuid.uuid4().hex[:12],
             "started_at": time.time(),
         }
 
     def plan(self, request: Request, *, progress: SplitProgress | None = None) -> list[SubTask]:
         """The sub-tasks `request` becomes, before any model call; the next split reuses them."""
-        tasks = self._split_request(request, progress)
-        self._planned = (request, tasks)
+        plan = self.choose(request)
+        mode = plan.strategy if plan else self.strategy
+        tasks = self._split_request(request, progress, mode=mode)
+        self._planned = (request, tasks, plan)
         return tasks
 
+    def choose(self, request: Request) -> Plan | None:
+        """How ``strategy="auto"`` runs `request`, and why; None for a fixed strategy."""
+        if self.chooser is None:
+            return None
+        return self.chooser.plan(request, self.backend, max_tokens=self.policy.max_tokens)
+
     def _split_request(
-        self, request: Request, progress: SplitProgress | None = None
+        self, request: Request, progress: SplitProgress | None = None, *, mode: Mode
     ) -> list[SubTask]:
-        if self.strategy == "monolithic":
+        if mode == "monolithic":
             tasks = split_monolithic(request)
         elif self.splitter is not None:
             tasks = self.splitter(request)
@@ -178,7 +199,7 @@ class CoordinatorNodes:
         for index, task in enumerate(request.tasks):
             mine = [a for a in answers if a.task_index == index]
             selected += select_findings(
-                task, mine, texts, rank=rank and self.strategy != "monolithic"
+                task, mine, texts, rank=rank and self.mode(state) != "monolithic"
             )
         order = {(a.document_id, a.task_index): i for i, a in enumerate(answers)}
         return {"answers": sorted(selected, key=lambda a: order[(a.document_id, a.task_index)])}
@@ -194,7 +215,8 @@ class CoordinatorNodes:
         callers: list[ModelCaller] = []
         error: str | None = None
         rounds = 0
-        if self.strategy == "monolithic":
+        monolithic = self.mode(state) == "monolithic"
+        if monolithic:
             checked = check_citations(answers[0].answer or "", documents=documents, findings=None)
         else:
             try:
@@ -227,7 +249,7 @@ class CoordinatorNodes:
         ]
         if request.question is not None and request.instructions:
             unanswered = [] if selected_docs else [request.question]
-        if self.strategy == "monolithic":
+        if monolithic:
             unanswered = [] if checked.text and answers[0].outcome == "found" else request.tasks
         return {
             "answer": checked.text,

@@ -15,6 +15,8 @@ from typing_extensions import TypeVar
 
 from fanout.agents.backend import Usage
 
+from .auto import Plan
+
 __all__ = [
     "DocumentAnswer",
     "InvalidCitation",
@@ -190,6 +192,8 @@ class RunResult(BaseModel, Generic[DataT]):
     """Id of the run (the LangGraph thread id when checkpointed)."""
     strategy: Literal["isolated", "monolithic"]
     """How the request was executed."""
+    plan: Plan | None = None
+    """With ``strategy="auto"``: what was chosen and why (the estimate, the profile rows used)."""
     answer: str
     """The synthesized answer, naming any documents whose sub-agents failed."""
     answers: list[DocumentAnswer[DataT]]
