@@ -25,11 +25,12 @@ from rich.table import Table
 
 from fanout.agents.errors import UserError
 from fanout.orchestrator import cli_options as opts
+from fanout.orchestrator.auto import StrategyChooser
 
 from .faults import FaultSpec
 from .metrics import PriceTable, load_prices
 from .records import EvalResults
-from .report import EvalReport, build_report, write_report
+from .report import EvalReport, auto_verdict, build_report, write_report
 from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, Position, make_suite
@@ -68,6 +69,17 @@ def _writable(out: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+
+
+def _auto_chooser(
+    names: list[str], profile: Path | None, objective: str, min_accuracy: float | None
+) -> StrategyChooser | None:
+    """The chooser of the auto strategy, its profile read before any model loads."""
+    if "auto" in names:
+        return StrategyChooser.create(profile, objective=objective, min_accuracy=min_accuracy)
+    if profile is not None or objective != "accuracy" or min_accuracy is not None:
+        raise UserError("--profile, --objective and --min-accuracy go with the auto strategy")
+    return None
 
 
 class _RichProgress:
@@ -118,6 +130,16 @@ def _print_summary(report: EvalReport, console: Console) -> None:
     console.print(table)
     for crossover in report.crossovers:
         console.print(crossover.recommendation, markup=False, highlight=False)
+    for check in report.auto_checks:
+        ran = ", ".join(f"{name} {count}" for name, count in check.chosen.items())
+        verdict = auto_verdict(check)
+        console.print(
+            f"auto N={check.n} ({ran}): {check.accuracy:.0%} vs best fixed {check.best} "
+            f"{check.best_accuracy:.0%} [{check.best_ci_low:.0%}-{check.best_ci_high:.0%}], "
+            f"tokens {check.tokens:,} vs {check.best_tokens:,}: {verdict}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def eval_command(
@@ -169,6 +191,14 @@ def eval_command(
     report_only: Annotated[
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
     ] = False,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="auto: the profile.json it chooses from (measure it with another seed)."),
+    ] = None,
+    objective: Annotated[str, typer.Option(help="auto: accuracy or cost.")] = "accuracy",
+    min_accuracy: Annotated[
+        float | None, typer.Option(help="auto, cost objective: the accuracy floor, 0 to 1.")
+    ] = None,
 ) -> int:
     """Measure accuracy, cost and failure blast radius as more instances share one request."""
     from fanout.agents.logs import configure_logging
@@ -187,7 +217,9 @@ def eval_command(
     sizes = parse_instances(instances)
     for n in sizes:
         the_suite.check(n, groups)
-    chosen = [make_strategy(name, batch_size=batch_size) for name in _names(strategies)]
+    names = _names(strategies)
+    chooser = _auto_chooser(names, profile, objective, min_accuracy)
+    chosen = [make_strategy(name, batch_size=batch_size, chooser=chooser) for name in names]
     spec = FaultSpec.parse(faults)
     policy = opts.CallOptions(
         max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens

@@ -22,7 +22,14 @@ from .profile import build_profile
 from .records import EvalConfig, EvalResults
 from .strategies import ROUTING
 
-__all__ = ["EvalReport", "build_report", "render_html", "render_markdown", "write_report"]
+__all__ = [
+    "EvalReport",
+    "auto_verdict",
+    "build_report",
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
 
 # Blind isolated (the product) against blind one-prompt baselines; paired against paired.
 _COMPARISONS = (
@@ -163,11 +170,18 @@ def _fault_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str
     return header, rows
 
 
+def auto_verdict(check: AutoCheck) -> str:
+    """ok, ok (more accurate beyond its interval), or MISSED."""
+    if not check.passed:
+        return "MISSED"
+    return "ok" if check.no_more_tokens else "ok (more accurate beyond its interval)"
+
+
 def _auto_table(checks: Sequence[AutoCheck]) -> tuple[list[str], list[list[str]]] | None:
     if not checks:
         return None
     header = ["N", "auto ran", "auto accuracy [95% CI]", "best fixed", "its accuracy [95% CI]"]
-    header += ["tokens auto / best", "within its interval", "no more tokens"]
+    header += ["tokens auto / best", "within its interval", "no more tokens", "verdict"]
     rows = []
     for c in checks:
         rows.append(
@@ -180,6 +194,7 @@ def _auto_table(checks: Sequence[AutoCheck]) -> tuple[list[str], list[list[str]]
                 f"{c.tokens:,} / {c.best_tokens:,}",
                 "yes" if c.within_interval else "NO",
                 "yes" if c.no_more_tokens else "NO",
+                auto_verdict(c),
             ]
         )
     return header, rows

@@ -27,6 +27,7 @@ from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator import cli_options as opts
+from fanout.orchestrator.auto import Objective, Plan, StrategyChooser
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
@@ -42,7 +43,7 @@ __all__ = ["app", "main"]
 
 logger = logging.getLogger(__name__)
 
-Strategy = Literal["isolated", "monolithic"]
+Strategy = Literal["isolated", "monolithic", "auto"]
 Synthesis = Literal["llm", "collect"]
 
 app = typer.Typer(
@@ -99,7 +100,30 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
+def _print_plan(plan: Plan, console: Console) -> None:
+    """What auto chose and why: the estimate it expects, then the profile rows it read."""
+    source = "profile" if plan.source == "profile" else "no profile"
+    console.print(f"[bold]Plan[/bold] (auto, {source}): ran {plan.strategy}")
+    console.print(plan.reason, markup=False, highlight=False)
+    if plan.expected is not None:
+        e = plan.expected
+        console.print(
+            f"expected {e.accuracy:.0%} [{e.ci_low:.0%}-{e.ci_high:.0%}] accuracy, "
+            f"~{e.tokens:,.0f} tokens" + (" (extrapolated)" if plan.extrapolated else ""),
+            markup=False,
+            highlight=False,
+        )
+    if plan.rows:
+        console.print(
+            "profile rows: " + "; ".join(row.cell() for row in plan.rows),
+            markup=False,
+            highlight=False,
+        )
+
+
 def _print_result(result: RunResult, console: Console) -> None:
+    if result.plan is not None:
+        _print_plan(result.plan, console)
     multi_task = len({a.task_index for a in result.answers}) > 1
     table = Table(title="Per-document answers", show_lines=False)
     table.add_column("document")
@@ -140,8 +164,28 @@ def run_command(
         list[str] | None, typer.Option("--instruction", "-i", help="A per-document task.")
     ] = None,
     strategy: Annotated[
-        Strategy, typer.Option(help="One sub-agent per document and task, or one prompt.")
+        Strategy,
+        typer.Option(
+            help="One sub-agent per document and task, one prompt, or auto: whichever --profile "
+            "measured to be better for the request's N and document length."
+        ),
     ] = "isolated",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="auto: the profile.json that fanout eval --out DIR wrote for this model."
+        ),
+    ] = None,
+    objective: Annotated[
+        Objective,
+        typer.Option(
+            help="auto: the most accurate (ties to the cheaper), or the cheapest that "
+            "is expected to reach --min-accuracy."
+        ),
+    ] = "accuracy",
+    min_accuracy: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="auto, cost objective: 0 to 1.")
+    ] = None,
     backend: opts.BackendOption = opts.BACKEND,
     model: opts.Model = None,
     base_url: opts.BaseUrl = None,
@@ -207,6 +251,7 @@ def run_command(
         run_id=run_id,
         paired=paired,
     )
+    chooser = _chooser(strategy, profile, objective, min_accuracy)
     failures = FailurePolicy.parse(failure_policy)
     policy = opts.CallOptions(
         max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
@@ -236,6 +281,9 @@ def run_command(
         coordinator = Coordinator(
             chosen,
             strategy=strategy,
+            profile=chooser.profile if chooser else None,
+            objective=objective,
+            min_accuracy=min_accuracy,
             synthesis=synthesis,
             policy=policy,
             chunk_tokens=chunk_tokens,
@@ -246,7 +294,8 @@ def run_command(
         err = Console(stderr=True)
         saved_tasks = coordinator.saved_plan(request, run_id) if saved and run_id else None
         tasks = saved_tasks or _plan(coordinator, request, err, quiet=json_output)
-        _announce(tasks, coordinator, log_json=log_json)
+        choice = coordinator.choose(request) if chooser else None
+        _announce(tasks, coordinator, log_json=log_json, choice=choice)
         if dry_run:
             return 0
         try:
@@ -328,12 +377,29 @@ def _plan(
         )
 
 
-def _announce(tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool) -> None:
-    """Say on stderr, before any model call, how many sub-agents and model calls the run plans."""
+def _chooser(
+    strategy: str, profile: str | None, objective: str, min_accuracy: float | None
+) -> StrategyChooser | None:
+    """The chooser of --strategy auto, its profile read before any model loads; None if fixed."""
+    if strategy == "auto":
+        return StrategyChooser.create(profile, objective=objective, min_accuracy=min_accuracy)
+    if profile is not None or objective != "accuracy" or min_accuracy is not None:
+        raise UserError("--profile, --objective and --min-accuracy go with --strategy auto")
+    return None
+
+
+def _announce(
+    tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool, choice: Plan | None = None
+) -> None:
+    """Say on stderr, before any model call, how many sub-agents and model calls the run plans.
+
+    Under ``--strategy auto``, `choice` is what auto chose for this request, and why.
+    """
     documents = len({t.document_id for t in tasks if t.document_id is not None})
     chunked = len({(t.document_id, t.task_index) for t in tasks if t.n_chunks > 1})
     llm = isinstance(coordinator.nodes.synthesizer, LLMSynthesizer)
-    monolithic = coordinator.strategy == "monolithic"
+    mode = choice.strategy if choice is not None else coordinator.strategy
+    monolithic = mode == "monolithic"
     merges = chunked if llm and not monolithic else 0
     synthesis = llm and not monolithic
     if log_json:
@@ -347,8 +413,12 @@ def _announce(tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool)
             sub_agent_calls=len(tasks),
             merge_calls_at_most=merges,
             synthesis=synthesis,
+            strategy=mode,
+            **({"auto": choice.reason} if choice is not None else {}),
         )
         return
+    if choice is not None:
+        sys.stderr.write(f"fanout: auto chose {choice.strategy}: {choice.reason}\n")
     if monolithic:
         line = "1 sub-agent holding every document; model calls: 1"
     else:

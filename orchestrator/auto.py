@@ -264,15 +264,19 @@ class StrategyChooser:
     ) -> StrategyChooser:
         """Check the options (one-line `UserError`s) and read the profile if given as a path."""
         if objective not in ("accuracy", "cost"):
-            raise UserError(f"unknown objective '{objective}' (use accuracy or cost)")
-        if objective == "cost" and min_accuracy is None:
-            raise UserError("the cost objective needs a minimum accuracy, e.g. --min-accuracy 0.8")
-        if objective == "accuracy" and min_accuracy is not None:
             raise UserError(
-                "a minimum accuracy applies to the cost objective only (--objective cost)"
+                f"unknown objective '{objective}' (use accuracy or cost)", parameter="objective"
             )
+        if objective == "cost" and min_accuracy is None:
+            raise UserError(
+                "the cost objective needs a minimum accuracy, e.g. 0.8", parameter="min_accuracy"
+            )
+        if objective == "accuracy" and min_accuracy is not None:
+            raise UserError("applies to the cost objective only", parameter="min_accuracy")
         if min_accuracy is not None and not 0 <= min_accuracy <= 1:
-            raise UserError(f"the minimum accuracy must be between 0 and 1, not {min_accuracy}")
+            raise UserError(
+                f"must be between 0 and 1, not {min_accuracy}", parameter="min_accuracy"
+            )
         loaded = Profile.load(profile) if isinstance(profile, str | Path) else profile
         return cls(
             profile=loaded,

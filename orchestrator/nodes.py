@@ -77,9 +77,7 @@ class CoordinatorNodes:
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
     )
-    _planned: tuple[Request, list[SubTask], Plan | None] | None = field(
-        init=False, default=None
-    )
+    _planned: tuple[Request, list[SubTask], Plan | None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)

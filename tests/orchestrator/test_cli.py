@@ -1,5 +1,6 @@
 """The CLI's bad-input cases: each exits 2 with exactly one line on stderr, never a traceback."""
 
+import json
 import os
 import re
 import shutil
@@ -84,6 +85,38 @@ CASES = [
     (["run", "{t}/ok.md", "-q", "Q", "--failure-policy", "quorum=0"], "unknown failure policy"),
     (["run", "{t}/ok.md", "-q", "Q", "--checkpoint", "{t}/c.db"], "--checkpoint needs --run-id"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "--model: no model name given"),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--profile", "{t}/no.json"],
+        "cannot read profile",
+    ),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--profile", "{t}/ok.md"],
+        "is not a fanout profile",
+    ),
+    (["run", "{t}/ok.md", "-q", "Q", "--profile", "{t}/ok.md"], "go with --strategy auto"),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--objective", "cost"],
+        "--min-accuracy: the cost objective needs a minimum accuracy",
+    ),
+    (
+        ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--objective", "fast"],
+        "'fast' is not one of 'accuracy', 'cost'",
+    ),
+    (
+        [
+            "run",
+            "{t}/ok.md",
+            "-q",
+            "Q",
+            "--strategy",
+            "auto",
+            "--objective",
+            "cost",
+            "--min-accuracy",
+            "2",
+        ],
+        "'--min-accuracy'",
+    ),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
     (["run", "{t}/ok.md", "-q", "Q", "--timeout", "-1"], "positive, finite number of seconds"),
     (["run", "{t}/ok.md", "-q", "Q", "--max-tokens", "-5"], "'--max-tokens'"),
@@ -355,3 +388,64 @@ def test_an_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert_one_line_error(proc.stderr, f"{secret}: permission denied")
+
+
+def _profile(tmp_path: Path, model: str) -> Path:
+    from fanout.evals.metrics import wilson_interval
+
+    rows = []
+    for strategy, n, correct, tokens in [
+        ("isolated", 1, 10, 300), ("isolated", 4, 10, 1200),
+        ("monolithic", 1, 10, 250), ("monolithic", 4, 3, 700),
+    ]:  # fmt: skip
+        low, high = wilson_interval(correct, 10)
+        rows.append({
+            "strategy": strategy, "routing": "blind", "n": n, "band": "<64", "groups": 10,
+            "questions": 10, "correct": correct, "accuracy": correct / 10, "ci_low": low,
+            "ci_high": high, "tokens_per_question": tokens, "wall_s_per_question": 0.5,
+        })  # fmt: skip
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"model": {"name": model}, "suite": "keyvalue", "rows": rows}))
+    return path
+
+
+def test_auto_prints_its_plan_and_refuses_another_models_profile(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fanout.cli as cli
+    from fanout.agents.backend import CompletionRequest
+    from fanout.agents.testing import ScriptedBackend
+
+    def answer(request: CompletionRequest) -> str:
+        if request.prompt.context_label == "Findings":  # synthesis: the first finding
+            return request.prompt.context.splitlines()[0].removeprefix("- ")
+        return "Ada [a.txt]" if request.tags["document_id"] == "*" else "Ada"
+
+    monkeypatch.setattr(cli, "make_backend", lambda kind, **o: ScriptedBackend(fn=answer))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (docs / name).write_text(f"ticket {name}")
+    profile = _profile(tmp_path, "scripted")
+    code, out, err = run_cli(
+        capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto", "--profile", str(profile)
+    )
+    assert code == 0, err
+    assert "Plan (auto, profile): ran isolated" in out
+    assert "keyvalue profile, N=3, <64 tok/doc: interpolated between N=1 and N=4" in out
+    assert "expected 100% [72%-100%] accuracy, ~900 tokens" in out
+    assert "profile rows: isolated N=1 (<64 tok/doc): 100% [72%-100%], 300 tok/q" in out
+    code, out, _ = run_cli(capsys, "run", str(docs / "a.txt"), "-q", "Who?", "--strategy", "auto",
+                           "--profile", str(profile), "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["plan"]["strategy"] == "monolithic"
+    code, out, _ = run_cli(capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto")
+    assert code == 0 and "Plan (auto, no profile): ran isolated" in out
+    assert "no profile: built-in rule" in out
+    other = _profile(tmp_path, "gemma-3-270m.gguf")
+    code, out, err = run_cli(
+        capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto", "--profile", str(other)
+    )
+    assert code == 2 and out == ""
+    assert_one_line_error(
+        err, "was measured on gemma-3-270m.gguf, not on this run's model scripted"
+    )
