@@ -1,10 +1,12 @@
 """fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize."""
 
+from .auto import Plan, StrategyChooser
 from .coordinator import Coordinator, RunObserver
 from .documents import load_documents
 from .errors import RunFailed
 from .nodes import Splitter, Strategy
 from .policy import CallPolicy, FailurePolicy
+from .profile import Profile, ProfileRow
 from .request import Document, Request
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
@@ -28,6 +30,9 @@ __all__ = [
     "LLMSynthesizer",
     "MemoryResultStore",
     "ModelAccess",
+    "Plan",
+    "Profile",
+    "ProfileRow",
     "Request",
     "ResultStore",
     "RunFailed",
@@ -37,6 +42,7 @@ __all__ = [
     "Splitter",
     "SqliteResultStore",
     "Strategy",
+    "StrategyChooser",
     "SubAgent",
     "SubResult",
     "SubTask",

@@ -159,12 +159,17 @@ def _lerp(a: float, b: float, t: float) -> float:
 
 
 def _band_rows(rows: Sequence[ProfileRow], band: int) -> tuple[list[ProfileRow], str | None]:
-    """The rows of the request's band; else of the nearest measured band, with a note saying so."""
+    """The rows of the request's band; else of the nearest measured band, with a note saying so.
+
+    Rows without a band ("any": results that did not record document lengths) stand for every
+    band the profile has no row of its own for.
+    """
     label = DOCUMENT_BANDS[band][0]
-    same = [r for r in rows if r.band in (label, "any")]
-    if same:
-        return same, None
-    measured = sorted({r.band for r in rows}, key=lambda b: abs(_band_of(b) - band))
+    for wanted in (label, "any"):
+        same = [r for r in rows if r.band == wanted]
+        if same:
+            return same, None
+    measured = sorted({r.band for r in rows}, key=lambda b: (abs(_band_of(b) - band), _band_of(b)))
     nearest = measured[0]
     note = f"documents of {label} tokens were not measured (used {nearest})"
     return [r for r in rows if r.band == nearest], note
@@ -193,9 +198,8 @@ def _estimate(
         b = min((r for r in chosen if r.n > n), key=lambda r: r.n)
         t = (n - a.n) / (b.n - a.n)
         used = [a, b]
-        acc, lo, hi = (
-            _lerp(getattr(a, f), getattr(b, f), t) for f in ("accuracy", "ci_low", "ci_high")
-        )
+        acc = _lerp(a.accuracy, b.accuracy, t)
+        lo, hi = _lerp(a.ci_low, b.ci_low, t), _lerp(a.ci_high, b.ci_high, t)
         tokens = _lerp(a.tokens_per_question, b.tokens_per_question, t)
         wall = _lerp(a.wall_s_per_question, b.wall_s_per_question, t)
         how, outside = f"interpolated between N={a.n} and N={b.n}", False

@@ -38,3 +38,46 @@ def test_tiny_real_sweep_on_the_embedded_model(llama_backend: Backend, tmp_path:
     assert isolated.correct == 1
     for name in ("report.md", "report.html", "accuracy_vs_n.png", "tokens_vs_n.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.integration
+def test_a_real_profile_names_the_gguf_and_drives_auto(
+    llama_backend: Backend, gemma_path: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from fanout.agents.errors import UserError
+    from fanout.orchestrator.coordinator import Coordinator
+    from fanout.orchestrator.profile import ModelIdentity, Profile
+    from fanout.orchestrator.request import Document, Request
+
+    evaluate(
+        llama_backend,
+        suite="keyvalue",
+        strategies=["isolated", "monolithic"],
+        instances=[1],
+        groups=1,
+        doc_tokens=40,
+        policy=CallPolicy(max_attempts=1, max_tokens=16),
+        out=tmp_path,
+    )
+    profile = Profile.load(tmp_path / "profile.json")
+    with gemma_path.open("rb") as f:
+        assert profile.model.sha256 == hashlib.file_digest(f, "sha256").hexdigest()
+    assert profile.model.name == gemma_path.name
+    assert {(r.strategy, r.n, r.band) for r in profile.rows} == {
+        ("isolated", 1, "<64"),
+        ("monolithic", 1, "<64"),
+    }
+    note = Document(id="note.txt", text="The access code for the jade chest is 5179.")
+    result = Coordinator(llama_backend, strategy="auto", profile=tmp_path / "profile.json").run(
+        Request(documents=(note,), question="What is the access code for the jade chest?")
+    )
+    assert result.plan is not None and result.plan.source == "profile"
+    assert result.plan.expected is not None and result.plan.expected.how == "measured at N=1"
+    assert result.strategy == result.plan.strategy and "5179" in result.answer
+    renamed = profile.model_copy(
+        update={"model": ModelIdentity(name=gemma_path.name, sha256="0" * 64)}
+    )
+    with pytest.raises(UserError, match="sha256 000000000000"):
+        Coordinator(llama_backend, strategy="auto", profile=renamed)

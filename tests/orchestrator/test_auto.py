@@ -259,3 +259,20 @@ def test_bad_objectives_are_one_line_errors(options: dict[str, object], fragment
         Coordinator(ScriptedBackend(fn=answer), strategy="auto", profile=PENALTY, **options)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="apply to strategy 'auto', not 'isolated'"):
         Coordinator(ScriptedBackend(fn=answer), profile=PENALTY)
+
+
+def test_a_checkpointed_run_keeps_its_plan(tmp_path: Path) -> None:
+    from fanout.agents.portal import run_sync
+    from fanout.orchestrator.checkpoint import open_checkpoint
+
+    request = Request(documents=tuple(docs(10)), question="Who?")
+    backend = ScriptedBackend(fn=answer)
+    saved = open_checkpoint(tmp_path / "run.db")
+    coordinator = Coordinator(backend, strategy="auto", profile=PENALTY, **vars(saved))
+    first = coordinator.run(request, run_id="r1")
+    calls = len(backend.calls)
+    again = coordinator.run(request, run_id="r1")  # finished: read back, no model call
+    run_sync(saved.checkpointer.conn.close())
+    saved.result_store.close()
+    assert len(backend.calls) == calls
+    assert again.plan == first.plan and again.plan is not None and again.strategy == "isolated"
