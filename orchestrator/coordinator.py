@@ -114,10 +114,16 @@ class Coordinator(Closeable, Generic[SchemaT]):
                 profile, objective=objective, min_accuracy=min_accuracy
             )
             chooser.check_backend(backend)
-        elif profile is not None or min_accuracy is not None:
+        elif profile is not None or objective != "accuracy" or min_accuracy is not None:
             raise UserError(
                 f"applies to strategy 'auto' only, not '{strategy}'",
-                parameter="profile" if profile is not None else "min_accuracy",
+                parameter=(
+                    "profile"
+                    if profile is not None
+                    else "objective"
+                    if objective != "accuracy"
+                    else "min_accuracy"
+                ),
             )
         self._strategy: Strategy = strategy
         synthesizer: Synthesizer
