@@ -3,7 +3,9 @@
 FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
 │   └── RunInUse                   another live process holds this run id's lease
-└── RunFailed                      the failure policy stopped the run; partial results kept
+├── RunFailed                      the failure policy stopped the run; partial results kept
+└── SubAgentTimeout                a sub-agent overran its deadline outside model calls (caught
+                                   into that sub-agent's failed SubResult)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fanout.agents.errors import FanoutError, UserError
 
 from .result import SubResult
 
-__all__ = ["FanoutError", "RunFailed", "RunInUse", "UserError"]
+__all__ = ["FanoutError", "RunFailed", "RunInUse", "SubAgentTimeout", "UserError"]
 
 
 class RunFailed(FanoutError):
@@ -30,3 +32,7 @@ class RunFailed(FanoutError):
 
 class RunInUse(UserError):
     """Another live process holds the lease on this run id (see `fanout.orchestrator.lease`)."""
+
+
+class SubAgentTimeout(FanoutError):
+    """A sub-agent spent longer than `CallPolicy.sub_agent_timeout_s` outside its model calls."""

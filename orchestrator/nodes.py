@@ -7,11 +7,12 @@ own node and becomes a failed `SubResult`: one bad document never sinks the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from fanout.agents.secrets import scrub
 from .auto import Mode, Plan, StrategyChooser
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
-from .errors import RunFailed
+from .errors import RunFailed, SubAgentTimeout
 from .grounding import is_grounded
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .prompts import NOT_FOUND, is_not_found
@@ -285,14 +286,10 @@ class CoordinatorNodes:
             "task": task.task,
         }
         try:
-            raw = await asyncio.wait_for(
-                self.sub_agent(task, caller), timeout=self.policy.sub_agent_deadline_s
-            )
+            raw = await self._within_deadline(self.sub_agent(task, caller), caller)
             fields = self._interpret(raw, task)
         except Exception as exc:  # isolate the failure to this sub-agent
             error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, TimeoutError) and not str(exc):
-                error = f"SubAgentTimeout: no answer within {self.policy.sub_agent_deadline_s:g} s"
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
             )
@@ -300,6 +297,28 @@ class CoordinatorNodes:
         if self.result_store is not None:
             await asyncio.to_thread(self.result_store.put, run_id, result)
         return result
+
+    async def _within_deadline(
+        self, work: Awaitable[object], caller: ModelCaller
+    ) -> object:
+        """Await `work`, cancelling it once it has spent the deadline outside its model calls."""
+        deadline = self.policy.sub_agent_deadline_s
+        if deadline is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        started = time.monotonic()
+        while True:
+            remaining = deadline - caller.time_outside_calls(started)
+            if remaining <= 0:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise SubAgentTimeout(
+                    f"the sub-agent spent more than {deadline:g} s outside its model calls"
+                )
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+            if done:
+                return task.result()
 
     def _interpret(self, output: object, task: SubTask) -> dict[str, Any]:
         """A sub-agent's return value as `SubResult` fields: outcome, answer, evidence, grounding."""

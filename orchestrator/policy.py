@@ -59,15 +59,16 @@ class CallPolicy:
     breaker_cooldown_s: float = 30.0
     """How long a tripped breaker fails calls before letting one through to test the endpoint."""
     sub_agent_timeout_s: float | None = None
-    """Deadline for one whole sub-agent (a user's sub-agent may await more than model calls);
-    None allows four full calls with their retries: 4 x timeout_s x max_attempts."""
+    """Deadline on the time a sub-agent spends outside its model calls (a user's sub-agent may
+    await anything); model calls, queueing for them included, are bounded by `timeout_s` and the
+    retries instead, so a long queue behind a busy model never counts. None: `timeout_s`."""
 
     @property
     def sub_agent_deadline_s(self) -> float | None:
         """The per-sub-agent deadline in force (None: no deadline)."""
         if self.sub_agent_timeout_s is not None:
             return self.sub_agent_timeout_s
-        return None if self.timeout_s is None else 4 * self.timeout_s * self.max_attempts
+        return self.timeout_s
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -203,6 +204,8 @@ class ModelCaller:
     ) -> None:
         self._backend = backend
         self._policy = policy
+        self._in_calls_s = 0.0
+        self._in_call_since: float | None = None
         self._limiter = limiter
         self._breaker = breaker
         self._tags = tags
@@ -249,11 +252,24 @@ class ModelCaller:
             retry=retry_if_exception(is_transient),
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                completion = await self._attempt(request, attempt.retry_state.attempt_number)
+        self._in_call_since = time.monotonic()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    completion = await self._attempt(request, attempt.retry_state.attempt_number)
+        finally:
+            self._in_calls_s += time.monotonic() - self._in_call_since
+            self._in_call_since = None
         self.usage = self.usage + completion.usage
         return completion
+
+    def time_outside_calls(self, since: float) -> float:
+        """Seconds since `since` (a `time.monotonic()` value) not spent in this caller's calls."""
+        now = time.monotonic()
+        in_calls = self._in_calls_s
+        if self._in_call_since is not None:
+            in_calls += now - self._in_call_since
+        return now - since - in_calls
 
     async def _attempt(self, request: CompletionRequest, number: int) -> Completion:
         self.attempts += 1

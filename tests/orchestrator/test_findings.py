@@ -374,6 +374,12 @@ def test_a_user_sub_agent_that_hangs_times_out_and_bad_return_types_fail_clearly
     )
     slow = result.sub_results[0]
     assert slow.status == "failed" and "SubAgentTimeout" in (slow.error or "")
+    # Time queued behind a busy model is not the sub-agent's: a long queue never trips it.
+    queued = Coordinator(
+        ScriptedBackend(fn=lambda r: "ok", delay_s=0.1),
+        policy=CallPolicy(max_concurrency=1, sub_agent_timeout_s=0.25),
+    ).run(Request(documents=[Document(id=f"d{i}", text="ok") for i in range(6)], question="Q"))
+    assert all(r.status == "ok" for r in queued.sub_results)
     assert result.sub_results[1].status == "ok"
     result = Coordinator(ScriptedBackend(), sub_agent=returns_none).run(
         Request(documents=docs, question="Q")
