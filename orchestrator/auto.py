@@ -333,8 +333,7 @@ class StrategyChooser:
             names = ", ".join(CANDIDATES[shape])
             raise UserError(
                 f"the profile ({self.profile.suite} on {self.profile.model.name}) measured none "
-                f"of {names}, which a {shape} request can run as; "
-                f"measure them with fanout eval --strategies {names.replace(', ', ',')} --out DIR"
+                f"of {names}, which a {shape} request can run as; measure them with fanout eval"
             )
         chosen, why = self._decide(estimates)
         others = [e.summary() for e in estimates if e is not chosen]
@@ -384,8 +383,8 @@ class StrategyChooser:
         chosen = next(name for name, mode in candidates.items() if mode == want)
         reason = (
             f"no profile: built-in rule (one prompt up to N={RULE_MONOLITHIC_MAX_N}, isolated "
-            f"sub-agents above), N={n}; measure this model with fanout eval --out DIR and pass "
-            "DIR/profile.json to choose from data"
+            f"sub-agents above), N={n}; the profile.json that fanout eval writes for this model "
+            "chooses from measurements instead"
         )
         return Plan.model_validate(
             {

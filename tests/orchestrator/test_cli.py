@@ -93,7 +93,7 @@ CASES = [
         ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--profile", "{t}/ok.md"],
         "is not a fanout profile",
     ),
-    (["run", "{t}/ok.md", "-q", "Q", "--profile", "{t}/ok.md"], "go with --strategy auto"),
+    (["run", "{t}/ok.md", "-q", "Q", "--profile", "{t}/ok.md"], "go with the strategy auto"),
     (
         ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--objective", "cost"],
         "--min-accuracy: the cost objective needs a minimum accuracy",
@@ -412,7 +412,7 @@ def _profile(tmp_path: Path, model: str) -> Path:
 def test_auto_prints_its_plan_and_refuses_another_models_profile(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fanout.cli as cli
+    from fanout.agents import factory
     from fanout.agents.backend import CompletionRequest
     from fanout.agents.testing import ScriptedBackend
 
@@ -421,7 +421,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
             return request.prompt.context.splitlines()[0].removeprefix("- ")
         return "Ada [a.txt]" if request.tags["document_id"] == "*" else "Ada"
 
-    monkeypatch.setattr(cli, "make_backend", lambda kind, **o: ScriptedBackend(fn=answer))
+    monkeypatch.setattr(factory, "make_backend", lambda kind, **o: ScriptedBackend(fn=answer))
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("a.txt", "b.txt", "c.txt"):
@@ -431,6 +431,8 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
         capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto", "--profile", str(profile)
     )
     assert code == 0, err
+    assert "fanout: auto chose isolated: isolated 100% [72%-100%] at ~900 tokens" in err
+    assert "fanout: plan: 3 sub-agent(s) over 3 document(s)" in err  # before any model call
     assert "Plan (auto, profile): ran isolated" in out
     assert "keyvalue profile, N=3, <64 tok/doc: interpolated between N=1 and N=4" in out
     assert "expected 100% [72%-100%] accuracy, ~900 tokens" in out
