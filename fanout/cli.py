@@ -27,7 +27,7 @@ from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator import cli_options as opts
-from fanout.orchestrator.auto import Plan
+from fanout.orchestrator.auto import StrategyPlan
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
@@ -100,10 +100,10 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
-def _print_plan(plan: Plan, console: Console) -> None:
+def _print_plan(plan: StrategyPlan, console: Console) -> None:
     """What auto chose and why: the estimate it expects, then the profile rows it read."""
     source = "profile" if plan.source == "profile" else "no profile"
-    console.print(f"[bold]Plan[/bold] (auto, {source}): ran {plan.strategy}")
+    console.print(f"[bold]Strategy[/bold] (auto, {source}): ran {plan.strategy}")
     console.print(plan.reason, markup=False, highlight=False)
     if plan.expected is not None:
         e = plan.expected
@@ -365,7 +365,11 @@ def _plan(
 
 
 def _announce(
-    tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool, choice: Plan | None = None
+    tasks: list[SubTask],
+    coordinator: Coordinator,
+    *,
+    log_json: bool,
+    choice: StrategyPlan | None = None,
 ) -> None:
     """Say on stderr, before any model call, how many sub-agents and model calls the run plans.
 

@@ -39,9 +39,9 @@ __all__ = [
     "Estimate",
     "Mode",
     "Objective",
-    "Plan",
     "RequestShape",
     "StrategyChooser",
+    "StrategyPlan",
     "request_shape",
     "request_size",
 ]
@@ -115,7 +115,7 @@ class Estimate(BaseModel):
         )
 
 
-class Plan(BaseModel):
+class StrategyPlan(BaseModel):
     """How ``strategy="auto"`` ran one request, and why."""
 
     model_config = ConfigDict(frozen=True)
@@ -293,7 +293,7 @@ class StrategyChooser:
         if self.profile is not None:
             self.profile.check_model(model_identity(backend))
 
-    def plan(self, request: Request, backend: Backend, *, max_tokens: int = 128) -> Plan:
+    def plan(self, request: Request, backend: Backend, *, max_tokens: int = 128) -> StrategyPlan:
         """Choose how `request` runs on `backend`.
 
         Raises:
@@ -343,7 +343,7 @@ class StrategyChooser:
             f"{self.profile.suite} profile, N={n}, {DOCUMENT_BANDS[band][0]} tok/doc: {chosen.how}",
             *notes,
         ]
-        return Plan.model_validate(
+        return StrategyPlan.model_validate(
             {
                 "strategy": chosen.runs_as,
                 "chosen": chosen.strategy,
@@ -375,7 +375,7 @@ class StrategyChooser:
 
     def _rule(
         self, candidates: dict[str, Mode], n: int, notes: list[str], common: dict[str, object]
-    ) -> Plan:
+    ) -> StrategyPlan:
         """No profile: one prompt for small N (if it fits), isolated sub-agents above."""
         want: Mode = "monolithic" if n <= RULE_MONOLITHIC_MAX_N else "isolated"
         if want not in candidates.values():
@@ -386,7 +386,7 @@ class StrategyChooser:
             f"sub-agents above), N={n}; the profile.json that fanout eval writes for this model "
             "chooses from measurements instead"
         )
-        return Plan.model_validate(
+        return StrategyPlan.model_validate(
             {
                 "strategy": want,
                 "chosen": chosen,

@@ -433,7 +433,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
     assert code == 0, err
     assert "fanout: auto chose isolated: isolated 100% [72%-100%] at ~900 tokens" in err
     assert "fanout: plan: 3 sub-agent(s) over 3 document(s)" in err  # before any model call
-    assert "Plan (auto, profile): ran isolated" in out
+    assert "Strategy (auto, profile): ran isolated" in out
     assert "keyvalue profile, N=3, <64 tok/doc: interpolated between N=1 and N=4" in out
     assert "expected 100% [72%-100%] accuracy, ~900 tokens" in out
     assert "profile rows: isolated N=1 (<64 tok/doc): 100% [72%-100%], 300 tok/q" in out
@@ -441,7 +441,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
                            "--profile", str(profile), "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["plan"]["strategy"] == "monolithic"
     code, out, _ = run_cli(capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto")
-    assert code == 0 and "Plan (auto, no profile): ran isolated" in out
+    assert code == 0 and "Strategy (auto, no profile): ran isolated" in out
     assert "no profile: built-in rule" in out
     other = _profile(tmp_path, "gemma-3-270m.gguf")
     code, out, err = run_cli(
