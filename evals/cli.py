@@ -25,7 +25,6 @@ from rich.table import Table
 
 from fanout.agents.errors import UserError
 from fanout.orchestrator import cli_options as opts
-from fanout.orchestrator.auto import StrategyChooser
 
 from .faults import FaultSpec
 from .metrics import PriceTable, load_prices
@@ -69,17 +68,6 @@ def _writable(out: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
-
-
-def _auto_chooser(
-    names: list[str], profile: Path | None, objective: str, min_accuracy: float | None
-) -> StrategyChooser | None:
-    """The chooser of the auto strategy, its profile read before any model loads."""
-    if "auto" in names:
-        return StrategyChooser.create(profile, objective=objective, min_accuracy=min_accuracy)
-    if profile is not None or objective != "accuracy" or min_accuracy is not None:
-        raise UserError("--profile, --objective and --min-accuracy go with the auto strategy")
-    return None
 
 
 class _RichProgress:
@@ -191,14 +179,9 @@ def eval_command(
     report_only: Annotated[
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
     ] = False,
-    profile: Annotated[
-        Path | None,
-        typer.Option(help="auto: the profile.json it chooses from (measure it with another seed)."),
-    ] = None,
-    objective: Annotated[str, typer.Option(help="auto: accuracy or cost.")] = "accuracy",
-    min_accuracy: Annotated[
-        float | None, typer.Option(help="auto, cost objective: the accuracy floor, 0 to 1.")
-    ] = None,
+    profile: opts.ProfileFile = None,
+    objective: opts.ObjectiveOption = opts.OBJECTIVE,
+    min_accuracy: opts.MinAccuracy = None,
 ) -> int:
     """Measure accuracy, cost and failure blast radius as more instances share one request."""
     from fanout.agents.logs import configure_logging
@@ -218,7 +201,7 @@ def eval_command(
     for n in sizes:
         the_suite.check(n, groups)
     names = _names(strategies)
-    chooser = _auto_chooser(names, profile, objective, min_accuracy)
+    chooser = opts.auto_chooser("auto" in names, profile, objective, min_accuracy)
     chosen = [make_strategy(name, batch_size=batch_size, chooser=chooser) for name in names]
     spec = FaultSpec.parse(faults)
     policy = opts.CallOptions(

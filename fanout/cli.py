@@ -27,7 +27,7 @@ from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator import cli_options as opts
-from fanout.orchestrator.auto import Objective, Plan, StrategyChooser
+from fanout.orchestrator.auto import StrategyPlan
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
@@ -100,10 +100,10 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
-def _print_plan(plan: Plan, console: Console) -> None:
+def _print_plan(plan: StrategyPlan, console: Console) -> None:
     """What auto chose and why: the estimate it expects, then the profile rows it read."""
     source = "profile" if plan.source == "profile" else "no profile"
-    console.print(f"[bold]Plan[/bold] (auto, {source}): ran {plan.strategy}")
+    console.print(f"[bold]Strategy[/bold] (auto, {source}): ran {plan.strategy}")
     console.print(plan.reason, markup=False, highlight=False)
     if plan.expected is not None:
         e = plan.expected
@@ -170,22 +170,9 @@ def run_command(
             "measured to be better for the request's N and document length."
         ),
     ] = "isolated",
-    profile: Annotated[
-        str | None,
-        typer.Option(
-            help="auto: the profile.json that fanout eval --out DIR wrote for this model."
-        ),
-    ] = None,
-    objective: Annotated[
-        Objective,
-        typer.Option(
-            help="auto: the most accurate (ties to the cheaper), or the cheapest that "
-            "is expected to reach --min-accuracy."
-        ),
-    ] = "accuracy",
-    min_accuracy: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="auto, cost objective: 0 to 1.")
-    ] = None,
+    profile: opts.ProfileFile = None,
+    objective: opts.ObjectiveOption = opts.OBJECTIVE,
+    min_accuracy: opts.MinAccuracy = None,
     backend: opts.BackendOption = opts.BACKEND,
     model: opts.Model = None,
     base_url: opts.BaseUrl = None,
@@ -251,7 +238,7 @@ def run_command(
         run_id=run_id,
         paired=paired,
     )
-    chooser = _chooser(strategy, profile, objective, min_accuracy)
+    chooser = opts.auto_chooser(strategy == "auto", profile, objective, min_accuracy)
     failures = FailurePolicy.parse(failure_policy)
     policy = opts.CallOptions(
         max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
@@ -377,19 +364,12 @@ def _plan(
         )
 
 
-def _chooser(
-    strategy: str, profile: str | None, objective: str, min_accuracy: float | None
-) -> StrategyChooser | None:
-    """The chooser of --strategy auto, its profile read before any model loads; None if fixed."""
-    if strategy == "auto":
-        return StrategyChooser.create(profile, objective=objective, min_accuracy=min_accuracy)
-    if profile is not None or objective != "accuracy" or min_accuracy is not None:
-        raise UserError("--profile, --objective and --min-accuracy go with --strategy auto")
-    return None
-
-
 def _announce(
-    tasks: list[SubTask], coordinator: Coordinator, *, log_json: bool, choice: Plan | None = None
+    tasks: list[SubTask],
+    coordinator: Coordinator,
+    *,
+    log_json: bool,
+    choice: StrategyPlan | None = None,
 ) -> None:
     """Say on stderr, before any model call, how many sub-agents and model calls the run plans.
 

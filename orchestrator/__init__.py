@@ -1,6 +1,6 @@
 """fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize."""
 
-from .auto import Plan, StrategyChooser
+from .auto import StrategyChooser, StrategyPlan
 from .coordinator import Coordinator, RunObserver
 from .documents import load_documents
 from .errors import RunFailed
@@ -30,7 +30,6 @@ __all__ = [
     "LLMSynthesizer",
     "MemoryResultStore",
     "ModelAccess",
-    "Plan",
     "Profile",
     "ProfileRow",
     "Request",
@@ -43,6 +42,7 @@ __all__ = [
     "SqliteResultStore",
     "Strategy",
     "StrategyChooser",
+    "StrategyPlan",
     "SubAgent",
     "SubResult",
     "SubTask",

@@ -39,9 +39,9 @@ __all__ = [
     "Estimate",
     "Mode",
     "Objective",
-    "Plan",
     "RequestShape",
     "StrategyChooser",
+    "StrategyPlan",
     "request_shape",
     "request_size",
 ]
@@ -115,7 +115,7 @@ class Estimate(BaseModel):
         )
 
 
-class Plan(BaseModel):
+class StrategyPlan(BaseModel):
     """How ``strategy="auto"`` ran one request, and why."""
 
     model_config = ConfigDict(frozen=True)
@@ -293,7 +293,7 @@ class StrategyChooser:
         if self.profile is not None:
             self.profile.check_model(model_identity(backend))
 
-    def plan(self, request: Request, backend: Backend, *, max_tokens: int = 128) -> Plan:
+    def plan(self, request: Request, backend: Backend, *, max_tokens: int = 128) -> StrategyPlan:
         """Choose how `request` runs on `backend`.
 
         Raises:
@@ -333,8 +333,7 @@ class StrategyChooser:
             names = ", ".join(CANDIDATES[shape])
             raise UserError(
                 f"the profile ({self.profile.suite} on {self.profile.model.name}) measured none "
-                f"of {names}, which a {shape} request can run as; "
-                f"measure them with fanout eval --strategies {names.replace(', ', ',')} --out DIR"
+                f"of {names}, which a {shape} request can run as; measure them with fanout eval"
             )
         chosen, why = self._decide(estimates)
         others = [e.summary() for e in estimates if e is not chosen]
@@ -344,7 +343,7 @@ class StrategyChooser:
             f"{self.profile.suite} profile, N={n}, {DOCUMENT_BANDS[band][0]} tok/doc: {chosen.how}",
             *notes,
         ]
-        return Plan.model_validate(
+        return StrategyPlan.model_validate(
             {
                 "strategy": chosen.runs_as,
                 "chosen": chosen.strategy,
@@ -376,7 +375,7 @@ class StrategyChooser:
 
     def _rule(
         self, candidates: dict[str, Mode], n: int, notes: list[str], common: dict[str, object]
-    ) -> Plan:
+    ) -> StrategyPlan:
         """No profile: one prompt for small N (if it fits), isolated sub-agents above."""
         want: Mode = "monolithic" if n <= RULE_MONOLITHIC_MAX_N else "isolated"
         if want not in candidates.values():
@@ -384,10 +383,10 @@ class StrategyChooser:
         chosen = next(name for name, mode in candidates.items() if mode == want)
         reason = (
             f"no profile: built-in rule (one prompt up to N={RULE_MONOLITHIC_MAX_N}, isolated "
-            f"sub-agents above), N={n}; measure this model with fanout eval --out DIR and pass "
-            "DIR/profile.json to choose from data"
+            f"sub-agents above), N={n}; the profile.json that fanout eval writes for this model "
+            "chooses from measurements instead"
         )
-        return Plan.model_validate(
+        return StrategyPlan.model_validate(
             {
                 "strategy": want,
                 "chosen": chosen,

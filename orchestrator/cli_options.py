@@ -20,9 +20,11 @@ import typer
 
 from fanout.agents import factory
 from fanout.agents.backend import Backend, release
+from fanout.agents.errors import UserError
 from fanout.agents.factory import BackendKind
 from fanout.agents.portal import run_sync
 
+from .auto import Objective, StrategyChooser
 from .policy import CallPolicy
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "MAX_TOKENS",
     "N_CTX",
     "N_GPU_LAYERS",
+    "OBJECTIVE",
     "PARALLEL",
     "RETRIES",
     "TIMEOUT",
@@ -43,14 +46,18 @@ __all__ = [
     "EndpointOption",
     "MaxConcurrency",
     "MaxTokens",
+    "MinAccuracy",
     "Model",
     "ModelOptions",
     "NCtx",
     "NGpuLayers",
+    "ObjectiveOption",
     "Parallel",
+    "ProfileFile",
     "Retries",
     "Threads",
     "Timeout",
+    "auto_chooser",
     "parse_seconds",
 ]
 
@@ -69,6 +76,7 @@ MAX_CONCURRENCY = _POLICY.max_concurrency
 TIMEOUT = _POLICY.timeout_s or 300.0
 RETRIES = _POLICY.max_attempts - 1
 MAX_TOKENS = _POLICY.max_tokens
+OBJECTIVE: Objective = "accuracy"
 
 
 def parse_seconds(text: str) -> float:
@@ -153,6 +161,47 @@ MaxTokens = Annotated[
         help="Completion budget per call (calls answering several questions get more).",
     ),
 ]
+
+
+# -- strategy auto -------------------------------------------------------------------------------
+
+ProfileFile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="auto: the profile.json fanout eval wrote for this model (its measurements choose).",
+    ),
+]
+ObjectiveOption = Annotated[
+    Objective,
+    typer.Option(
+        "--objective",
+        help="auto: the most accurate (ties to the cheaper), or the cheapest expected to reach "
+        "--min-accuracy.",
+    ),
+]
+MinAccuracy = Annotated[
+    float | None,
+    typer.Option(
+        "--min-accuracy", min=0.0, max=1.0, help="auto with --objective cost: the floor, 0 to 1."
+    ),
+]
+
+
+def auto_chooser(
+    auto: bool, profile: str | None, objective: Objective, min_accuracy: float | None
+) -> StrategyChooser | None:
+    """The chooser of strategy auto, its profile read before any model loads; None without auto.
+
+    Raises:
+        UserError: a bad or unreadable profile, a cost objective without a floor, or these
+            options given without strategy auto.
+    """
+    if auto:
+        return StrategyChooser.create(profile, objective=objective, min_accuracy=min_accuracy)
+    if profile is not None or objective != OBJECTIVE or min_accuracy is not None:
+        raise UserError("--profile, --objective and --min-accuracy go with the strategy auto")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ from fanout.agents.backend import Backend, Closeable, Usage, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
-from .auto import Plan, StrategyChooser
+from .auto import StrategyChooser, StrategyPlan
 from .errors import RunFailed
 from .graph import build_graph
 from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
@@ -247,7 +247,7 @@ class Coordinator(Closeable, Generic[SchemaT]):
         """
         return self.nodes.plan(request, progress=progress)
 
-    def choose(self, request: Request) -> Plan | None:
+    def choose(self, request: Request) -> StrategyPlan | None:
         """How ``strategy="auto"`` would run `request` and why (None for a fixed strategy).
 
         `plan` makes the same choice and the run keeps it, in `RunResult.plan`.

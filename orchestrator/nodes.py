@@ -23,7 +23,7 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
-from .auto import Mode, Plan, StrategyChooser
+from .auto import Mode, StrategyChooser, StrategyPlan
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
 from .errors import RunFailed, SubAgentTimeout
@@ -78,7 +78,9 @@ class CoordinatorNodes:
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
     )
-    _planned: tuple[Request, list[SubTask], Plan | None] | None = field(init=False, default=None)
+    _planned: tuple[Request, list[SubTask], StrategyPlan | None] | None = field(
+        init=False, default=None
+    )
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
@@ -119,7 +121,7 @@ class CoordinatorNodes:
         self._planned = (request, tasks, plan)
         return tasks
 
-    def choose(self, request: Request) -> Plan | None:
+    def choose(self, request: Request) -> StrategyPlan | None:
         """How ``strategy="auto"`` runs `request`, and why; None for a fixed strategy."""
         if self.chooser is None:
             return None

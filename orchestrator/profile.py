@@ -206,7 +206,7 @@ class Profile(BaseModel):
         if not self.model.same_model(identity):
             raise UserError(
                 f"{where} was measured on {self.model.describe()}, not on this run's model "
-                f"{identity.describe()}; measure this model with fanout eval --out DIR"
+                f"{identity.describe()}; measure this model with fanout eval"
             )
 
     def save(self, path: Path) -> None:
@@ -229,7 +229,7 @@ class Profile(BaseModel):
             where = ".".join(str(p) for p in first["loc"]) or "file"
             raise UserError(
                 f"{path} is not a fanout profile ({where}: {first['msg']}); "
-                "fanout eval --out DIR writes one as DIR/profile.json"
+                "fanout eval writes one as profile.json next to results.json"
             ) from None
         profile: Profile = data
         if profile.format != PROFILE_FORMAT:

@@ -7,7 +7,7 @@ from typing import Annotated, TypedDict
 
 from fanout.agents.backend import Usage
 
-from .auto import Plan
+from .auto import StrategyPlan
 from .request import Request
 from .result import DocumentAnswer, InvalidCitation, SubResult
 from .task import SubTask
@@ -36,7 +36,7 @@ class CoordinatorState(TypedDict, total=False):
     request: Request
     run_id: str
     started_at: float
-    plan: Plan | None
+    plan: StrategyPlan | None
     tasks: list[SubTask]
     sub_results: Annotated[list[SubResult], operator.add]
     answers: list[DocumentAnswer]

@@ -37,7 +37,7 @@ def test_every_python_block_in_the_readme_passes_mypy_strict(tmp_path: Path) -> 
 # Names the README's prose tells users to import or call, beyond those its code blocks import.
 DOCUMENTED = [
     "CallPolicy", "EvalReport", "FallbackBackend", "LangChainBackend", "ModelAccess",
-    "OpenAIBackend", "Prices", "RunResult", "ScriptedBackend", "SubTask", "UserError",
+    "OpenAIBackend", "StrategyPlan", "Prices", "Profile", "RunResult", "ScriptedBackend", "SubTask", "UserError",
     "configure_logging", "evaluate", "graph_sub_agent", "open_checkpoint",
 ]  # fmt: skip
 

@@ -174,7 +174,7 @@ def test_eval_cli_auto_options_are_checked_before_the_model(
         assert isinstance(result.exception, UserError), result.output
         return str(result.exception)
 
-    assert "go with the auto strategy" in fails("--profile", str(measured))
+    assert "go with the strategy auto" in fails("--profile", str(measured))
     assert "cannot read profile" in fails("--strategies", "auto", "--profile", "nope.json")
     assert "needs a minimum accuracy" in fails("--strategies", "auto", "--objective", "cost")
     assert made == []

@@ -257,7 +257,7 @@ def test_bad_profiles_are_one_line_errors(tmp_path: Path, content: str | None,
 def test_bad_objectives_are_one_line_errors(options: dict[str, object], fragment: str) -> None:
     with pytest.raises(UserError, match=fragment):
         Coordinator(ScriptedBackend(fn=answer), strategy="auto", profile=PENALTY, **options)  # type: ignore[arg-type]
-    with pytest.raises(UserError, match="apply to strategy 'auto', not 'isolated'"):
+    with pytest.raises(UserError, match="profile: applies to strategy 'auto' only, not 'isolated'"):
         Coordinator(ScriptedBackend(fn=answer), profile=PENALTY)
 
 

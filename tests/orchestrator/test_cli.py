@@ -93,7 +93,7 @@ CASES = [
         ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--profile", "{t}/ok.md"],
         "is not a fanout profile",
     ),
-    (["run", "{t}/ok.md", "-q", "Q", "--profile", "{t}/ok.md"], "go with --strategy auto"),
+    (["run", "{t}/ok.md", "-q", "Q", "--profile", "{t}/ok.md"], "go with the strategy auto"),
     (
         ["run", "{t}/ok.md", "-q", "Q", "--strategy", "auto", "--objective", "cost"],
         "--min-accuracy: the cost objective needs a minimum accuracy",
@@ -412,7 +412,7 @@ def _profile(tmp_path: Path, model: str) -> Path:
 def test_auto_prints_its_plan_and_refuses_another_models_profile(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fanout.cli as cli
+    from fanout.agents import factory
     from fanout.agents.backend import CompletionRequest
     from fanout.agents.testing import ScriptedBackend
 
@@ -421,7 +421,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
             return request.prompt.context.splitlines()[0].removeprefix("- ")
         return "Ada [a.txt]" if request.tags["document_id"] == "*" else "Ada"
 
-    monkeypatch.setattr(cli, "make_backend", lambda kind, **o: ScriptedBackend(fn=answer))
+    monkeypatch.setattr(factory, "make_backend", lambda kind, **o: ScriptedBackend(fn=answer))
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("a.txt", "b.txt", "c.txt"):
@@ -431,7 +431,9 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
         capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto", "--profile", str(profile)
     )
     assert code == 0, err
-    assert "Plan (auto, profile): ran isolated" in out
+    assert "fanout: auto chose isolated: isolated 100% [72%-100%] at ~900 tokens" in err
+    assert "fanout: plan: 3 sub-agent(s) over 3 document(s)" in err  # before any model call
+    assert "Strategy (auto, profile): ran isolated" in out
     assert "keyvalue profile, N=3, <64 tok/doc: interpolated between N=1 and N=4" in out
     assert "expected 100% [72%-100%] accuracy, ~900 tokens" in out
     assert "profile rows: isolated N=1 (<64 tok/doc): 100% [72%-100%], 300 tok/q" in out
@@ -439,7 +441,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
                            "--profile", str(profile), "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["plan"]["strategy"] == "monolithic"
     code, out, _ = run_cli(capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto")
-    assert code == 0 and "Plan (auto, no profile): ran isolated" in out
+    assert code == 0 and "Strategy (auto, no profile): ran isolated" in out
     assert "no profile: built-in rule" in out
     other = _profile(tmp_path, "gemma-3-270m.gguf")
     code, out, err = run_cli(

@@ -13,6 +13,7 @@ from fanout.orchestrator.policy import CallPolicy
 SHARED = {
     "--backend", "--model", "--base-url", "--endpoint", "--n-gpu-layers", "--n-ctx", "--threads",
     "--parallel", "--context-window", "--max-concurrency", "--timeout", "--retries", "--max-tokens",
+    "--profile", "--objective", "--min-accuracy",
 }  # fmt: skip
 
 
@@ -47,7 +48,8 @@ def test_help_lists_choices_not_types() -> None:
     for flag, choices in {
         "--backend": "llama|openai",
         "--endpoint": "chat|completions",
-        "--strategy": "isolated|monolithic",
+        "--strategy": "isolated|monolithic|auto",
+        "--objective": "accuracy|cost",
         "--synthesis": "llm|collect",
     }.items():
         assert run[flag].startswith(f"<{choices}>"), flag
