@@ -298,9 +298,7 @@ class CoordinatorNodes:
             await asyncio.to_thread(self.result_store.put, run_id, result)
         return result
 
-    async def _within_deadline(
-        self, work: Awaitable[object], caller: ModelCaller
-    ) -> object:
+    async def _within_deadline(self, work: Awaitable[object], caller: ModelCaller) -> object:
         """Await `work`, cancelling it once it has spent the deadline outside its model calls."""
         deadline = self.policy.sub_agent_deadline_s
         if deadline is None:
