@@ -65,7 +65,9 @@ def _agrees(claim: str, finding: str) -> bool:
     if f in c or c in f:
         return True
     want = set(_WORD.findall(f))
-    return bool(want) and len(want & set(_WORD.findall(c))) / len(want) >= 0.5
+    # A short finding (a name, a code) must be stated whole: "Priya Shah" is not "Priya Lund".
+    need = 1.0 if len(want) <= 3 else 0.5
+    return bool(want) and len(want & set(_WORD.findall(c))) / len(want) >= need
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ coordinator builds those from its own fields (`fanout.orchestrator.citations`).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.prompts import prompt_text
 
-from .citations import cited_ids, sanitize_model_text
+from .citations import check_citations, cited_ids, sanitize_model_text
 from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer
@@ -177,7 +178,7 @@ class LLMSynthesizer:
                 return outputs[0], rounds
             merged: list[str] = []
             for batch, output in zip(batches, outputs, strict=True):
-                merged += _provenanced(output, batch) or batch
+                merged += _provenanced(output, batch)
             if len(merged) >= len(lines) or rounds >= _MAX_ROUNDS:
                 return "\n".join(merged), rounds  # the model cannot shorten it: list it
             lines = merged
@@ -220,10 +221,27 @@ def _pack(question: str, lines: list[str], access: ModelAccess) -> list[list[str
 
 
 def _provenanced(output: str, batch: list[str]) -> list[str]:
-    """The output's lines that cite a document of their batch: a round keeps only sourced claims."""
-    ids = {i for line in batch for i in cited_ids(line)}
-    kept = []
-    for line in sanitize_model_text(output).splitlines():
-        if any(i in ids for i in cited_ids(line)):
-            kept.append(line.strip() if line.strip().startswith("- ") else f"- {line.strip()}")
-    return kept
+    """A round's output reduced to checked claims, plus every batch line it did not carry.
+
+    An intermediate line survives only when its citation passes the same check as the final
+    answer's (the id is of this batch, the claim agrees with that line). A finding whose document
+    no surviving line cites goes on to the next round as it was: a small model that garbles or
+    drops lines while merging shortens nothing, so the tree ends in a list, not in lost findings.
+    """
+    findings: dict[str, list[str]] = {}
+    for line in batch:
+        claim = _claim(line)
+        for doc_id in cited_ids(line):
+            findings.setdefault(doc_id, []).append(claim)
+    checked = check_citations(output, documents=list(findings), findings=findings)
+    kept = [
+        line.strip() if line.strip().startswith("- ") else f"- {line.strip()}"
+        for line in checked.text.splitlines()
+        if cited_ids(line)
+    ]
+    covered = {i for line in kept for i in cited_ids(line)}
+    return kept + [line for line in batch if not covered & set(cited_ids(line))]
+
+
+def _claim(line: str) -> str:
+    return re.sub(r"^\s*-\s*", "", re.sub(r"\s*\[[^\[\]\n]+\]", "", line)).strip()

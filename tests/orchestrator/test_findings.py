@@ -3,6 +3,7 @@ checked citations, forgeries, synthesis failures and trees, pairs. All on the sc
 
 import asyncio
 import random
+import re
 import string
 from typing import Any
 
@@ -294,9 +295,13 @@ def test_findings_past_one_context_are_merged_in_a_tree_with_provenance() -> Non
         if not is_synthesis(r):
             doc = r.tags["document_id"]
             return f"{int(doc[1:5]) % 7} incidents"
-        # A synthesizer that merges: keeps the first and last finding line of its batch.
-        lines = [ln for ln in r.prompt.context.splitlines() if ln.strip()]
-        return "\n".join(dict.fromkeys([lines[0], lines[-1]]))
+        # A synthesizer that merges: one line per distinct finding, citing all its documents.
+        merged: dict[str, list[str]] = {}
+        for line in r.prompt.context.splitlines():
+            if line.strip():
+                claim, ids = line[2:].split(" [", 1)
+                merged.setdefault(claim, []).extend(ids.rstrip("]").split(", "))
+        return "\n".join(f"- {c} [{', '.join(ids)}]" for c, ids in merged.items())
 
     backend = ScriptedBackend(fn=answer, context_window=2048)
     result = Coordinator(backend, policy=CallPolicy(max_concurrency=64)).run(
@@ -309,6 +314,7 @@ def test_findings_past_one_context_are_merged_in_a_tree_with_provenance() -> Non
     assert result.synthesis_error is None and result.answer
     assert set(result.citations) <= {d.id for d in docs} and result.citations
     assert result.invalid_citations == []
+    assert set(result.citations) == {d.id for d in docs}, "merging lost no finding"
     # every prompt the synthesizer received fitted its context
     for call in backend.calls:
         if is_synthesis(call):
@@ -388,3 +394,25 @@ def test_a_user_sub_agent_that_hangs_times_out_and_bad_return_types_fail_clearly
     assert "must return str, dict or a pydantic model, not NoneType" in (
         result.sub_results[0].error or ""
     )
+
+
+def test_a_round_that_garbles_its_batch_loses_no_finding() -> None:
+    """A small model's intermediate round cites its batch's ids for other documents' facts (seen on
+    Gemma 270M: "- Priya Becker [supplier-001.txt]"): those lines are dropped and the findings they
+    displaced go on to the next round as they were, so the tree ends in a correct list."""
+    docs = [Document(id=f"s{i:03}.txt", text=f"Manager {i}: Person{i}.") for i in range(120)]
+
+    def answer(r: CompletionRequest) -> str:
+        if not is_synthesis(r):
+            return f"Person{int(r.tags['document_id'][1:4])}"
+        ids = re.findall(r"\[([^\]]+)\]", r.prompt.context)
+        return "\n".join(f"- Nobody{k} [{i}]" for k, i in enumerate(ids))
+
+    backend = ScriptedBackend(fn=answer, context_window=1024)
+    result = Coordinator(backend, policy=CallPolicy(max_concurrency=16)).run(
+        Request(documents=docs, question="Who is the manager?")
+    )
+    assert result.usage.stages["synthesis"].calls > 1
+    assert set(result.citations) == {d.id for d in docs}
+    assert "Nobody" not in result.answer and result.synthesis_error is None
+    assert all(f"Person{i} [s{i:03}.txt]" in result.answer for i in range(120))

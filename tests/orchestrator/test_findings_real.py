@@ -49,26 +49,34 @@ def test_one_note_of_eight_is_found_and_cited_alone(
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(900)
-def test_220_documents_past_one_synthesis_context_are_all_answered(tmp_path: Path) -> None:
-    names = [f"{first} {last}" for first in ("Ana", "Tom", "Priya", "Omar", "Lena", "Ines", "Kai",
-             "Noor", "Sam", "Yuki", "Ravi") for last in ("Ribeiro", "Becker", "Shah", "Haddad",
-             "Park", "Roy", "Berg", "Costa", "Novak", "Okafor", "Lund", "Moreau", "Silva", "Tan",
-             "Weber", "Young", "Adams", "Brook", "Cruz", "Diaz")]  # fmt: skip
-    for i, name in enumerate(names[:220]):
+@pytest.mark.timeout(600)
+def test_findings_past_one_synthesis_context_are_all_kept(tmp_path: Path) -> None:
+    """60 findings of ~15 tokens need ~900 prompt tokens: more than a 1,024-token context leaves
+    for them (the window is pinned, so a larger default cannot turn this into a one-call run).
+    The 270M model garbles merges (cites one supplier for another's manager); the tree must keep
+    every finding anyway and the answer must cite only what each supplier's own note says."""
+    names = [f"{first} {last}" for first in ("Ana", "Tom", "Priya") for last in ("Ribeiro",
+             "Becker", "Shah", "Haddad", "Park", "Roy", "Berg", "Costa", "Novak", "Okafor", "Lund",
+             "Moreau", "Silva", "Tan", "Weber", "Young", "Adams", "Brook", "Cruz", "Diaz")]  # fmt: skip
+    for i, name in enumerate(names):
         (tmp_path / f"supplier-{i:03}.txt").write_text(
             f"Supplier {i}: the account manager is {name}.\n"
         )
     proc = subprocess.run(
         [sys.executable, "-m", "fanout", "run", str(tmp_path), "-q", "Who is the account manager?",
-         "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+         "--json", "--n-ctx", "1024"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert len(result["sub_results"]) == 220
+    assert len(result["sub_results"]) == len(names)
     assert all(r["status"] == "ok" for r in result["sub_results"])
-    assert result["synthesis_error"] is None
-    assert result["usage"]["synthesis_rounds"] >= 1 and result["answer"]
+    assert result["synthesis_error"] is None and result["answer"]
     assert result["usage"]["stages"]["synthesis"]["calls"] > 1, "one context cannot hold them"
-    assert set(result["citations"]) <= {f"supplier-{i:03}.txt" for i in range(220)}
+    selected = {a["document_id"] for a in result["answers"] if a["selected"]}
+    assert set(result["citations"]) | set(result["uncited"]) == selected
+    assert len(result["citations"]) >= len(selected) // 2
+    found = {a["document_id"]: a["answer"].lower() for a in result["answers"]}
+    for line in result["answer"].splitlines():  # each line states its document's own finding
+        doc = line.rsplit("[", 1)[1].rstrip("]")
+        assert found[doc] in line.lower(), (line, found[doc])
