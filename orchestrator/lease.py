@@ -94,7 +94,7 @@ class RunLease:
                 raise RunInUse(
                     f"run '{self.run_id}' is already running in another process (pid {pid} on "
                     f"{host}; its lease in {self.path} lasts {max(0.0, expires_at - time.time()):.0f} "
-                    "s more unless renewed): wait for it to finish, or use another --run-id"
+                    "s more unless renewed): wait for it to finish, or use another run id"
                 )
             conn.execute(
                 "INSERT OR REPLACE INTO fanout_leases VALUES (?, ?, ?, ?, ?)",

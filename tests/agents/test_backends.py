@@ -183,8 +183,11 @@ def test_a_2xx_answer_that_is_not_json_is_invalid_response() -> None:
     def web_page(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         return 200, b"<html>a captive portal</html>"
 
+    async def call(base_url: str) -> None:
+        async with OpenAIBackend("m", base_url=base_url) as backend:
+            await backend.complete(CompletionRequest(prompt=PROMPT))
+
     with StubHTTPServer(web_page) as server:
-        backend = OpenAIBackend("m", base_url=server.base_url)
         with pytest.raises(InvalidResponse, match="not the API's JSON") as failure:
-            asyncio.run(backend.complete(CompletionRequest(prompt=PROMPT)))
+            asyncio.run(call(server.base_url))
     assert not failure.value.transient
