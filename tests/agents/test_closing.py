@@ -81,8 +81,14 @@ def test_llama_backends_share_a_model_until_the_last_closes(gemma_path: Path) ->
 
 
 @pytest.mark.integration
-def test_openai_backends_close_the_shared_connections(llama_server: LlamaServer) -> None:
+def test_openai_backends_close_the_shared_connections(
+    llama_server: LlamaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fanout.agents import openai as openai_backend
+
+    # A pool of this test's own: other tests' backends in this process may still use the shared one.
+    monkeypatch.setattr(openai_backend, "_shared_http", None)
+    monkeypatch.setattr(openai_backend, "_http_users", 0)
 
     async def use_two() -> None:
         async with (

@@ -1,6 +1,7 @@
 """The real embedded model, in-process and through a real llama_cpp.server, on the examples."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -53,7 +54,8 @@ def test_cli_json_output_and_exit_code() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""  # no ResourceWarning, no Llama.__del__ traceback at exit
+    # the plan line, and nothing else: no ResourceWarning, no Llama.__del__ traceback at exit
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("fanout: plan:")] == []
     result = json.loads(proc.stdout)
     assert {a["document_id"]: a["answer"] for a in result["answers"]} == EXPECTED
     assert result["usage"]["calls"] == 4
@@ -67,5 +69,6 @@ def test_cli_exit_1_names_the_failed_sub_agents() -> None:
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "Missing: 3 of 3 sub-agents failed" in proc.stdout
-    assert "harbor.md (BackendTimeout" in proc.stdout
+    # the call's deadline, or on a loaded machine the sub-agent's (4 x 0.001 s) fires first
+    assert re.search(r"harbor\.md \((BackendTimeout|SubAgentTimeout)", proc.stdout), proc.stdout
     assert "Traceback" not in proc.stderr

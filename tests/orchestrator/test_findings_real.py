@@ -61,7 +61,7 @@ def test_220_documents_past_one_synthesis_context_are_all_answered(tmp_path: Pat
         )
     proc = subprocess.run(
         [sys.executable, "-m", "fanout", "run", str(tmp_path), "-q", "Who is the account manager?",
-         "--json"],
+         "--json", "--n-ctx", "2048"],  # a context the 220 findings cannot share
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
