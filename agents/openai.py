@@ -71,7 +71,6 @@ def _http_client() -> openai.DefaultAsyncHttpxClient:
     global _shared_http
     if _shared_http is None:
         _shared_http = openai.DefaultAsyncHttpxClient()
-        atexit.register(_close_http_client)
     return _shared_http
 
 
@@ -87,12 +86,12 @@ async def _release_http_client() -> None:
     _http_users -= 1
     if _http_users == 0 and _shared_http is not None:
         pool, _shared_http = _shared_http, None
-        atexit.unregister(_close_http_client)
         await pool.aclose()
 
 
+@atexit.register
 def _close_http_client() -> None:
-    """Close the pool's sockets before the interpreter drops them (and warns about each)."""
+    """Close the pool's sockets (if it is open) before the interpreter drops them, warning each."""
     if _shared_http is not None:
         with contextlib.suppress(Exception):
             run_sync(asyncio.wait_for(_shared_http.aclose(), timeout=2))

@@ -145,11 +145,16 @@ def eval_command(
         ),
     ] = "isolated,monolithic",
     instances: Annotated[
-        str, typer.Option(help="Values of N (instances per request), e.g. 1,2,5,10.")
+        str,
+        typer.Option(metavar="N,N,...", help="Values of N (instances per request), e.g. 1,2,5,10."),
     ] = "1,2,5,10",
     groups: Annotated[int, typer.Option(min=1, help="Requests per N.")] = 3,
     faults: Annotated[
-        str, typer.Option(help="Fault rates, e.g. error=0.1,timeout=0.05,garbage=0.05,wrong=0.05.")
+        str,
+        typer.Option(
+            metavar="none|KIND=RATE,...",
+            help="Fault rates, e.g. error=0.1,timeout=0.05,garbage=0.05,wrong=0.05.",
+        ),
     ] = "none",
     backend: opts.BackendOption = opts.BACKEND,
     model: opts.Model = None,

@@ -262,7 +262,9 @@ def run_command(
             held.enter_context(saved.lease(run_id))
         chosen = held.enter_context(model_options.open_backend(timeout_s=timeout))
         if fallback is not None:
-            spare = opts.ModelOptions(backend=fallback, model=fallback_model, n_ctx=n_ctx)
+            spare = opts.ModelOptions(
+                backend=fallback, model=fallback_model, n_ctx=n_ctx, threads=threads
+            )
             local = held.enter_context(spare.open_backend(timeout_s=timeout))
             chosen = FallbackBackend(chosen, local)
         coordinator = Coordinator(
