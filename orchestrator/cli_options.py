@@ -169,6 +169,7 @@ ProfileFile = Annotated[
     str | None,
     typer.Option(
         "--profile",
+        metavar="FILE",
         help="auto: the profile.json fanout eval wrote for this model (its measurements choose).",
     ),
 ]
@@ -183,7 +184,11 @@ ObjectiveOption = Annotated[
 MinAccuracy = Annotated[
     float | None,
     typer.Option(
-        "--min-accuracy", min=0.0, max=1.0, help="auto with --objective cost: the floor, 0 to 1."
+        "--min-accuracy",
+        min=0.0,
+        max=1.0,
+        metavar="FRACTION",
+        help="auto with --objective cost: the accuracy floor, 0 to 1.",
     ),
 ]
 
