@@ -157,6 +157,19 @@ def _quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+def _close_sampler(llama: Any) -> None:
+    """Free the sampler chain ``create_completion`` left on `llama`, now rather than at some GC.
+
+    llama-cpp-python builds a new native sampler per call and keeps it in ``llama._sampler`` until
+    the next call replaces it; its cleanup callback refers back to the sampler, so the dropped one
+    is only reclaimed by Python's cyclic collector, and native memory piles up between collections.
+    """
+    sampler = getattr(llama, "_sampler", None)
+    if sampler is not None:
+        llama._sampler = None
+        sampler.close()
+
+
 _models: dict[_ModelKey, _LoadedModel] = {}
 _models_lock = threading.Lock()
 
@@ -357,6 +370,8 @@ class LlamaCppBackend:
                 if "exceed context window" in str(exc):
                     raise ContextOverflow(str(exc)) from None
                 raise BackendError(f"llama.cpp: {exc}") from None
+            finally:
+                _close_sampler(llama)
         usage = out["usage"]
         data = None
         if request.json_schema is not None:
