@@ -154,8 +154,13 @@ def run_command(
     n_gpu_layers: Annotated[int, typer.Option(help="llama: layers on GPU (-1 all).")] = 0,
     n_ctx: Annotated[int, typer.Option(help="llama: context window in tokens.")] = 2048,
     parallel: Annotated[
-        int, typer.Option(help="llama: sub-agents decoded together in one batch.")
-    ] = 1,
+        str,
+        typer.Option(
+            help="llama: sub-agents decoded together in one batch: N, or auto (batch only where "
+            "measured faster than one by one).",
+            metavar="N|auto",
+        ),
+    ] = "auto",
     context_window: Annotated[
         int | None, typer.Option(help="openai: the model's context (enables chunking).")
     ] = None,
@@ -211,7 +216,7 @@ def run_command(
         run_id=run_id,
         paired=paired,
     )
-    _check_limits(
+    n_parallel = _check_limits(
         timeout=timeout,
         retries=retries,
         max_tokens=max_tokens,
@@ -220,7 +225,7 @@ def run_command(
     )
     policy = CallPolicy(
         # a batch can only fill if at least `parallel` calls are in flight
-        max_concurrency=max(max_concurrency, parallel),
+        max_concurrency=max(max_concurrency, 1 if n_parallel == "auto" else n_parallel),
         timeout_s=timeout,
         max_attempts=retries + 1,
         max_tokens=max_tokens,
@@ -245,7 +250,7 @@ def run_command(
             n_gpu_layers=n_gpu_layers,
             n_ctx=n_ctx,
             context_window=context_window,
-            n_parallel=parallel,
+            n_parallel=n_parallel,
             timeout_s=timeout,
         )
         check = getattr(chosen, "check", None)
@@ -322,17 +327,22 @@ def _check_options(
 
 
 def _check_limits(
-    *, timeout: float, retries: int, max_tokens: int, max_concurrency: int, parallel: int
-) -> None:
-    """The numeric options, named as the command line names them."""
+    *, timeout: float, retries: int, max_tokens: int, max_concurrency: int, parallel: str
+) -> int | Literal["auto"]:
+    """The numeric options, named as the command line names them; returns ``--parallel``'s value."""
     if not (math.isfinite(timeout) and timeout > 0):
         raise UserError(f"--timeout must be a positive number of seconds, not {timeout:g}")
     if retries < 0:
         raise UserError(f"--retries must be 0 or more, not {retries}")
     if max_tokens < 1:
         raise UserError(f"--max-tokens must be at least 1, not {max_tokens}")
-    if max_concurrency < 1 or parallel < 1:
-        raise UserError("max_concurrency and parallel must be at least 1")
+    if max_concurrency < 1:
+        raise UserError("max_concurrency must be at least 1")
+    if parallel.strip() == "auto":
+        return "auto"
+    if not parallel.strip().isdigit() or int(parallel) < 1:
+        raise UserError(f"--parallel must be a number of at least 1 or auto, not '{parallel}'")
+    return int(parallel)
 
 
 def _progress(err: Console, *, quiet: bool) -> Progress:

@@ -71,6 +71,8 @@ CASES = [
     (["run", "{t}/ok.md", "-q", "Q", "--strategy", "magic"], "unknown strategy 'magic'"),
     (["run", "{t}/ok.md", "-q", "Q", "--synthesis", "vote"], "unknown synthesis 'vote'"),
     (["run", "{t}/ok.md", "-q", "Q", "--max-concurrency", "0"], "max_concurrency"),
+    (["run", "{t}/ok.md", "-q", "Q", "--parallel", "0"], "--parallel must be a number"),
+    (["run", "{t}/ok.md", "-q", "Q", "--parallel", "lots"], "not 'lots'"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai"], "no model name"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
     (["run", "{t}/ok.md", "-q", "Q", "--timeout", "nan"], "--timeout must be a positive number"),
