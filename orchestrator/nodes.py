@@ -283,9 +283,8 @@ class CoordinatorNodes:
             "task": task.task,
         }
         try:
-            raw = await asyncio.wait_for(
-                self.sub_agent(task, caller), timeout=self.policy.sub_agent_deadline_s
-            )
+            async with asyncio.timeout(self.policy.sub_agent_deadline_s):  # no task per call
+                raw = await self.sub_agent(task, caller)
             fields = self._interpret(raw, task)
         except Exception as exc:  # isolate the failure to this sub-agent
             error = f"{type(exc).__name__}: {exc}"
