@@ -24,7 +24,7 @@ def make_backend(
     n_ctx: int = 2048,
     n_threads: int | None = None,
     context_window: int | None = None,
-    n_parallel: int = 1,
+    n_parallel: int | Literal["auto"] = "auto",
     timeout_s: float | None = None,
 ) -> Backend:
     """A backend by name: "llama" (in-process GGUF; `model` is a path) or "openai" (`model` a name).

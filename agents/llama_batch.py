@@ -8,7 +8,7 @@ fill. Sub-agents share their instruction and few-shot examples; that prompt pref
 once and copied to the other sequences (``llama_memory_seq_cp``), and a finished sequence's cache
 stays behind for the next request that shares its prefix. (A sequential loop through
 llama-cpp-python already reuses the previous call's prefix, so on a CPU the gain over it is in the
-decode steps: `fanout.agents.llama_batch_measure` measures both.)
+decode steps: ``fanout bench``'s batch section measures both.)
 
 Same outputs as the sequential path, to the bit, at temperature 0. Two things make llama.cpp's
 result for a token depend on what else is in its batch, and both are switched off here:
@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import BackendError
-from .llama_batch_measure import measure_batch_speedup
 from .llama_completion import (
     BatchOutput,
     CompletionJob,
@@ -50,7 +49,6 @@ __all__ = [
     "batch_invariant_load",
     "common_prefix_length",
     "completion_prompt_tokens",
-    "measure_batch_speedup",
 ]
 
 MIN_COPY_TOKENS = 16

@@ -18,9 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .backend import Closeable, Completion, CompletionRequest, PromptStyle
+from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
@@ -169,6 +170,27 @@ def _quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+def _auto_min_answer_tokens(n_gpu_layers: int) -> int | None:
+    """The measured crossover for this hardware; None where batching was never measured."""
+    import llama_cpp
+
+    on_gpu = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+    return None if on_gpu else CPU_MIN_ANSWER_TOKENS
+
+
+def _close_sampler(llama: Any) -> None:
+    """Free the sampler chain ``create_completion`` left on `llama`, now rather than at some GC.
+
+    llama-cpp-python builds a new native sampler per call and keeps it in ``llama._sampler`` until
+    the next call replaces it; its cleanup callback refers back to the sampler, so the dropped one
+    is only reclaimed by Python's cyclic collector, and native memory piles up between collections.
+    """
+    sampler = getattr(llama, "_sampler", None)
+    if sampler is not None:
+        llama._sampler = None
+        sampler.close()
+
+
 _models: dict[_ModelKey, _LoadedModel] = {}
 _models_lock = threading.Lock()
 _exit_hook: list[Any] = []
@@ -257,9 +279,14 @@ class LlamaCppBackend(Closeable):
             together, up to this many at a time, in one llama.cpp batch (`fanout.agents.llama_batch`);
             the rest take the sequential path. Give the coordinator at least this much
             concurrency. Costs a KV cache per sequence (about 40 MB each for the embedded model).
+            "auto" (the default) batches only where batching was measured faster than the plain
+            loop for this hardware and the answers' typical length (`fanout.agents.batch_policy`):
+            on a CPU, once answers run to 32 tokens or more; on a GPU, never (not yet measured).
         batch_invariant: load the weights so a token's result does not depend on what else is in
             its batch (unpacked weights, no tiled small-batch kernel): batched, sequential and
-            prefix-reusing calls then give bit-identical greedy output. None: on when batching.
+            prefix-reusing calls then give bit-identical greedy output. None: on when `n_parallel`
+            is a number above 1; off for "auto", whose sequential calls must run at the plain
+            loop's speed (a batched answer may then differ from a sequential one in a near-tie).
         prefix_reuse: evaluate a prompt prefix already in the KV cache only once: the previous
             sequential call's (llama-cpp-python's longest-prefix match) or, when batching, any
             sequence's. On by default; turn it off only to measure what it saves.
@@ -274,7 +301,7 @@ class LlamaCppBackend(Closeable):
         n_threads: int | None = None,
         seed: int = 0,
         chat: bool | None = None,
-        n_parallel: int = 1,
+        n_parallel: int | Literal["auto"] = "auto",
         batch_invariant: bool | None = None,
         prefix_reuse: bool = True,
     ) -> None:
@@ -284,18 +311,23 @@ class LlamaCppBackend(Closeable):
             raise UserError(
                 f"model file not found: {path} (embedded models: {known})", parameter="model_path"
             )
-        if n_parallel < 1:
-            raise UserError(f"must be at least 1, not {n_parallel}", parameter="n_parallel")
-        invariant = n_parallel > 1 if batch_invariant is None else batch_invariant
+        auto = n_parallel == "auto"
+        if not auto and (not isinstance(n_parallel, int) or n_parallel < 1):
+            raise UserError(
+                f"must be a number of at least 1 or 'auto', not {n_parallel!r}",
+                parameter="n_parallel",
+            )
+        fixed = 1 if auto else int(n_parallel)
+        invariant = fixed > 1 if batch_invariant is None else batch_invariant
         self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, invariant)
         self._model = _load(self._key)
         self._closed = False
         self._prefix_reuse = prefix_reuse
         self._batch = (
-            self._model.batch_engine(n_parallel, share_prefix=prefix_reuse)
-            if n_parallel > 1
-            else None
+            self._model.batch_engine(fixed, share_prefix=prefix_reuse) if fixed > 1 else None
         )
+        self._auto = AutoBatchPolicy(_auto_min_answer_tokens(n_gpu_layers)) if auto else None
+        """How the automatic mode decides; the engine it batches in is made on first use."""
         self.name = path.name
         self.context_window: int | None = n_ctx
         if chat is None:
@@ -330,8 +362,16 @@ class LlamaCppBackend(Closeable):
 
     @property
     def batch_engine(self) -> LlamaBatchEngine | None:
-        """The batching engine (its ``stats`` count shared prefix tokens); None when not batching."""
+        """The batching engine (its ``stats`` count shared prefix tokens); None when not batching.
+
+        In the automatic mode, None until the first call that batched.
+        """
         return self._batch
+
+    @property
+    def auto_batching(self) -> AutoBatchPolicy | None:
+        """The automatic mode's policy (None when `n_parallel` was a number)."""
+        return self._auto
 
     def count_tokens(self, text: str) -> int:
         """Exact count from the model's tokenizer."""
@@ -361,15 +401,24 @@ class LlamaCppBackend(Closeable):
         """Run the call in a worker thread; a timeout or cancellation stops generation early."""
         self._check_open()
         batchable = request.json_schema is None and self.prompt_style == "completion"
-        if self._batch is not None and batchable:
-            return await self._complete_batched(self._batch, request)
-        cancelled = threading.Event()
-        try:
-            return await asyncio.to_thread(
-                self._complete_blocking, request, cancelled, time.perf_counter()
+        engine = self._batch
+        if self._auto is not None and batchable and self._auto.should_batch():
+            engine = self._batch = self._model.batch_engine(
+                AUTO_SEQUENCES, share_prefix=self._prefix_reuse
             )
-        finally:
-            cancelled.set()  # if we were cancelled, the thread stops at its next token
+        if engine is not None and batchable:
+            completion = await self._complete_batched(engine, request)
+        else:
+            cancelled = threading.Event()
+            try:
+                completion = await asyncio.to_thread(
+                    self._complete_blocking, request, cancelled, time.perf_counter()
+                )
+            finally:
+                cancelled.set()  # if we were cancelled, the thread stops at its next token
+        if self._auto is not None and batchable:
+            self._auto.record(completion.completion_tokens)
+        return completion
 
     async def _complete_batched(
         self, engine: LlamaBatchEngine, request: CompletionRequest
@@ -440,6 +489,8 @@ class LlamaCppBackend(Closeable):
                 if "exceed context window" in str(exc):
                     raise ContextOverflow(str(exc)) from None
                 raise BackendError(f"llama.cpp: {exc}") from None
+            finally:
+                _close_sampler(llama)
         usage = out["usage"]
         data = None
         if request.json_schema is not None:

@@ -46,6 +46,8 @@ class ScriptedBackend(Closeable):
         prompt_style: which renderer `prompts` records (the backend itself never parses prompts).
         context_window: reported to the coordinator, so tests can force chunking.
         delay_s: awaited before answering, so concurrency is observable.
+        record: keep every request in `calls`; off for runs too large to hold them all (the
+            scale benchmark), where `calls` stays empty and `n_calls` still counts.
     """
 
     def __init__(
@@ -57,15 +59,19 @@ class ScriptedBackend(Closeable):
         prompt_style: PromptStyle = "completion",
         context_window: int | None = None,
         delay_s: float = 0.0,
+        record: bool = True,
     ) -> None:
         self.name = name
         self.prompt_style: PromptStyle = prompt_style
         self.context_window = context_window
         self.delay_s = delay_s
+        self.record = record
         self._steps: deque[Step] = deque(steps)
         self._fn = fn
         self.calls: list[CompletionRequest] = []
-        """Every request received, in arrival order (failed ones included)."""
+        """Every request received, in arrival order (failed ones included), when recording."""
+        self.n_calls = 0
+        """Requests received, recorded or not."""
         self.unexpected: list[CompletionRequest] = []
         """Requests that arrived after the script ran out."""
         self.in_flight = 0
@@ -108,7 +114,9 @@ class ScriptedBackend(Closeable):
         """Answer from the script, after `delay_s`."""
         if self.closed:
             raise BackendError("the scripted backend is closed")
-        self.calls.append(request)
+        self.n_calls += 1
+        if self.record:
+            self.calls.append(request)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

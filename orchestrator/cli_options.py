@@ -58,6 +58,7 @@ __all__ = [
     "Threads",
     "Timeout",
     "auto_chooser",
+    "parse_parallel",
     "parse_seconds",
 ]
 
@@ -71,7 +72,7 @@ N_CTX = 4096
 """Room for the monolithic baseline of eval's default sweep (N up to 10) with twice the margin,
 while each KV cache, one per batched sequence with ``--parallel``, stays small."""
 N_GPU_LAYERS = 0
-PARALLEL = 1
+PARALLEL = "auto"
 MAX_CONCURRENCY = _POLICY.max_concurrency
 TIMEOUT = _POLICY.timeout_s or 300.0
 RETRIES = _POLICY.max_attempts - 1
@@ -88,6 +89,16 @@ def parse_seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise typer.BadParameter(f"must be a positive, finite number of seconds, not {text}")
     return value
+
+
+def parse_parallel(text: str | int) -> int | Literal["auto"]:
+    """``auto`` or a whole number of at least 1."""
+    text = str(text)
+    if text.strip() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        raise typer.BadParameter(f"must be a number of at least 1 or auto, not '{text}'")
+    return int(text)
 
 
 # -- the backend ---------------------------------------------------------------------------------
@@ -126,8 +137,14 @@ Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="llama: CPU threads (default: every core).")
 ]
 Parallel = Annotated[
-    int,
-    typer.Option("--parallel", min=1, help="llama: sub-agent calls decoded together in one batch."),
+    str,
+    typer.Option(
+        "--parallel",
+        callback=lambda value: str(parse_parallel(value)),
+        metavar="N|auto",
+        help="llama: sub-agent calls decoded together in one batch: N, or auto (batch only where "
+        "measured faster than one by one).",
+    ),
 ]
 ContextWindow = Annotated[
     int | None,
@@ -227,7 +244,8 @@ class ModelOptions:
     """Context window (llama)."""
     threads: int | None = None
     """CPU threads; None uses every core (llama)."""
-    parallel: int = PARALLEL
+    parallel: int | str = PARALLEL
+    """A number, or "auto"."""
     """Calls decoded together in one batch (llama)."""
     context_window: int | None = None
     """The served model's context, when known (openai)."""
@@ -250,7 +268,7 @@ class ModelOptions:
             n_ctx=self.n_ctx,
             n_threads=self.threads,
             context_window=self.context_window,
-            n_parallel=self.parallel,
+            n_parallel=parse_parallel(self.parallel),
             timeout_s=timeout_s,
         )
         try:
@@ -275,10 +293,11 @@ class CallOptions:
     max_tokens: int = MAX_TOKENS
     """Completion budget per call."""
 
-    def policy(self, *, parallel: int = PARALLEL) -> CallPolicy:
+    def policy(self, *, parallel: int | str = PARALLEL) -> CallPolicy:
         """The `CallPolicy`; a batch of `parallel` can only fill with as many calls in flight."""
+        sequences = parse_parallel(parallel)
         return CallPolicy(
-            max_concurrency=max(self.max_concurrency, parallel),
+            max_concurrency=max(self.max_concurrency, 1 if sequences == "auto" else sequences),
             timeout_s=self.timeout,
             max_attempts=self.retries + 1,
             max_tokens=self.max_tokens,

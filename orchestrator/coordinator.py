@@ -290,8 +290,10 @@ class Coordinator(Closeable, Generic[SchemaT]):
 
         Model calls are bounded by the coordinator's own semaphore, not LangGraph's
         ``max_concurrency``: that one leaves queued tasks un-awaited when a fail_fast task raises.
+        Sub-agents run in waves of two supersteps each, so the step limit is no loop guard here
+        (every wave takes tasks off a finite list): it is set far above any real run.
         """
-        return {"configurable": {"thread_id": run_id}, "recursion_limit": 25}
+        return {"configurable": {"thread_id": run_id}, "recursion_limit": 1_000_000}
 
     def result(self, state: CoordinatorState) -> RunResult[SchemaT]:
         """Build the typed result from a finished graph state (e.g. the last ``stream`` value)."""

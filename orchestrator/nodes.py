@@ -41,7 +41,7 @@ from .subagent import Finding, SubAgent, validate_output
 from .synthesize import Synthesis, Synthesizer, collect_findings
 from .task import SubTask
 
-__all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered"]
+__all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered", "wave_size"]
 
 Strategy = Literal["isolated", "monolithic", "auto"]
 Splitter = Callable[[Request], list[SubTask]]
@@ -51,6 +51,14 @@ def ordered(tasks: list[SubTask], results: list[SubResult]) -> list[SubResult]:
     """Sub-results in the order of their tasks (they finish in any order)."""
     order = {t.id: i for i, t in enumerate(tasks)}
     return sorted(results, key=lambda r: order.get(r.sub_agent_id, len(order)))
+
+
+def wave_size(max_concurrency: int) -> int:
+    """Sub-agents per superstep: enough to keep every concurrency slot busy through a wave.
+
+    Waves keep LangGraph's per-superstep bookkeeping (quadratic in a superstep's tasks) small.
+    """
+    return max(512, 2 * max_concurrency)
 
 
 def _total(callers: list[ModelCaller]) -> Usage:
@@ -153,11 +161,20 @@ class CoordinatorNodes:
             raise UserError("the splitter produced no sub-tasks")
         return tasks
 
-    def fan_out(self, state: CoordinatorState) -> list[Send]:
-        """One `Send` per sub-task, carrying that task and nothing else of the request."""
+    def dispatch(self, state: CoordinatorState) -> dict[str, Any]:
+        """Pick the next wave of sub-tasks (an empty one once all have run)."""
+        end = state.get("wave", (0, 0))[1]
+        size = wave_size(self.policy.max_concurrency)
+        return {"wave": (end, min(end + size, len(state["tasks"])))}
+
+    def fan_out(self, state: CoordinatorState) -> list[Send] | str:
+        """One `Send` per sub-task of the wave, carrying that task and nothing else of the request."""
+        start, end = state["wave"]
+        if start == end:
+            return "reduce"
         return [
             Send("sub_agent", SubAgentInput(task=task, run_id=state["run_id"]))
-            for task in state["tasks"]
+            for task in state["tasks"][start:end]
         ]
 
     async def run_one(self, inputs: SubAgentInput) -> dict[str, Any]:
@@ -252,11 +269,12 @@ class CoordinatorNodes:
             unanswered = [] if selected_docs else [request.question]
         if monolithic:
             unanswered = [] if checked.text and answers[0].outcome == "found" else request.tasks
+        cited = set(checked.citations)  # a set: a list here is quadratic at 100,000 documents
         return {
             "answer": checked.text,
             "citations": checked.citations,
             "invalid_citations": checked.invalid,
-            "uncited": [d for d in dict.fromkeys(selected_docs) if d not in checked.citations],
+            "uncited": [d for d in dict.fromkeys(selected_docs) if d not in cited],
             "unanswered": unanswered,
             "synthesis_error": error,
             "synthesis_rounds": rounds,
@@ -297,6 +315,8 @@ class CoordinatorNodes:
             )
         result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
         if self.result_store is not None:
+            # Off the event loop: a durable write waits for the disk, and a SQLite writer must not
+            # block the loop that LangGraph's own checkpointer needs to finish its transaction.
             await asyncio.to_thread(self.result_store.put, run_id, result)
         return result
 

@@ -1,6 +1,6 @@
 """How every model call is made: a concurrency bound, a per-call timeout, and retries of transient errors.
 
-Retries use tenacity's exponential backoff with jitter and fire only on errors that may pass
+Retries back off exponentially with jitter and fire only on errors that may pass
 (timeouts, connection errors, 429, 5xx). A 400/401/403 fails at once: repeating it only burns quota.
 """
 
@@ -280,9 +280,8 @@ class ModelCaller:
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
                 try:
-                    completion = await asyncio.wait_for(
-                        self._backend.complete(request), self._policy.timeout_s
-                    )
+                    async with asyncio.timeout(self._policy.timeout_s):
+                        completion = await self._backend.complete(request)
                 except TimeoutError as exc:
                     raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
         except Exception as exc:

@@ -105,6 +105,27 @@ def test_in_process_chat_model_uses_its_template_and_stops_on_time(smollm2_backe
     smollm2_backend.lock.release()
 
 
+@pytest.mark.integration
+def test_in_process_calls_free_their_native_sampler_at_once(
+    llama_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-python leaves each call's sampler to the cyclic GC; the backend frees it itself."""
+    llama = llama_backend.llama
+    made: list[Any] = []
+    original = llama._init_sampler
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(llama, "_init_sampler", recording)
+    complete(llama_backend, max_tokens=4)
+    complete(llama_backend, max_tokens=24, json_schema=SCHEMA)
+    assert len(made) == 2
+    assert all(s.sampler is None for s in made), "a native sampler outlived its call"
+    assert llama._sampler is None
+
+
 def test_json_schema_is_enforced(backend: Backend) -> None:
     c = complete(backend, max_tokens=24, json_schema=SCHEMA)
     parsed = json.loads(c.text)

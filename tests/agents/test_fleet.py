@@ -13,7 +13,7 @@ from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.errors import BackendUnavailable, UserError
 from fanout.agents.fleet import EndpointPool, parse_base_urls, redact_url
 from fanout.agents.openai import OpenAIBackend
-from fanout.evals.loopback import LoopbackServer
+from fanout.evals.bench.loopback import LoopbackServer
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Document, Request

@@ -264,11 +264,11 @@ def test_batched_greedy_output_equals_the_sequential_path(exact_backends) -> Non
 def test_long_answers_stay_exact_when_requests_outnumber_sequences(exact_backends) -> None:  # type: ignore[no-untyped-def]
     # No stop sequence: every answer runs 64 tokens, so newcomers join a batch still decoding,
     # reuse and trim the caches of finished sequences, and the caches outgrow 256 cells.
-    from fanout.agents.llama_batch_measure import qa_prompts
     from fanout.agents.prompts import render_completion
+    from fanout.evals.bench.workload import bench_prompts
 
     sequential, batched = exact_backends
-    texts = [render_completion(p) for p in qa_prompts(6)]
+    texts = [render_completion(p) for p in bench_prompts(6)]
     with sequential.lock:
         done = [
             sequential.llama.create_completion(prompt=t, max_tokens=64, temperature=0.0, stop=[])

@@ -117,6 +117,7 @@ CASES = [
         ],
         "'--min-accuracy'",
     ),
+    (["run", "{t}/ok.md", "-q", "Q", "--parallel", "lots"], "not 'lots'"),
     (["run", "{t}/ok.md", "-q", "Q", "--backend", "openai", "--model", "m"], "no API key"),
     (["run", "{t}/ok.md", "-q", "Q", "--timeout", "-1"], "positive, finite number of seconds"),
     (["run", "{t}/ok.md", "-q", "Q", "--max-tokens", "-5"], "'--max-tokens'"),

@@ -319,16 +319,19 @@ config:
 graph TD;
 \t__start__([<p>__start__</p>]):::first
 \tsplit(split)
+\tdispatch(dispatch)
 \tsub_agent(sub_agent)
 \treduce(reduce)
 \trank(rank)
 \tsynthesize(synthesize)
 \t__end__([<p>__end__</p>]):::last
 \t__start__ --> split;
-\trank --> synthesize;
-\treduce --> rank;
-\tsplit -.-> sub_agent;
-\tsub_agent --> reduce;
+	dispatch -.-> reduce;
+	dispatch -.-> sub_agent;
+	rank --> synthesize;
+	reduce --> rank;
+	split --> dispatch;
+	sub_agent --> dispatch;
 \tsynthesize --> __end__;
 \tclassDef default fill:#f2f0ff,line-height:1.2
 \tclassDef first fill-opacity:0

@@ -145,7 +145,7 @@ class LoopbackServer:
         else:
             with _bound_socket() as sock:  # a free port; the child binds it again at once
                 self.port = sock.getsockname()[1]
-            code = f"from fanout.evals.loopback import serve; serve({self.port}, {self.delay_s!r})"
+            code = f"from fanout.evals.bench.loopback import serve; serve({self.port}, {self.delay_s!r})"
             self._proc = subprocess.Popen([sys.executable, "-c", code])
         self._wait_ready()
         return self

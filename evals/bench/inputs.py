@@ -1,4 +1,4 @@
-"""Bench section 6: the input side, before any model call: reading many files, splitting long text.
+"""Section "input": the input side, before any model call: reading many files, splitting long text.
 
 Loading goes through `load_documents` as ``fanout run`` does, over a folder of small files (a
 quadratic duplicate-path check took 88.7 s for 2,000 files). Splitting cuts about 1 MB of prose for
@@ -22,13 +22,14 @@ from fanout.orchestrator.documents import load_documents
 from fanout.orchestrator.request import Document, Request
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS, TokenCounter, split_request
 
-from .bench import InputSection
-from .bench_framework import best
+from .section import Section
+from .timing import best
 
 if TYPE_CHECKING:
     from fanout.agents.llama_cpp import LlamaCppBackend
 
 __all__ = [
+    "InputSection",
     "SplitTiming",
     "measure_input",
     "measure_loading",
@@ -42,6 +43,41 @@ SPLIT_GOAL_SPEEDUP = 10.0
 """Splitting must be at least this much faster than the search cutter it replaced."""
 _PIECE = 8192
 """Characters per call in the plain tokenizer pass (llama.cpp slows down on very long inputs)."""
+
+
+class InputSection(Section):
+    """The input side before any model call: loading many small files, splitting long text."""
+
+    n_files: int
+    """Files in the folder loaded."""
+    load_s: float
+    """Best wall time of `load_documents` over the folder."""
+    split_mb: float
+    """Millions of characters split."""
+    chunk_tokens: int
+    """The chunk budget (the coordinator's own, for the embedded model)."""
+    chunks: int
+    """Chunks the text became."""
+    split_s_per_mb: float
+    """Best wall seconds of the split, per million characters."""
+    search_s_per_mb: float
+    """The same for the search cutter fanout used before (timed on a tenth of the text)."""
+    speedup: float
+    """search_s_per_mb / split_s_per_mb."""
+    tokenize_s_per_mb: float
+    """Best wall seconds of one plain tokenizer pass over the same text, per million characters:
+    the floor for any cutter that checks its chunks with the tokenizer."""
+    samples_s: dict[str, list[float]]
+    """Every timed run's wall seconds: load, split, search, tokenize."""
+
+    def summary(self) -> str:
+        """Both figures and the tokenizer floor."""
+        return (
+            f"{self.n_files:,} files loaded in {self.load_s:.2f} s; {self.split_mb:g} MB split into "
+            f"{self.chunks} chunks of <= {self.chunk_tokens} tokens at {self.split_s_per_mb:.2f} s/MB "
+            f"vs {self.search_s_per_mb:.1f} s/MB for the old search cutter = {self.speedup:.1f}x "
+            f"(one plain tokenizer pass: {self.tokenize_s_per_mb:.2f} s/MB)"
+        )
 
 
 def measure_loading(n_files: int, *, repeats: int) -> tuple[float, list[float]]:
