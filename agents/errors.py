@@ -10,7 +10,8 @@ The tree::
         │   └── CircuitOpen          too many connection failures in a row: calls fail fast (not retried)
         ├── RateLimited              HTTP 429 (transient)
         ├── BackendRejected          400/404/422 and other permanent refusals
-        │   └── AuthenticationFailed 401/403: a rejected or missing API key
+        │   ├── AuthenticationFailed 401/403: a rejected or missing API key
+        │   └── EndpointMismatch     the model echoes the endpoint's prompt format (a base model on chat)
         ├── ContextOverflow          the prompt does not fit the model's context window
         └── OutputInvalid            structured output failed validation against its schema
 
@@ -27,6 +28,7 @@ __all__ = [
     "BackendUnavailable",
     "CircuitOpen",
     "ContextOverflow",
+    "EndpointMismatch",
     "FanoutError",
     "OutputInvalid",
     "RateLimited",
@@ -87,6 +89,13 @@ class BackendRejected(BackendError):
 
 class AuthenticationFailed(BackendRejected):
     """The API key was rejected (401/403)."""
+
+
+class EndpointMismatch(BackendRejected):
+    """The model cannot follow the endpoint's prompt format: it echoed the prompt instead of answering.
+
+    Typically a base model behind a chat endpoint; the message says which endpoint to use instead.
+    """
 
 
 class ContextOverflow(BackendError):
