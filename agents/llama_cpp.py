@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backend import Completion, CompletionRequest, PromptStyle
+from .backend import Completion, CompletionRequest, Prices, PromptStyle
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
@@ -182,6 +182,8 @@ class LlamaCppBackend:
         prefix_reuse: evaluate a prompt prefix already in the KV cache only once: the previous
             sequential call's (llama-cpp-python's longest-prefix match) or, when batching, any
             sequence's. On by default; turn it off only to measure what it saves.
+        prices: what its tokens cost (power, hardware), when a run should report a cost; free
+            by default.
     """
 
     def __init__(
@@ -196,6 +198,7 @@ class LlamaCppBackend:
         n_parallel: int = 1,
         batch_invariant: bool | None = None,
         prefix_reuse: bool = True,
+        prices: Prices | None = None,
     ) -> None:
         path = resolve_model(model_path)
         if not path.is_file():
@@ -213,6 +216,9 @@ class LlamaCppBackend:
             else None
         )
         self.name = path.name
+        self.path = path
+        """The GGUF file (reports state it and its hash)."""
+        self.prices = prices or Prices()
         self.context_window: int | None = n_ctx
         if chat is None:
             chat = bool(self._model.llama.metadata.get("tokenizer.chat_template"))
@@ -276,6 +282,7 @@ class LlamaCppBackend:
             completion_tokens=out.completion_tokens,
             latency_s=time.perf_counter() - started,
             model=self.name,
+            cost_usd=self.prices.cost(out.prompt_tokens, out.completion_tokens),
         )
 
     def _complete_blocking(
@@ -341,4 +348,5 @@ class LlamaCppBackend:
             latency_s=time.perf_counter() - started,
             model=self.name,
             data=data,
+            cost_usd=self.prices.cost(usage["prompt_tokens"], usage["completion_tokens"]),
         )

@@ -19,6 +19,7 @@ from fanout.agents.errors import UserError
 from fanout.agents.factory import make_backend
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.portal import run_sync
+from fanout.agents.prices import apply_prices, load_prices
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
 from fanout.orchestrator.checkpoint import open_checkpoint
@@ -29,6 +30,7 @@ from fanout.orchestrator.logs import configure_logging
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
+from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
@@ -87,7 +89,7 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
-def _print_result(result: RunResult, console: Console) -> None:
+def _print_result(result: RunResult, console: Console, *, priced: bool) -> None:
     multi_task = len({a.task_index for a in result.answers}) > 1
     table = Table(title="Per-document answers", show_lines=False)
     table.add_column("document")
@@ -111,12 +113,29 @@ def _print_result(result: RunResult, console: Console) -> None:
         for line in notes:
             console.print(line, markup=False, highlight=False)
     u = result.usage
+    cost = f" · cost ${u.cost_usd:.4f}" if priced else ""  # unknown prices are not $0
     console.print(
         f"tokens {u.total_tokens:,} (prompt {u.prompt_tokens:,} + completion "
         f"{u.completion_tokens:,}) · calls {u.calls} · sub-agents {len(result.sub_results)} "
-        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s · cost ${u.cost_usd:.4f}",
+        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s{cost}",
         markup=False,
         highlight=False,
+    )
+
+
+def _endpoint_hint(result: RunResult, model: str) -> str | None:
+    """A hint when every answer is "not found" on a chat endpoint: the mark of a base model.
+
+    A base model behind a chat endpoint that has no template for it often answers with the
+    few-shot examples' "not found" every time, and the run looks clean.
+    """
+    answered = [a for a in result.answers if a.status == "ok"]
+    if len(answered) < 2 or any(a.outcome != "not_found" for a in answered):
+        return None
+    return (
+        f'hint: every sub-agent answered "not found". If {model} is a base model (no chat '
+        "template), the chat endpoint gives it a prompt format it cannot follow: "
+        "try --endpoint completions"
     )
 
 
@@ -185,19 +204,21 @@ def run_command(
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     log_json: Annotated[bool, typer.Option(help="Every event as JSON lines on stderr.")] = False,
+    prices: Annotated[
+        str | None,
+        typer.Option(help="Price table (JSON/TOML): model -> USD per Mtok; cost is shown with it."),
+    ] = None,
+    output_schema: Annotated[
+        str | None,
+        typer.Option(
+            help="Answers must be JSON of this schema: module:Model (pydantic) or a JSON Schema "
+            "file."
+        ),
+    ] = None,
 ) -> int:
     """Answer a question (and/or instructions) over documents."""
     configure_logging(json_lines=log_json, level="info" if log_json else "warning")
-    if question is not None and not question.strip():
-        raise UserError("the question is empty")
-    if question is None and not instruction:
-        raise UserError("give --question or at least one --instruction")
-    if endpoint not in ("chat", "completions"):
-        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
-    if strategy not in ("isolated", "monolithic"):
-        raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
-    if synthesis not in ("llm", "collect"):
-        raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
+    _check_choices(question, instruction, endpoint=endpoint, strategy=strategy, synthesis=synthesis)
     if paired and question is not None:
         raise UserError("--paired pairs documents with --instruction values; drop --question")
     request = Request(
@@ -225,6 +246,9 @@ def run_command(
         context_window=context_window,
         n_parallel=parallel,
     )
+    schema = load_output_schema(output_schema) if output_schema is not None else None
+    if prices is not None:
+        apply_prices(chosen, load_prices(prices), source=prices)
     check = getattr(chosen, "check", None)
     if check is not None:
         run_sync(check())
@@ -237,6 +261,7 @@ def run_command(
         chosen,
         strategy="monolithic" if strategy == "monolithic" else "isolated",
         synthesis=_synthesis(synthesis),
+        output_schema=schema,
         policy=policy,
         chunk_tokens=chunk_tokens,
         failure_policy=failure_policy,
@@ -263,8 +288,33 @@ def run_command(
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        _print_result(result, Console(soft_wrap=True))
+        _print_result(result, Console(soft_wrap=True), priced=prices is not None)
+    hint = (
+        _endpoint_hint(result, chosen.name) if backend == "openai" and endpoint == "chat" else None
+    )
+    if hint is not None:
+        sys.stderr.write(hint + "\n")
     return 0 if result.ok else 1
+
+
+def _check_choices(
+    question: str | None,
+    instruction: list[str] | None,
+    *,
+    endpoint: str,
+    strategy: str,
+    synthesis: str,
+) -> None:
+    if question is not None and not question.strip():
+        raise UserError("the question is empty")
+    if question is None and not instruction:
+        raise UserError("give --question or at least one --instruction")
+    if endpoint not in ("chat", "completions"):
+        raise UserError(f"unknown endpoint '{endpoint}' (use chat or completions)")
+    if strategy not in ("isolated", "monolithic"):
+        raise UserError(f"unknown strategy '{strategy}' (use isolated or monolithic)")
+    if synthesis not in ("llm", "collect"):
+        raise UserError(f"unknown synthesis '{synthesis}' (use llm or collect)")
 
 
 def _synthesis(name: str) -> Literal["llm", "collect"]:
