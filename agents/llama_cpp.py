@@ -218,6 +218,8 @@ class LlamaCppBackend:
         self.name = path.name
         self.path = path
         """The GGUF file (reports state it and its hash)."""
+        self.n_gpu_layers = n_gpu_layers
+        """Layers offloaded to the GPU (-1: all)."""
         self.prices = prices or Prices()
         self.context_window: int | None = n_ctx
         if chat is None:

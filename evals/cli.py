@@ -7,9 +7,11 @@ raised as a one-line `UserError`.
 
 from __future__ import annotations
 
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -82,6 +84,30 @@ class _RichProgress:
 
     def advance(self, label: str) -> None:
         self._progress.update(self._task, advance=1, description=label)
+
+
+class _LineProgress:
+    """The sweep's progress as plain lines on stderr, for logs and CI where no bar can be drawn."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._total = 0
+        self._done = 0
+        self._started = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        self._stream.write(f"fanout eval: {text}\n")
+        self._stream.flush()
+
+    def start(self, total: int, done: int) -> None:
+        self._total, self._done = total, done
+        resumed = f" ({done} already recorded)" if done else ""
+        self._line(f"{total} group runs{resumed}")
+
+    def advance(self, label: str) -> None:
+        self._done += 1
+        elapsed = time.monotonic() - self._started
+        self._line(f"[{self._done}/{self._total}] {label} done ({elapsed:.0f} s elapsed)")
 
 
 def _stdout() -> Console:
@@ -235,7 +261,7 @@ def eval_command(
             policy=policy,
             prices=price_table,
             out=out,
-            progress=_RichProgress(bar),
+            progress=_RichProgress(bar) if err.is_terminal else _LineProgress(sys.stderr),
         )
     _print_summary(report, _stdout())
     err.print(f"wrote {', '.join(sorted(Path(p).name for p in report.files.values()))} to {out}")

@@ -123,6 +123,10 @@ class CellMetrics(BaseModel):
     """All tokens / correct answers (None when nothing was right)."""
     wall_s: float
     """Wall time summed over groups."""
+    wall_s_min: float = 0.0
+    """Wall time of the fastest request (group)."""
+    wall_s_max: float = 0.0
+    """Wall time of the slowest request: with `wall_s_min`, the spread of the repeats."""
     cost_usd: float
     """From the price table when it lists the model, else as the backend reported (0 locally)."""
     conditional_accuracy: float | None = None
@@ -301,6 +305,8 @@ def _cell(
         completion_tokens=sum(r.completion_tokens for r in clean),
         tokens_per_correct=tokens / correct if correct else None,
         wall_s=sum(r.wall_s for r in clean),
+        wall_s_min=min((r.wall_s for r in clean), default=0.0),
+        wall_s_max=max((r.wall_s for r in clean), default=0.0),
         cost_usd=cost,
         conditional_accuracy=sum(chained) / len(chained) if chained else None,
         hijack_rate=sum(a.hijacked for a in marked) / len(marked) if marked else None,

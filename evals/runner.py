@@ -19,6 +19,7 @@ from fanout.orchestrator.policy import CallPolicy
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
+from .provenance import collect_provenance
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
 from .strategies import ModelSession, Strategy, make_strategy
@@ -153,6 +154,7 @@ async def arun_sweep(
         max_concurrency=policy.max_concurrency,
     )
     results = _open_results(out, config)
+    results.runs.append(collect_provenance(backend))
     done = results.done()
     conditions: list[Condition] = ["clean", "faulted"] if faults and faults.active else ["clean"]
     # A group's faulted runs come after all its clean ones: resending a prompt right after itself

@@ -6,6 +6,7 @@ Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still prin
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from fanout.agents.portal import run_sync
 from fanout.agents.prices import apply_prices, load_prices
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command
+from fanout.evals.provenance import COMMAND_LINE
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
@@ -334,6 +336,7 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every anticipated failure to one line and an exit code."""
     command = typer.main.get_command(app)
+    COMMAND_LINE.set(shlex.join(["fanout", *(sys.argv[1:] if argv is None else argv)]))
     try:
         code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
     except typer.Exit as exc:
