@@ -28,15 +28,16 @@ from rich.table import Table
 from fanout.agents.errors import UserError
 from fanout.orchestrator.policy import CallPolicy
 
+from .compare import Comparison, compare_results, load_results
 from .faults import FaultSpec
-from .metrics import PriceTable, load_prices
+from .metrics import CellMetrics, PriceTable, load_prices
 from .records import EvalResults
 from .report import EvalReport, build_report, write_report
 from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, make_suite
 
-__all__ = ["eval_command", "parse_instances"]
+__all__ = ["eval_command", "parse_instances", "report_command"]
 
 
 def parse_instances(text: str) -> list[int]:
@@ -265,4 +266,64 @@ def eval_command(
         )
     _print_summary(report, _stdout())
     err.print(f"wrote {', '.join(sorted(Path(p).name for p in report.files.values()))} to {out}")
+    return 0
+
+
+def _acc(c: CellMetrics) -> str:
+    return f"{c.accuracy:.0%} [{c.ci_low * 100:.0f}-{c.ci_high * 100:.0f}]"
+
+
+def _print_comparison(comparison: Comparison, console: Console) -> None:
+    a, b = comparison.a, comparison.b
+    table = Table(title=f"{comparison.suite}: A = {a}, B = {b}")
+    headers = ["strategy", "N", "A accuracy [95% CI]", "B accuracy [95% CI]", "B - A"]
+    headers += ["beyond noise", "A tokens/q", "B tokens/q"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "strategy" else "right")
+    for c in comparison.cells:
+        verdict = {"a": "yes: A better", "b": "yes: B better", None: "no"}[c.better]
+        per_q = [f"{x.total_tokens / x.questions:,.0f}" if x.questions else "-" for x in (c.a, c.b)]
+        table.add_row(
+            c.strategy, str(c.n), _acc(c.a), _acc(c.b), f"{c.difference * 100:+.0f} pts", verdict,
+            *per_q,
+        )  # fmt: skip
+    console.print(table)
+    wins_b = sum(c.better == "b" for c in comparison.cells)
+    wins_a = sum(c.better == "a" for c in comparison.cells)
+    console.print(
+        f"B better beyond the 95% intervals in {wins_b} of {len(comparison.cells)} cells, "
+        f"A better in {wins_a}; the rest are within noise.",
+        markup=False,
+        highlight=False,
+    )
+    for line in comparison.differences:
+        console.print(f"differs: {line}", markup=False, highlight=False)
+    if comparison.only_in_a or comparison.only_in_b:
+        console.print(
+            f"only in A: {', '.join(comparison.only_in_a) or '-'}; "
+            f"only in B: {', '.join(comparison.only_in_b) or '-'}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def report_command(
+    first: Annotated[Path, typer.Argument(help="Run A: its results.json, or the folder with it.")],
+    second: Annotated[Path, typer.Argument(help="Run B: its results.json, or the folder with it.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the comparison as JSON.")
+    ] = False,
+) -> int:
+    """Compare two eval runs (two models, two prompt versions) cell by cell.
+
+    For each strategy and N both measured: the accuracies with their 95% intervals, the difference,
+    and whether the intervals separate (a difference beyond noise).
+    """
+    comparison = compare_results(
+        load_results(first), load_results(second), a_path=first, b_path=second
+    )
+    if json_output:
+        sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
+    else:
+        _print_comparison(comparison, _stdout())
     return 0

@@ -1,4 +1,4 @@
-"""The ``fanout`` command line, the one front door: ``run``, ``eval`` and ``bench``.
+"""The ``fanout`` command line, the one front door: ``run``, ``eval``, ``bench`` and ``report``.
 
 Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
 2 a usage or input error, reported as one line on stderr, never a traceback.
@@ -22,7 +22,7 @@ from fanout.agents.fallback import FallbackBackend
 from fanout.agents.portal import run_sync
 from fanout.agents.prices import apply_prices, load_prices
 from fanout.evals.bench import bench_command
-from fanout.evals.cli import eval_command
+from fanout.evals.cli import eval_command, report_command
 from fanout.evals.provenance import COMMAND_LINE
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
@@ -325,6 +325,7 @@ def _synthesis(name: str) -> Literal["llm", "collect"]:
 
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
+app.command("report")(report_command)
 
 
 def _fail(message: str) -> int:
