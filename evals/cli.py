@@ -152,7 +152,11 @@ def eval_command(
         str | None, typer.Option(help=f"One of: {', '.join(SUITES)} (not with --report-only).")
     ] = None,
     dataset: Annotated[
-        Path | None, typer.Option(help="Data file (nq: default the shipped slice; jsonl, mti).")
+        Path | None,
+        typer.Option(
+            help="Data file (nq: default the shipped slice; jsonl: one instance a line, format "
+            "below; mti: MTI Bench's JSON)."
+        ),
     ] = None,
     strategies: Annotated[
         str, typer.Option(help=f"Comma-separated, from: {', '.join(STRATEGIES)}.")
@@ -201,7 +205,24 @@ def eval_command(
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
     ] = False,
 ) -> int:
-    """Measure accuracy, cost and failure blast radius as more instances share one request."""
+    """Measure accuracy, cost and failure blast radius as more instances share one request.
+
+    Your own data: --suite jsonl --dataset FILE.jsonl (or .jsonl.gz), one instance a line,
+    e.g. examples/eval-dataset.jsonl:
+
+    \b
+      {"id": "q1", "question": "Who founded Acme?", "answers": ["Ada Lane"],
+       "documents": [{"id": "acme.md", "text": "..."}]}
+
+    \b
+    - "answer" (one string) may replace "answers"; "document" or "context" (one
+      string) may replace "documents"; a document may have a "title".
+    - "match": "subspan" (a gold answer occurs in the output; default) or "exact".
+    - A multi-part instance lists "questions" (each with "question" and "answers")
+      over shared documents; "chained": true makes each part follow the previous
+      one (conditional accuracy is reported).
+    - N instances (lines) share one request; a bad line is reported as FILE:LINE.
+    """  # noqa: D301 (\b is click's marker for a paragraph kept as written)
     from fanout.orchestrator.logs import configure_logging
 
     configure_logging(level="error")  # injected faults would otherwise log a warning each

@@ -140,3 +140,21 @@ def test_eval_reports_say_where_they_came_from_and_carry_their_plots(
     assert "src='accuracy" not in html
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 1 and results["runs"][0]["model"] == "scripted-llama"
+
+
+def test_the_documented_jsonl_example_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    from fanout.cli import main
+    from fanout.evals.suites import load_jsonl
+    from tests.conftest import EXAMPLES
+
+    suite = load_jsonl(EXAMPLES / "eval-dataset.jsonl")
+    assert len(suite.instances) == 6
+    shapes = {g.id: g for g in suite.instances}
+    assert [d.id for d in shapes["oak-city"].documents] == ["oak-1.md", "oak-2.md"]
+    first, second = shapes["cedar-steps"].questions
+    assert second.after == first.id  # chained parts
+    assert shapes["birch-code"].questions[0].match == "exact"
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = capsys.readouterr().out
+    assert "examples/eval-dataset.jsonl" in help_text and '"chained": true' in help_text
