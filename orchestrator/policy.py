@@ -29,6 +29,8 @@ from fanout.agents.errors import (
     UserError,
 )
 
+from .tracing import call_span
+
 __all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
 logger = structlog.get_logger("fanout")
@@ -228,8 +230,13 @@ class ModelCaller:
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
                 try:
-                    completion = await asyncio.wait_for(
-                        self._backend.complete(request), self._policy.timeout_s
+                    completion = await call_span(
+                        request,
+                        number,
+                        self._backend.name,
+                        lambda: asyncio.wait_for(
+                            self._backend.complete(request), self._policy.timeout_s
+                        ),
                     )
                 except TimeoutError as exc:
                     raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
