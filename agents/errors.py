@@ -11,7 +11,8 @@ The tree::
         │   └── CircuitOpen          too many connection failures in a row: calls fail fast (not retried)
         ├── RateLimited              HTTP 429 (transient)
         ├── BackendRejected          400/404/422 and other permanent refusals
-        │   └── AuthenticationFailed 401/403: a rejected or missing API key
+        │   ├── AuthenticationFailed 401/403: a rejected or missing API key
+        │   └── EndpointMismatch     the model echoes the endpoint's prompt format (a base model on chat)
         ├── ContextOverflow          the prompt does not fit the model's context window
         ├── InvalidResponse          the endpoint answered, but not with the API's JSON
         └── OutputInvalid            structured output failed validation against its schema
@@ -32,6 +33,7 @@ __all__ = [
     "BackendUnavailable",
     "CircuitOpen",
     "ContextOverflow",
+    "EndpointMismatch",
     "FanoutError",
     "InvalidResponse",
     "OutputInvalid",
@@ -106,6 +108,13 @@ class BackendRejected(BackendError):
 
 class AuthenticationFailed(BackendRejected):
     """The API key was rejected (401/403)."""
+
+
+class EndpointMismatch(BackendRejected):
+    """The model cannot follow the endpoint's prompt format: it echoed the prompt instead of answering.
+
+    Typically a base model behind a chat endpoint; the message says which endpoint to use instead.
+    """
 
 
 class ContextOverflow(BackendError):

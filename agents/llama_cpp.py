@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backend import Closeable, Completion, CompletionRequest, PromptStyle
+from .backend import Closeable, Completion, CompletionRequest, Prices, PromptStyle
 from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
@@ -290,6 +290,8 @@ class LlamaCppBackend(Closeable):
         prefix_reuse: evaluate a prompt prefix already in the KV cache only once: the previous
             sequential call's (llama-cpp-python's longest-prefix match) or, when batching, any
             sequence's. On by default; turn it off only to measure what it saves.
+        prices: what its tokens cost (power, hardware), when a run should report a cost; free
+            by default.
     """
 
     def __init__(
@@ -304,6 +306,7 @@ class LlamaCppBackend(Closeable):
         n_parallel: int | Literal["auto"] = "auto",
         batch_invariant: bool | None = None,
         prefix_reuse: bool = True,
+        prices: Prices | None = None,
     ) -> None:
         path = resolve_model(model_path)
         if not path.is_file():
@@ -329,6 +332,11 @@ class LlamaCppBackend(Closeable):
         self._auto = AutoBatchPolicy(_auto_min_answer_tokens(n_gpu_layers)) if auto else None
         """How the automatic mode decides; the engine it batches in is made on first use."""
         self.name = path.name
+        self.path = path
+        """The GGUF file (reports state it and its hash)."""
+        self.n_gpu_layers = n_gpu_layers
+        """Layers offloaded to the GPU (-1: all)."""
+        self.prices = prices or Prices()
         self.context_window: int | None = n_ctx
         if chat is None:
             chat = bool(self._model.llama.metadata.get("tokenizer.chat_template"))
@@ -438,6 +446,7 @@ class LlamaCppBackend(Closeable):
             latency_s=time.perf_counter() - started - out.queue_s,
             queue_s=out.queue_s,
             model=self.name,
+            cost_usd=self.prices.cost(out.prompt_tokens, out.completion_tokens),
         )
 
     def _complete_blocking(
@@ -506,4 +515,5 @@ class LlamaCppBackend(Closeable):
             queue_s=started - requested_at,
             model=self.name,
             data=data,
+            cost_usd=self.prices.cost(usage["prompt_tokens"], usage["completion_tokens"]),
         )

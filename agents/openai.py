@@ -16,10 +16,12 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import httpx
 import openai
 from pydantic import SecretStr
 
@@ -29,17 +31,17 @@ from .backend import (
     CompletionRequest,
     Prices,
     PromptStyle,
-    estimate_tokens,
     parse_structured,
 )
+from .classify import error_for_exception, error_for_status
+from .echo import ECHO_HINT, echo_reason
 from .errors import (
     AuthenticationFailed,
     BackendError,
-    BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    EndpointMismatch,
     InvalidResponse,
-    RateLimited,
     UserError,
 )
 from .fleet import EndpointPool, EndpointStats, Outcome, parse_base_urls, redact_url
@@ -47,6 +49,8 @@ from .logs import log_event
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret, scrub
+from .servers import SchemaFormat, ServerInfo, completion_schema_body, probe_server
+from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
 __all__ = ["OpenAIBackend", "map_openai_error"]
 
@@ -111,16 +115,8 @@ def map_openai_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendE
         # a 2xx whose body is not the API's JSON (JSONDecodeError: the client could not parse it)
         return InvalidResponse(scrub(f"the answer is not the API's JSON: {exc}"))
     if isinstance(exc, openai.APIStatusError):
-        code = exc.status_code
-        message = scrub(f"HTTP {code}: {exc.message}")
-        if code in (401, 403):
-            return AuthenticationFailed(message, status_code=code)
-        if code == 429:
-            return RateLimited(message, status_code=code)
-        if code >= 500 or code == 408:
-            return BackendUnavailable(message, status_code=code)
-        return BackendRejected(message, status_code=code)
-    return BackendError(scrub(f"{type(exc).__name__}: {exc}"))
+        return error_for_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}")
+    return error_for_exception(exc)
 
 
 def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> Outcome:
@@ -145,8 +141,9 @@ class OpenAIBackend(Closeable):
         prices: USD per million tokens, for cost accounting.
         timeout_s: the longest any network wait may take: the HTTP client's own timeout and the
             start-up `check` (the coordinator also enforces its own per call).
-        schema_format: how a JSON schema is sent: "json_schema" (OpenAI, vLLM) or "json_object"
-            (llama-cpp-python's server, which takes ``{"type": "json_object", "schema": ...}``).
+        schema_format: how a JSON schema is sent: "json_schema" (OpenAI, vLLM, llama.cpp's
+            server), "json_object" (llama-cpp-python's server, which takes ``{"type":
+            "json_object", "schema": ...}``) or "auto": asked of the server once (`server_info`).
         cooldown_s: how long an endpoint that refused a connection is skipped while others are up.
     """
 
@@ -160,7 +157,7 @@ class OpenAIBackend(Closeable):
         context_window: int | None = None,
         prices: Prices | None = None,
         timeout_s: float = 600.0,
-        schema_format: Literal["json_schema", "json_object"] = "json_schema",
+        schema_format: Literal["auto", "json_schema", "json_object"] = "auto",
         cooldown_s: float = 5.0,
     ) -> None:
         model = model or os.environ.get("OPENAI_MODEL")
@@ -189,7 +186,15 @@ class OpenAIBackend(Closeable):
         self.context_window = context_window
         self.prices = prices or Prices()
         self.timeout_s = timeout_s
+        if schema_format not in ("auto", "json_schema", "json_object"):
+            raise UserError(
+                f"unknown schema format '{schema_format}' (use json_schema or json_object)"
+            )
         self.schema_format = schema_format
+        self._server: ServerInfo | None = None
+        self._server_lock = threading.Lock()
+        self.tokens = TokenCounter(model, self._find_tokenizer)
+        """Counts tokens with the server's tokenizer or tiktoken, else estimates (logged once)."""
         self.pool = EndpointPool(self.base_urls or (None,), cooldown_s=cooldown_s)
         self._clients: dict[int, openai.AsyncOpenAI] = {}
         """One API client per endpoint, all on the shared connection pool (portal loop only)."""
@@ -235,8 +240,44 @@ class OpenAIBackend(Closeable):
         return client
 
     def count_tokens(self, text: str) -> int:
-        """An estimate: the tokenizer lives on the server."""
-        return estimate_tokens(text)
+        """Exact through the server's tokenizer route (llama.cpp) or tiktoken (OpenAI's models).
+
+        Any other server gets the 4-characters-a-token estimate, with one warning in the log.
+        """
+        return self.tokens(text)
+
+    def server_info(self) -> ServerInfo:
+        """What the (first) server supports: structured-output format and tokenizer; asked once.
+
+        A server that cannot be reached is asked again next time; until then it counts as unknown.
+        """
+        try:
+            return self._probe_server()
+        except httpx.HTTPError:
+            return ServerInfo(kind="unknown", schema_format="json_schema")
+
+    def _probe_server(self) -> ServerInfo:
+        with self._server_lock:
+            if self._server is None:
+                self._server = probe_server(self.base_url, api_key=self._api_key.get_secret_value())
+            return self._server
+
+    def _find_tokenizer(self) -> Count:
+        info = self._probe_server()  # unreachable: the counter estimates, saying why
+        if info.kind == "openai":
+            return tiktoken_count(self.name)
+        counter = info.counter()
+        if counter is None:
+            where = redact_url(self.base_url) if self.base_url else "the server"
+            raise TokenizerUnavailable(f"{where} ({info.kind}) has no tokenizer route")
+        return counter
+
+    async def _schema_format(self) -> SchemaFormat:
+        if self.schema_format != "auto":
+            return self.schema_format
+        if self._server is not None:
+            return self._server.schema_format
+        return (await asyncio.to_thread(self.server_info)).schema_format
 
     async def check(self) -> None:
         """Fail fast, as a `UserError`, when no endpoint is reachable or any rejects the key.
@@ -296,6 +337,9 @@ class OpenAIBackend(Closeable):
             self._release(index, "cancelled")  # a coordinator timeout or cancellation
             raise
         self._release(index, "ok")
+        echo = echo_reason(request.prompt, text) if self.endpoint == "chat" else None
+        if echo is not None:
+            raise EndpointMismatch(f"the model echoed its prompt ({echo}); {ECHO_HINT}")
         data = parse_structured(request, text)
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
@@ -325,7 +369,8 @@ class OpenAIBackend(Closeable):
 
     async def _chat(self, index: int, request: CompletionRequest) -> tuple[str, Any]:
         extra: dict[str, Any] = {}
-        if request.json_schema is not None and self.schema_format == "json_object":
+        schema_format = await self._schema_format() if request.json_schema is not None else None
+        if request.json_schema is not None and schema_format == "json_object":
             extra["response_format"] = {"type": "json_object", "schema": request.json_schema}
         elif request.json_schema is not None:
             extra["response_format"] = {
@@ -348,24 +393,12 @@ class OpenAIBackend(Closeable):
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             stop=None if request.json_schema else stop_sequences(request.prompt)[:4],
-            extra_body=self._completion_schema(request.json_schema),
+            extra_body=await self._completion_schema(request.json_schema),
         )
         return response.choices[0].text, response.usage
 
-    def _completion_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        """How the completions endpoint is told the schema: it has no standard field for one.
-
-        llama-cpp-python's server takes a GBNF ``grammar``; vLLM reads ``response_format``.
-        """
+    async def _completion_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is None:
             return None
-        if self.schema_format == "json_object":
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-            return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
-        return {
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": schema},
-            }
-        }
+        kind = self._server.kind if self._server is not None else "unknown"
+        return completion_schema_body(schema, await self._schema_format(), kind)

@@ -7,9 +7,11 @@ raised as a one-line `UserError`.
 
 from __future__ import annotations
 
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -26,15 +28,16 @@ from rich.table import Table
 from fanout.agents.errors import UserError
 from fanout.orchestrator import cli_options as opts
 
+from .compare import Comparison, compare_results, load_results
 from .faults import FaultSpec
-from .metrics import PriceTable, load_prices
+from .metrics import CellMetrics, PriceTable, load_prices
 from .records import EvalResults
 from .report import EvalReport, auto_verdict, build_report, write_report
 from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, Position, make_suite
 
-__all__ = ["eval_command", "parse_instances"]
+__all__ = ["eval_command", "parse_instances", "report_command"]
 
 
 def parse_instances(text: str) -> list[int]:
@@ -82,6 +85,30 @@ class _RichProgress:
 
     def advance(self, label: str) -> None:
         self._progress.update(self._task, advance=1, description=label)
+
+
+class _LineProgress:
+    """The sweep's progress as plain lines on stderr, for logs and CI where no bar can be drawn."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._total = 0
+        self._done = 0
+        self._started = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        self._stream.write(f"fanout eval: {text}\n")
+        self._stream.flush()
+
+    def start(self, total: int, done: int) -> None:
+        self._total, self._done = total, done
+        resumed = f" ({done} already recorded)" if done else ""
+        self._line(f"{total} group runs{resumed}")
+
+    def advance(self, label: str) -> None:
+        self._done += 1
+        elapsed = time.monotonic() - self._started
+        self._line(f"[{self._done}/{self._total}] {label} done ({elapsed:.0f} s elapsed)")
 
 
 def _stdout() -> Console:
@@ -136,7 +163,11 @@ def eval_command(
         typer.Option(metavar=f"[{'|'.join(SUITES)}]", help="What to ask (not with --report-only)."),
     ] = None,
     dataset: Annotated[
-        Path | None, typer.Option(help="Data file (nq: default the shipped slice; jsonl, mti).")
+        Path | None,
+        typer.Option(
+            help="Data file (nq: default the shipped slice; jsonl: one instance a line, format "
+            "below; mti: MTI Bench's JSON)."
+        ),
     ] = None,
     strategies: Annotated[
         str,
@@ -178,9 +209,7 @@ def eval_command(
     position: Annotated[
         Position, typer.Option(help="Where the synthetic fact sits in its document.")
     ] = "random",
-    prices: Annotated[
-        Path | None, typer.Option(help="Price table (JSON/TOML): model -> USD per Mtok.")
-    ] = None,
+    prices: opts.PricesFile = None,
     report_only: Annotated[
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
     ] = False,
@@ -188,7 +217,24 @@ def eval_command(
     objective: opts.ObjectiveOption = opts.OBJECTIVE,
     min_accuracy: opts.MinAccuracy = None,
 ) -> int:
-    """Measure accuracy, cost and failure blast radius as more instances share one request."""
+    """Measure accuracy, cost and failure blast radius as more instances share one request.
+
+    Your own data: --suite jsonl --dataset FILE.jsonl (or .jsonl.gz), one instance a line,
+    e.g. examples/eval-dataset.jsonl:
+
+    \b
+      {"id": "q1", "question": "Who founded Acme?", "answers": ["Ada Lane"],
+       "documents": [{"id": "acme.md", "text": "..."}]}
+
+    \b
+    - "answer" (one string) may replace "answers"; "document" or "context" (one
+      string) may replace "documents"; a document may have a "title".
+    - "match": "subspan" (a gold answer occurs in the output; default) or "exact".
+    - A multi-part instance lists "questions" (each with "question" and "answers")
+      over shared documents; "chained": true makes each part follow the previous
+      one (conditional accuracy is reported).
+    - N instances (lines) share one request; a bad line is reported as FILE:LINE.
+    """  # noqa: D301 (\b is click's marker for a paragraph kept as written)
     from fanout.agents.logs import configure_logging
 
     configure_logging(level="error")  # injected faults would otherwise log a warning each
@@ -243,8 +289,68 @@ def eval_command(
             policy=policy,
             prices=price_table,
             out=out,
-            progress=_RichProgress(bar),
+            progress=_RichProgress(bar) if err.is_terminal else _LineProgress(sys.stderr),
         )
     _print_summary(report, _stdout())
     err.print(f"wrote {', '.join(sorted(Path(p).name for p in report.files.values()))} to {out}")
+    return 0
+
+
+def _acc(c: CellMetrics) -> str:
+    return f"{c.accuracy:.0%} [{c.ci_low * 100:.0f}-{c.ci_high * 100:.0f}]"
+
+
+def _print_comparison(comparison: Comparison, console: Console) -> None:
+    a, b = comparison.a, comparison.b
+    table = Table(title=f"{comparison.suite}: A = {a}, B = {b}")
+    headers = ["strategy", "N", "A accuracy [95% CI]", "B accuracy [95% CI]", "B - A"]
+    headers += ["beyond noise", "A tokens/q", "B tokens/q"]
+    for header in headers:
+        table.add_column(header, justify="left" if header == "strategy" else "right")
+    for c in comparison.cells:
+        verdict = {"a": "yes: A better", "b": "yes: B better", None: "no"}[c.better]
+        per_q = [f"{x.total_tokens / x.questions:,.0f}" if x.questions else "-" for x in (c.a, c.b)]
+        table.add_row(
+            c.strategy, str(c.n), _acc(c.a), _acc(c.b), f"{c.difference * 100:+.0f} pts", verdict,
+            *per_q,
+        )  # fmt: skip
+    console.print(table)
+    wins_b = sum(c.better == "b" for c in comparison.cells)
+    wins_a = sum(c.better == "a" for c in comparison.cells)
+    console.print(
+        f"B better beyond the 95% intervals in {wins_b} of {len(comparison.cells)} cells, "
+        f"A better in {wins_a}; the rest are within noise.",
+        markup=False,
+        highlight=False,
+    )
+    for line in comparison.differences:
+        console.print(f"differs: {line}", markup=False, highlight=False)
+    if comparison.only_in_a or comparison.only_in_b:
+        console.print(
+            f"only in A: {', '.join(comparison.only_in_a) or '-'}; "
+            f"only in B: {', '.join(comparison.only_in_b) or '-'}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def report_command(
+    first: Annotated[Path, typer.Argument(help="Run A: its results.json, or the folder with it.")],
+    second: Annotated[Path, typer.Argument(help="Run B: its results.json, or the folder with it.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the comparison as JSON.")
+    ] = False,
+) -> int:
+    """Compare two eval runs (two models, two prompt versions) cell by cell.
+
+    For each strategy and N both measured: the accuracies with their 95% intervals, the difference,
+    and whether the intervals separate (a difference beyond noise).
+    """
+    comparison = compare_results(
+        load_results(first), load_results(second), a_path=first, b_path=second
+    )
+    if json_output:
+        sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
+    else:
+        _print_comparison(comparison, _stdout())
     return 0

@@ -7,18 +7,14 @@ each faulted group is compared question by question with the same group run with
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from fanout.agents.backend import Prices
-from fanout.agents.errors import UserError
+from fanout.agents.prices import PriceTable, load_prices
 
 from .records import AnswerRecord, GroupRecord
 from .scoring import normalize
@@ -51,43 +47,6 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     centre = (p + z2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-class PriceTable(BaseModel):
-    """USD per million tokens for each model name; models not listed cost what the backend says."""
-
-    model_config = ConfigDict(frozen=True)
-
-    models: dict[str, Prices]
-    """Model name -> prices."""
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """The cost of these tokens, or None when `model` is not in the table."""
-        prices = self.models.get(model)
-        return None if prices is None else prices.cost(prompt_tokens, completion_tokens)
-
-
-def load_prices(path: str | Path) -> PriceTable:
-    """Read a price table (JSON, or TOML by extension) mapping model names to prices.
-
-    For example ``{"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}``.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read price table {path}: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "TOML" if path.suffix == ".toml" else "JSON"
-        raise UserError(f"price table {path} is not valid {kind}: {exc}") from None
-    try:
-        return PriceTable.model_validate({"models": data})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:])
-        raise UserError(f"price table {path}: '{where}': {first['msg']}") from None
 
 
 class FaultMetrics(BaseModel):
@@ -164,6 +123,10 @@ class CellMetrics(BaseModel):
     """All tokens / correct answers (None when nothing was right)."""
     wall_s: float
     """Wall time summed over groups."""
+    wall_s_min: float = 0.0
+    """Wall time of the fastest request (group)."""
+    wall_s_max: float = 0.0
+    """Wall time of the slowest request: with `wall_s_min`, the spread of the repeats."""
     cost_usd: float
     """From the price table when it lists the model, else as the backend reported (0 locally)."""
     conditional_accuracy: float | None = None
@@ -342,6 +305,8 @@ def _cell(
         completion_tokens=sum(r.completion_tokens for r in clean),
         tokens_per_correct=tokens / correct if correct else None,
         wall_s=sum(r.wall_s for r in clean),
+        wall_s_min=min((r.wall_s for r in clean), default=0.0),
+        wall_s_max=max((r.wall_s for r in clean), default=0.0),
         cost_usd=cost,
         conditional_accuracy=sum(chained) / len(chained) if chained else None,
         hijack_rate=sum(a.hijacked for a in marked) / len(marked) if marked else None,

@@ -32,6 +32,7 @@ def _line_plot(
     value: Value,
     band: tuple[Value, Value] | None = None,
     percent: bool = False,
+    from_zero: bool = False,
 ) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -76,6 +77,8 @@ def _line_plot(
     if percent:
         axes.set_ylim(-0.02, 1.02)
         axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    elif from_zero:  # a difference of a few tokens must not look like a factor of ten
+        axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -101,13 +104,16 @@ def plot_all(cells: Sequence[CellMetrics], folder: Path, *, subtitle: str) -> li
             title=f"Tokens per question vs N ({subtitle})",
             ylabel="prompt + completion tokens per question",
             value=lambda c: c.total_tokens / c.questions if c.questions else None,
+            from_zero=True,
         ),
         _line_plot(
             cells,
             folder / "wall_vs_n.png",
             title=f"Wall time per request vs N ({subtitle})",
-            ylabel="seconds per request",
+            ylabel="seconds per request (mean; band: fastest to slowest)",
             value=lambda c: c.wall_s_per_group,
+            band=(lambda c: c.wall_s_min, lambda c: c.wall_s_max),
+            from_zero=True,
         ),
     ]
     if any(c.faults is not None for c in cells):

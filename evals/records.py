@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.agents.errors import UserError
 
+from .provenance import Provenance
 from .scoring import extract_answer, is_correct, is_hijacked
 from .strategies import Answer, AnswerStatus
 from .suites.group import Question
@@ -217,6 +218,8 @@ class EvalResults(BaseModel):
     """What was measured."""
     records: list[GroupRecord] = Field(default_factory=list)
     """Every group run so far."""
+    runs: list[Provenance] = Field(default_factory=list)
+    """What produced the records: one entry per run of the sweep (a resumed one adds one)."""
 
     def done(self) -> set[RecordKey]:
         """Keys already recorded."""

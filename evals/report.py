@@ -6,6 +6,7 @@ optional extras and their absence (say, a headless box without fonts) never lose
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,6 +220,29 @@ def _settings(config: EvalConfig) -> list[tuple[str, str]]:
     ]
 
 
+def _provenance(results: EvalResults) -> list[tuple[str, str]]:
+    """Where the numbers came from (the latest run; earlier runs of a resumed sweep by date)."""
+    if not results.runs:
+        return []
+    run = results.runs[-1]
+    rows = [
+        ("date", run.date),
+        ("command", run.command),
+        ("fanout", run.fanout_version),
+        ("llama-cpp-python", run.llama_cpp_version or "not installed"),
+        ("python", f"{run.python} on {run.platform}"),
+        ("hardware", run.hardware),
+    ]
+    if run.model_file is not None:
+        rows.append(("model file", f"{run.model_file} (sha256 {run.model_sha256})"))
+    if run.endpoint is not None:
+        rows.append(("endpoint", run.endpoint))
+    if len(results.runs) > 1:
+        earlier = "; ".join(f"{r.date}: {r.command}" for r in results.runs[:-1])
+        rows.append(("earlier runs of this sweep", earlier))
+    return rows
+
+
 _NOTES = (
     "Routing says what a strategy knows about which document a question needs. blind: nothing, "
     "as `fanout run` (every question reaches every document); paired: each question comes with "
@@ -248,6 +272,12 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
     config = report.config
     parts = [f"# fanout eval: {config.suite} on {config.model}", ""]
     parts += [f"- **{k}**: {v}" for k, v in _settings(config)]
+    provenance = _provenance(report.results)
+    if provenance:
+        parts += ["", "## Provenance", ""]
+        parts += [
+            f"- **{k}**: `{v}`" if k == "command" else f"- **{k}**: {v}" for k, v in provenance
+        ]
     if report.crossovers:
         parts += ["", "## Recommendation", ""]
         parts += [f"- {x.recommendation}" for x in report.crossovers]
@@ -263,6 +293,10 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
         parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     parts += ["", _NOTES, ""]
     return "\n".join(parts)
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -281,7 +315,7 @@ _CSS = (
 
 
 def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
-    """The report as one self-contained HTML page (plots referenced by file name)."""
+    """The report as one self-contained HTML page: plots are embedded, so it survives being mailed."""
     config = report.config
     title = html.escape(f"fanout eval: {config.suite} on {config.model}")
     parts = [
@@ -290,6 +324,11 @@ def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
     ]
     parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _settings(config)]
     parts.append("</ul>")
+    provenance = _provenance(report.results)
+    if provenance:
+        parts.append("<h2>Provenance</h2><ul>")
+        parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in provenance]
+        parts.append("</ul>")
     if report.crossovers:
         parts.append("<h2>Recommendation</h2><ul>")
         parts += [f"<li>{html.escape(x.recommendation)}</li>" for x in report.crossovers]
@@ -304,8 +343,7 @@ def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
     if plots:
         parts.append("<h2>Plots</h2><div>")
         parts += [
-            f"<img src='{html.escape(Path(p).name)}' alt='{html.escape(Path(p).stem)}'>"
-            for p in plots
+            f"<img src='{_data_uri(Path(p))}' alt='{html.escape(Path(p).stem)}'>" for p in plots
         ]
         parts.append("</div>")
     parts += [f"<p>{html.escape(_NOTES)}</p>", "</body></html>"]

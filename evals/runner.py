@@ -21,6 +21,7 @@ from fanout.orchestrator.profile import model_identity
 
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
+from .provenance import collect_provenance
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
 from .strategies import AutoStrategy, ModelSession, Strategy, make_strategy
@@ -166,6 +167,7 @@ async def arun_sweep(
         auto="; ".join(a.describe() for a in autos),
     )
     results = _open_results(out, config)
+    results.runs.append(collect_provenance(backend))
     done = results.done()
     conditions: list[Condition] = ["clean", "faulted"] if faults and faults.active else ["clean"]
     # A group's faulted runs come after all its clean ones: resending a prompt right after itself

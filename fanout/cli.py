@@ -1,4 +1,4 @@
-"""The ``fanout`` command line, the one front door: ``run``, ``eval`` and ``bench``.
+"""The ``fanout`` command line, the one front door: ``run``, ``eval``, ``bench`` and ``report``.
 
 Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
 2 a usage or input error, reported as one line on stderr, never a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import sqlite3
 import sys
 from typing import Annotated, Any, Literal
@@ -23,9 +24,11 @@ from fanout.agents.errors import UserError, validation_message
 from fanout.agents.factory import BackendKind
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.logs import configure_logging, log_event
+from fanout.agents.prices import apply_prices, load_prices
 from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
-from fanout.evals.cli import eval_command
+from fanout.evals.cli import eval_command, report_command
+from fanout.evals.provenance import COMMAND_LINE
 from fanout.orchestrator import cli_options as opts
 from fanout.orchestrator.auto import StrategyPlan
 from fanout.orchestrator.checkpoint import open_checkpoint
@@ -35,6 +38,7 @@ from fanout.orchestrator.errors import RunFailed
 from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
+from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
 from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.orchestrator.task import SubTask
@@ -121,7 +125,7 @@ def _print_plan(plan: StrategyPlan, console: Console) -> None:
         )
 
 
-def _print_result(result: RunResult, console: Console) -> None:
+def _print_result(result: RunResult, console: Console, *, priced: bool) -> None:
     if result.plan is not None:
         _print_plan(result.plan, console)
     multi_task = len({a.task_index for a in result.answers}) > 1
@@ -147,12 +151,29 @@ def _print_result(result: RunResult, console: Console) -> None:
         for line in notes:
             console.print(line, markup=False, highlight=False)
     u = result.usage
+    cost = f" · cost ${u.cost_usd:.4f}" if priced else ""  # unknown prices are not $0
     console.print(
         f"tokens {u.total_tokens:,} (prompt {u.prompt_tokens:,} + completion "
         f"{u.completion_tokens:,}) · calls {u.calls} · sub-agents {len(result.sub_results)} "
-        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s · cost ${u.cost_usd:.4f}",
+        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s{cost}",
         markup=False,
         highlight=False,
+    )
+
+
+def _endpoint_hint(result: RunResult, model: str) -> str | None:
+    """A hint when every answer is "not found" on a chat endpoint: the mark of a base model.
+
+    A base model behind a chat endpoint that has no template for it often answers with the
+    few-shot examples' "not found" every time, and the run looks clean.
+    """
+    answered = [a for a in result.answers if a.status == "ok"]
+    if len(answered) < 2 or any(a.outcome != "not_found" for a in answered):
+        return None
+    return (
+        f'hint: every sub-agent answered "not found". If {model} is a base model (no chat '
+        "template), the chat endpoint gives it a prompt format it cannot follow: "
+        "try --endpoint completions"
     )
 
 
@@ -227,6 +248,14 @@ def run_command(
     dry_run: Annotated[
         bool, typer.Option(help="Split and print the plan (sub-agents, model calls), then stop.")
     ] = False,
+    prices: opts.PricesFile = None,
+    output_schema: Annotated[
+        str | None,
+        typer.Option(
+            help="Answers must be JSON of this schema: module:Model (pydantic) or a JSON Schema "
+            "file."
+        ),
+    ] = None,
 ) -> int:
     """Answer a question (and/or instructions) over documents."""
     configure_logging(json_lines=log_json, level="info" if log_json else "warning")
@@ -254,6 +283,7 @@ def run_command(
         instructions=instruction or (),
         paired=paired,
     )
+    schema = load_output_schema(output_schema) if output_schema is not None else None
     with contextlib.ExitStack() as held:  # closed in reverse: backends, lease, checkpoint
         saved = None
         if checkpoint is not None and run_id is not None and not dry_run:
@@ -261,6 +291,8 @@ def run_command(
             # one process per run: a second one would compute every sub-agent again
             held.enter_context(saved.lease(run_id))
         chosen = held.enter_context(model_options.open_backend(timeout_s=timeout))
+        if prices is not None:
+            apply_prices(chosen, load_prices(prices), source=prices)
         if fallback is not None:
             spare = opts.ModelOptions(
                 backend=fallback, model=fallback_model, n_ctx=n_ctx, threads=threads
@@ -274,6 +306,7 @@ def run_command(
             objective=objective,
             min_accuracy=min_accuracy,
             synthesis=synthesis,
+            output_schema=schema,
             policy=policy,
             chunk_tokens=chunk_tokens,
             failure_policy=failures,
@@ -299,7 +332,12 @@ def run_command(
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        _print_result(result, Console(soft_wrap=True))
+        _print_result(result, Console(soft_wrap=True), priced=prices is not None)
+    hint = (
+        _endpoint_hint(result, chosen.name) if backend == "openai" and endpoint == "chat" else None
+    )
+    if hint is not None:
+        sys.stderr.write(hint + "\n")
     return 0 if result.ok else 1
 
 
@@ -423,6 +461,7 @@ def _run(
 
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
+app.command("report")(report_command)
 
 
 def _fail(message: str) -> int:
@@ -457,6 +496,7 @@ def _user_error(exc: UserError, command: Any) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps every anticipated failure to one line and an exit code."""
     command = typer.main.get_command(app)
+    COMMAND_LINE.set(shlex.join(["fanout", *(sys.argv[1:] if argv is None else argv)]))
     try:
         code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
     except typer.Exit as exc:

@@ -53,6 +53,7 @@ __all__ = [
     "NGpuLayers",
     "ObjectiveOption",
     "Parallel",
+    "PricesFile",
     "ProfileFile",
     "Retries",
     "Threads",
@@ -135,6 +136,14 @@ NGpuLayers = Annotated[
 NCtx = Annotated[int, typer.Option("--n-ctx", min=1, help="llama: context window in tokens.")]
 Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="llama: CPU threads (default: every core).")
+]
+PricesFile = Annotated[
+    str | None,
+    typer.Option(
+        "--prices",
+        metavar="FILE",
+        help="Price table (JSON/TOML): model -> USD per Mtok; costs are shown only with one.",
+    ),
 ]
 Parallel = Annotated[
     str,

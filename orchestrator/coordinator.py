@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
@@ -34,6 +35,7 @@ from .store import ResultStore
 from .subagent import SubAgent, answer_task, structured_answerer
 from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesizer
 from .task import SubTask
+from .tracing import run_span, set_run_result
 
 __all__ = ["Coordinator", "RunObserver"]
 
@@ -189,9 +191,10 @@ class Coordinator(Closeable, Generic[SchemaT]):
         *,
         run_id: str | None = None,
         observer: RunObserver | None = None,
+        config: RunnableConfig | None = None,
     ) -> RunResult[SchemaT]:
         """Answer `request` synchronously (works from inside a running event loop too)."""
-        return run_sync(self.arun(request, run_id=run_id, observer=observer))
+        return run_sync(self.arun(request, run_id=run_id, observer=observer, config=config))
 
     async def arun(
         self,
@@ -199,14 +202,30 @@ class Coordinator(Closeable, Generic[SchemaT]):
         *,
         run_id: str | None = None,
         observer: RunObserver | None = None,
+        config: RunnableConfig | None = None,
     ) -> RunResult[SchemaT]:
         """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes.
 
         With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
-        finished one returns its stored result without calling any model.
+        finished one returns its stored result without calling any model. `config` is merged into
+        the graph's: its ``callbacks`` (LangChain handlers, LangSmith) see every node and every
+        LangChain model call, nested under the node that made it.
         """
         run_id = run_id or uuid.uuid4().hex[:12]
-        config = self.config(run_id)
+        with run_span(run_id, self.strategy) as span:
+            result = await self._arun(
+                request, run_id, observer, merge_configs(config, self.config(run_id))
+            )
+            set_run_result(span, result)
+        return result
+
+    async def _arun(
+        self,
+        request: Request,
+        run_id: str,
+        observer: RunObserver | None,
+        config: RunnableConfig,
+    ) -> RunResult:
         inputs: CoordinatorInput | None = {"request": request, "run_id": run_id}
         if self.graph.checkpointer is not None:
             snapshot = await self.graph.aget_state(config)

@@ -40,6 +40,7 @@ from .store import ResultStore
 from .subagent import Finding, SubAgent, validate_output
 from .synthesize import Synthesis, Synthesizer, collect_findings
 from .task import SubTask
+from .tracing import traced_sub_agent
 
 __all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered", "wave_size"]
 
@@ -179,7 +180,8 @@ class CoordinatorNodes:
 
     async def run_one(self, inputs: SubAgentInput) -> dict[str, Any]:
         """The sub-agent node: run one sub-task; under fail_fast a failure stops the run."""
-        result = await self.run_sub_task(inputs["task"], inputs["run_id"])
+        task, run_id = inputs["task"], inputs["run_id"]
+        result = await traced_sub_agent(task, lambda: self.run_sub_task(task, run_id))
         if result.error is not None:  # before the state (and its checkpoint) keeps it
             result = result.model_copy(update={"error": scrub(result.error)})
         if result.status == "failed" and self.failure_policy.mode == "fail_fast":

@@ -32,6 +32,8 @@ from fanout.agents.errors import (
 from fanout.agents.logs import log_event
 from fanout.agents.secrets import scrub
 
+from .tracing import call_span
+
 __all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
 logger = logging.getLogger(__name__)
@@ -271,6 +273,10 @@ class ModelCaller:
             in_calls += now - self._in_call_since
         return now - since - in_calls
 
+    async def _timed(self, request: CompletionRequest) -> Completion:
+        async with asyncio.timeout(self._policy.timeout_s):
+            return await self._backend.complete(request)
+
     async def _attempt(self, request: CompletionRequest, number: int) -> Completion:
         self.attempts += 1
         started = time.perf_counter()
@@ -280,8 +286,9 @@ class ModelCaller:
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
                 try:
-                    async with asyncio.timeout(self._policy.timeout_s):
-                        completion = await self._backend.complete(request)
+                    completion = await call_span(
+                        request, number, self._backend.name, lambda: self._timed(request)
+                    )
                 except TimeoutError as exc:
                     raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
         except Exception as exc:

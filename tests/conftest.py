@@ -5,7 +5,9 @@ Unit tests use `fanout.agents.testing.ScriptedBackend`; only tests marked `integ
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -270,3 +272,25 @@ def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("NO_COLOR", "1")
+
+
+@contextlib.contextmanager
+def capture_events() -> Iterator[list[dict[str, Any]]]:
+    """fanout's log events while the block runs, each as {"event": name, **fields}."""
+    events: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            name = getattr(record, "fanout_event", None)
+            if name is not None:
+                events.append({"event": name, **getattr(record, "fanout_fields", {})})
+
+    logger = logging.getLogger("fanout")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield events
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -148,3 +148,47 @@ def test_parse_instances() -> None:
     assert parse_instances("1, 2,5,2") == [1, 2, 5]
     with pytest.raises(UserError, match="must be positive"):
         parse_instances("0")
+
+
+def test_eval_reports_say_where_they_came_from_and_carry_their_plots(
+    scripted: list[ScriptedBackend], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fanout.cli import main
+
+    out = tmp_path / "run"
+    argv = ["eval", "--suite", "keyvalue", "--strategies", "isolated,monolithic",
+            "--instances", "1,2", "--groups", "2", "--out", str(out)]  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+    err = capsys.readouterr().err
+    # stderr is not a terminal here: progress comes as plain lines, one per group run
+    lines = [line for line in err.splitlines() if line.startswith("fanout eval: [")]
+    assert len(lines) == 2 * 2 * 2 and lines[-1].startswith("fanout eval: [8/8] ")
+    markdown = (out / "report.md").read_text()
+    assert "- **command**: `fanout eval --suite keyvalue" in markdown
+    assert f"--out {out}`" in markdown and "- **date**: 20" in markdown
+    assert "- **fanout**: " in markdown and "- **hardware**: " in markdown
+    html = (out / "report.html").read_text()
+    assert html.count("<img src='data:image/png;base64,") == 3  # accuracy, tokens, wall time
+    assert "src='accuracy" not in html
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 1 and results["runs"][0]["model"] == "scripted-llama"
+
+
+def test_the_documented_jsonl_example_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    from fanout.cli import main
+    from fanout.evals.suites import load_jsonl
+    from tests.conftest import EXAMPLES
+
+    suite = load_jsonl(EXAMPLES / "eval-dataset.jsonl")
+    assert len(suite.instances) == 6
+    shapes = {g.id: g for g in suite.instances}
+    assert [d.id for d in shapes["oak-city"].documents] == ["oak-1.md", "oak-2.md"]
+    first, second = shapes["cedar-steps"].questions
+    assert second.after == first.id  # chained parts
+    assert shapes["birch-code"].questions[0].match == "exact"
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = capsys.readouterr().out
+    assert "examples/eval-dataset.jsonl" in help_text and '"chained": true' in help_text

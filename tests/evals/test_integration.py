@@ -39,6 +39,14 @@ def test_tiny_real_sweep_on_the_embedded_model(llama_backend: Backend, tmp_path:
     for name in ("report.md", "report.html", "accuracy_vs_n.png", "tokens_vs_n.png"):
         assert (tmp_path / name).stat().st_size > 0
 
+    # The report says what produced it: the model file and its hash, versions, hardware.
+    from fanout.evals.provenance import file_sha256
+
+    markdown = (tmp_path / "report.md").read_text()
+    path = llama_backend.path  # type: ignore[attr-defined]
+    assert f"{path} (sha256 {file_sha256(path)})" in markdown
+    assert "llama-cpp-python**: 0." in markdown and "cores" in markdown
+
 
 @pytest.mark.integration
 def test_a_real_profile_names_the_gguf_and_drives_auto(

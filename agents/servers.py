@@ -1,0 +1,151 @@
+"""What an OpenAI-compatible server can do beyond the common API: found by asking it once.
+
+Servers agree on chat and completions but not on structured output or tokenizing.
+llama-cpp-python's server accepts only ``{"type": "json_object", "schema": ...}`` (the standard
+``json_schema`` format is answered with HTTP 500) and tokenizes at ``/extras/tokenize``;
+llama.cpp's own server takes ``json_schema`` and tokenizes at ``/tokenize``; OpenAI and vLLM take
+``json_schema`` and have no public tokenizer route. Each of those routes is tried once with an
+empty text: the answer tells the servers apart without a model call.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from .tokens import Count
+
+__all__ = ["SchemaFormat", "ServerInfo", "ServerKind", "completion_schema_body", "probe_server"]
+
+ServerKind = Literal["openai", "llama-cpp-python", "llama.cpp", "unknown"]
+SchemaFormat = Literal["json_schema", "json_object"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerInfo:
+    """What the probe found out about one server."""
+
+    kind: ServerKind
+    """Which server software answered (unknown: none of the known tokenizer routes exist)."""
+    schema_format: SchemaFormat
+    """How a JSON schema must be sent for structured output."""
+    tokenize_url: str | None = None
+    """The server's tokenizer route; None when it has none."""
+    added_tokens: int = 0
+    """Tokens the tokenizer route adds to any text (a BOS token), subtracted from counts."""
+    api_key: str | None = None
+    """Sent as a bearer token on tokenizer calls (never shown: not part of the repr)."""
+
+    def __repr__(self) -> str:
+        return f"ServerInfo(kind={self.kind!r}, schema_format={self.schema_format!r})"
+
+    def counter(self, timeout_s: float = 10.0) -> Count | None:
+        """Exact token counts from the server's tokenizer, or None when it has none."""
+        url = self.tokenize_url
+        if url is None:
+            return None
+        headers = _headers(self.api_key)
+        llama_cpp_python = self.kind == "llama-cpp-python"
+
+        def count(text: str) -> int:
+            body = {"input": text} if llama_cpp_python else {"content": text}
+            response = _client().post(url, json=body, headers=headers, timeout=timeout_s)
+            response.raise_for_status()
+            data = response.json()
+            n = data["count"] if llama_cpp_python else len(data["tokens"])
+            return max(0, int(n) - self.added_tokens)
+
+        return count
+
+
+_shared: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """One connection pool for every tokenizer call in the process, closed at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = httpx.Client()
+            atexit.register(_shared.close)
+        return _shared
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a route answered with, or {} (an HTML 404 page, a list, ...)."""
+    if response.status_code != 200:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _root(base_url: str) -> str:
+    """The server root: tokenizer routes sit beside /v1, not under it."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+def probe_server(
+    base_url: str | None, *, api_key: str | None, timeout_s: float = 5.0
+) -> ServerInfo:
+    """Ask the server at `base_url` (None: OpenAI itself) which dialect it speaks.
+
+    Raises:
+        httpx.TransportError: the server could not be reached (nothing is learnt; ask again later).
+    """
+    if base_url is None or "api.openai.com" in base_url:
+        return ServerInfo(kind="openai", schema_format="json_schema")
+    root = _root(base_url)
+    headers = _headers(api_key)
+    url = f"{root}/extras/tokenize/count"
+    answer = _json(_client().post(url, json={"input": ""}, headers=headers, timeout=timeout_s))
+    if isinstance(answer.get("count"), int):
+        return ServerInfo(
+            kind="llama-cpp-python",
+            schema_format="json_object",
+            tokenize_url=url,
+            added_tokens=answer["count"],
+            api_key=api_key,
+        )
+    url = f"{root}/tokenize"
+    answer = _json(_client().post(url, json={"content": ""}, headers=headers, timeout=timeout_s))
+    if isinstance(answer.get("tokens"), list):
+        return ServerInfo(
+            kind="llama.cpp", schema_format="json_schema", tokenize_url=url, api_key=api_key
+        )
+    return ServerInfo(kind="unknown", schema_format="json_schema")
+
+
+def completion_schema_body(
+    schema: dict[str, Any], schema_format: SchemaFormat, kind: ServerKind = "unknown"
+) -> dict[str, Any]:
+    """Request fields that hold a /completions call to `schema`: no standard field exists.
+
+    llama-cpp-python's server takes a GBNF ``grammar``, llama.cpp's a ``json_schema``, vLLM reads
+    ``response_format``.
+    """
+    if schema_format == "json_object":
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        return {"grammar": json_schema_to_gbnf(json.dumps(schema))}
+    if kind == "llama.cpp":
+        return {"json_schema": schema}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema},
+        }
+    }
