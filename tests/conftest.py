@@ -294,3 +294,21 @@ def capture_events() -> Iterator[list[dict[str, Any]]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def close_langchain_clients(*models: Any) -> None:
+    """Close langchain-openai models' HTTP clients on the loop that used them (fanout's portal).
+
+    LangChain models have no close method; left open, their sockets are reported unclosed when
+    the interpreter collects them.
+    """
+    from fanout.agents.portal import run_sync
+
+    for model in models:
+        # chat models keep the AsyncOpenAI client itself; completion models only its resource
+        resource = getattr(model, "async_client", None)
+        async_client = getattr(model, "root_async_client", None) or getattr(
+            resource, "_client", None
+        )
+        if async_client is not None:
+            run_sync(async_client.close())

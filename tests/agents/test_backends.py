@@ -4,6 +4,7 @@ and the wrappers (fallback, eval fault injection) around them."""
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from fanout.agents.fallback import FallbackBackend
 from fanout.agents.portal import run_sync
 from fanout.agents.testing import ScriptedBackend
 from fanout.evals.faults import FaultSpec, FaultyBackend
-from tests.conftest import LlamaServer, free_port
+from tests.conftest import LlamaServer, close_langchain_clients, free_port
 
 PROMPT = Prompt(
     instruction="Answer the question using only the document.",
@@ -35,7 +36,7 @@ def scripted() -> Backend:
 
 
 @pytest.fixture(scope="session")
-def langchain_backends(request: pytest.FixtureRequest) -> dict[str, Backend]:
+def langchain_backends(request: pytest.FixtureRequest) -> Iterator[dict[str, Backend]]:
     """LangChain's OpenAI chat and completion models on the real servers, one client each.
 
     langchain-openai's completion model owns its HTTP client: it lives as long as the model, as a
@@ -49,7 +50,8 @@ def langchain_backends(request: pytest.FixtureRequest) -> dict[str, Backend]:
     base_server: LlamaServer = request.getfixturevalue("llama_server")
     chat = ChatOpenAI(model="smollm2", base_url=chat_server.base_url, api_key="x", temperature=0)  # type: ignore[arg-type]
     llm = OpenAI(model="gemma", base_url=base_server.base_url, api_key="x", temperature=0)  # type: ignore[arg-type]
-    return {"langchain-chat": LangChainBackend(chat), "langchain-llm": LangChainBackend(llm)}
+    yield {"langchain-chat": LangChainBackend(chat), "langchain-llm": LangChainBackend(llm)}
+    close_langchain_clients(chat, llm)
 
 
 @pytest.fixture(

@@ -24,7 +24,7 @@ from fanout.agents.errors import (
 )
 from fanout.agents.langchain import LangChainBackend
 from fanout.orchestrator.policy import CallPolicy
-from tests.conftest import LlamaServer
+from tests.conftest import LlamaServer, close_langchain_clients
 
 PROMPT = Prompt(
     instruction="Answer the question using only the document.",
@@ -198,3 +198,4 @@ def test_limits_and_stops_reach_a_real_chat_model(smollm2_server: LlamaServer) -
     local = LlamaCppBackend.embedded("smollm2", n_ctx=256)
     text = "Tokenizers disagree about words like antidisestablishmentarianism."
     assert backend.count_tokens(text) == local.count_tokens(text)
+    close_langchain_clients(model)
