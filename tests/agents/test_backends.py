@@ -128,12 +128,17 @@ def test_in_process_chat_model_uses_its_template_and_stops_on_time(smollm2_backe
     out = complete(smollm2_backend, max_tokens=16)
     assert "Paris" in out.text and "<|im_end|>" not in out.text
     # A timeout cancels the worker thread's generation at its next token, chat path included.
-    long = CompletionRequest(prompt=PROMPT.model_copy(update={"task": "Write a long essay."}),
-                             max_tokens=2000)  # fmt: skip
+    # The ~1,200-token document makes the call outlast the timeout whatever the model writes
+    # (a short essay once finished inside 0.5 s on a quiet machine).
+    document = " ".join(f"Fact {i}: the river {i} flows north." for i in range(80))
+    long = CompletionRequest(
+        prompt=PROMPT.model_copy(update={"context": document, "task": "Write a long essay."}),
+        max_tokens=2000,
+    )
 
     async def timed_out() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(smollm2_backend.complete(long), timeout=0.5)
+            await asyncio.wait_for(smollm2_backend.complete(long), timeout=0.1)
 
     asyncio.run(timed_out())
     # An essay runs to hundreds of tokens; a stopped generation lets go of the model at once.
