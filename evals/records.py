@@ -205,7 +205,7 @@ class EvalConfig(BaseModel):
             if name == "model_sha256" and None in (value, theirs[name]):
                 continue  # results written before hashes were recorded: the name must do
             if theirs[name] != value:
-                return f"{name} ({theirs[name]!r} there, {value!r} now)"
+                return f"{name} ({value!r} there, {theirs[name]!r} now)"
         return None
 
 

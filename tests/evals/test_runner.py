@@ -97,7 +97,9 @@ def test_resume_skips_what_is_already_recorded(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_different_eval(tmp_path: Path) -> None:
     evaluate(ScriptedBackend(fn=oracle), strategies=["mti"], instances=[1], groups=1, out=tmp_path)
-    with pytest.raises(UserError, match=r"holds a different eval \(it differs in seed"):
+    with pytest.raises(
+        UserError, match=r"holds a different eval \(it differs in seed \(0 there, 5 now\)"
+    ):
         evaluate(ScriptedBackend(fn=oracle), strategies=["mti"], instances=[1], groups=1,
                  seed=5, out=tmp_path)  # fmt: skip
     (tmp_path / "results.json").write_text('{"config": 3}')
