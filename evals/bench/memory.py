@@ -9,7 +9,6 @@ what the runtime alone grows.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from typing import Any, Literal
 
@@ -17,7 +16,7 @@ from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 
 from .baseline import plain_llama_loop
-from .section import Section
+from .section import Section, run_probe
 from .workload import bench_prompts, bench_request
 
 __all__ = ["MemorySection", "measure_memory", "memory_probe"]
@@ -105,12 +104,7 @@ def memory_probe(n: int, max_tokens: int, mode: Mode = "coordinator") -> None:
 def _probe(n: int, max_tokens: int, mode: Mode) -> dict[str, Any]:
     """One probe process. Probes run one at a time: llama.cpp's threads, oversubscribed, crawl."""
     code = f"from {__name__} import memory_probe; memory_probe({n}, {max_tokens}, {mode!r})"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"memory probe {mode} N={n} failed: {done.stderr.strip()[-500:]}")
-    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    data = run_probe(code, f"memory probe {mode} N={n}")
     if not data["ok"]:
         raise RuntimeError(f"memory probe {mode} N={n}: some sub-agents failed")
     return data

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
@@ -24,7 +22,7 @@ from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.result import SubResult
 from fanout.orchestrator.store import SqliteResultStore
 
-from .section import Section
+from .section import Section, run_probe
 from .workload import bench_request
 
 __all__ = ["ScaleRun", "ScaleSection", "measure_scale", "scale_probe"]
@@ -135,12 +133,7 @@ def scale_probe(n: int, latency_s: float, max_concurrency: int) -> None:
 
 def _run(n: int, latency_s: float, max_concurrency: int) -> ScaleRun:
     code = f"from {__name__} import scale_probe; scale_probe({n}, {latency_s!r}, {max_concurrency})"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scale probe N={n} failed: {done.stderr.strip()[-500:]}")
-    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    data = run_probe(code, f"scale probe N={n}")
     if not data["ok"]:
         raise RuntimeError(f"scale probe N={n}: the run lost sub-agents")
     return ScaleRun(
