@@ -165,10 +165,12 @@ def _band_rows(rows: Sequence[ProfileRow], band: int) -> tuple[list[ProfileRow],
     band the profile has no row of its own for.
     """
     label = DOCUMENT_BANDS[band][0]
-    for wanted in (label, "any"):
-        same = [r for r in rows if r.band == wanted]
-        if same:
-            return same, None
+    same = [r for r in rows if r.band == label]
+    covered = {r.n for r in same}
+    # A resumed sweep mixes both: unbanded rows fill the N its banded rows do not measure.
+    same += [r for r in rows if r.band == "any" and r.n not in covered]
+    if same:
+        return same, None
     measured = sorted({r.band for r in rows}, key=lambda b: (abs(_band_of(b) - band), _band_of(b)))
     nearest = measured[0]
     note = f"documents of {label} tokens were not measured (used {nearest})"

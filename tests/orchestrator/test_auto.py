@@ -276,3 +276,20 @@ def test_a_checkpointed_run_keeps_its_plan(tmp_path: Path) -> None:
     saved.result_store.close()
     assert len(backend.calls) == calls
     assert again.plan == first.plan and again.plan is not None and again.strategy == "isolated"
+
+
+def test_unbanded_rows_fill_the_n_a_banded_resume_did_not_measure() -> None:
+    """A sweep resumed after lengths were recorded has banded rows at N=20 only: N=1 must come
+    from the unbanded N=1 rows, not be extrapolated from N=20 (seen on the real keyvalue profile)."""
+    from fanout.orchestrator.auto import _band_rows
+    from fanout.orchestrator.profile import ProfileRow
+
+    def row(n: int, band: str) -> ProfileRow:
+        return ProfileRow(strategy="monolithic", routing="blind", n=n, band=band, groups=4,
+                          questions=4 * n, correct=n, accuracy=0.25, ci_low=0.1, ci_high=0.5,
+                          tokens_per_question=100.0 * n, wall_s_per_question=1.0)  # fmt: skip
+
+    rows = [row(1, "any"), row(10, "any"), row(20, "any"), row(20, "64-255")]
+    chosen, note = _band_rows(rows, 1)
+    assert note is None
+    assert sorted((r.n, r.band) for r in chosen) == [(1, "any"), (10, "any"), (20, "64-255")]
