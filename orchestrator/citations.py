@@ -21,6 +21,7 @@ __all__ = [
     "CheckedAnswer",
     "check_citations",
     "cited_ids",
+    "claim_text",
     "clean_model_text",
     "sanitize_model_text",
 ]
@@ -41,6 +42,11 @@ def cited_ids(text: str) -> list[str]:
     for inside in _BRACKET.findall(text):
         ids += [part.strip() for part in re.split(r"[,;]", inside) if part.strip()]
     return list(dict.fromkeys(ids))
+
+
+def claim_text(line: str) -> str:
+    """What a line of an answer claims: the line without its list marker and its citations."""
+    return _LEADER.sub("", _BRACKET.sub("", line)).strip()
 
 
 def sanitize_model_text(text: str) -> str:
@@ -101,7 +107,7 @@ def check_citations(
     invalid: list[InvalidCitation] = []
     out_lines = []
     for line in sanitize_model_text(text).splitlines():
-        claim = _LEADER.sub("", _BRACKET.sub("", line)).strip()
+        claim = claim_text(line)
 
         def keep(match: re.Match[str], claim: str = claim) -> str:
             kept = []

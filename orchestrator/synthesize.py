@@ -11,7 +11,6 @@ coordinator builds those from its own fields (`fanout.orchestrator.citations`).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.prompts import prompt_text
 
-from .citations import check_citations, cited_ids, sanitize_model_text
+from .citations import check_citations, cited_ids, claim_text, sanitize_model_text
 from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer
@@ -230,7 +229,7 @@ def _provenanced(output: str, batch: list[str]) -> list[str]:
     """
     findings: dict[str, list[str]] = {}
     for line in batch:
-        claim = _claim(line)
+        claim = claim_text(line)
         for doc_id in cited_ids(line):
             findings.setdefault(doc_id, []).append(claim)
     checked = check_citations(output, documents=list(findings), findings=findings)
@@ -241,7 +240,3 @@ def _provenanced(output: str, batch: list[str]) -> list[str]:
     ]
     covered = {i for line in kept for i in cited_ids(line)}
     return kept + [line for line in batch if not covered & set(cited_ids(line))]
-
-
-def _claim(line: str) -> str:
-    return re.sub(r"^\s*-\s*", "", re.sub(r"\s*\[[^\[\]\n]+\]", "", line)).strip()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from fanout.agents.backend import CompletionRequest, Prompt
 
 from .baseline import plain_llama_loop
-from .section import Section
+from .section import Section, run_probe
 from .timing import median, race, ratios, spread
 from .workload import bench_prompts, copy_prompts
 
@@ -110,12 +109,7 @@ def measure_batch(
         "n_threads": os.cpu_count() or 1,
     }
     code = f"from {__name__} import batch_probe; batch_probe({json.dumps(options)!r})"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=3600
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"batch measurement failed: {done.stderr.strip()[-800:]}")
-    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    data = run_probe(code, "batch measurement")
     workloads = [BatchWorkload(**w) for w in data.pop("workloads")]
     long = [w for w in workloads if w.name == "copy" and w.max_tokens >= 64]
     met = all(w.auto_speedup >= 1.0 for w in workloads) and all(
