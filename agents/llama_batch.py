@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .compute import compute_thread
 from .errors import BackendError
 from .llama_completion import (
     BatchOutput,
@@ -219,7 +220,10 @@ class LlamaBatchEngine:
         self._slots = [_Slot(seq_id) for seq_id in range(max_sequences)]
         self._pending: deque[CompletionJob] = deque()
         self._state_lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._serving = False
+        """A `_serve` is queued on or running on the compute thread."""
+        self._idle = threading.Event()
+        self._idle.set()
         self._closed = False
         self._steps = 0
         self._forget_finished = False
@@ -247,9 +251,10 @@ class LlamaBatchEngine:
                 job = self._pending.popleft()
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(error)
-            worker = self._worker
-        if worker is not None:
-            worker.join()
+        if compute_thread().on_thread():
+            while self._serve_step():  # a queued `_serve` would wait behind this very call
+                pass
+        self._idle.wait()
         self._batch.close()
         self._ctx.close()
 
@@ -297,37 +302,57 @@ class LlamaBatchEngine:
         with self._state_lock:
             if self._closed:
                 raise BackendError("the llama.cpp batch engine is closed")
-            self._pending.append(job)
-            if self._worker is None:
-                # Not a daemon: interpreter exit waits for it, never frees the context mid-decode.
-                self._worker = threading.Thread(target=self._serve, name="fanout-llama-batch")
-                self._worker.start()
+            if not self._serving:
+                # The interpreter's exit waits for the compute thread: no context is freed mid-decode.
+                try:
+                    compute_thread().submit(self._serve)
+                except RuntimeError:
+                    raise BackendError("the interpreter is exiting: no new call starts") from None
+                self._serving = True
+                self._idle.clear()
+            self._pending.append(job)  # `_serve` needs this lock to look, so the order is safe
         return job
 
-    # Everything below runs on the worker thread, the only one that touches slots and the context.
+    # Everything below runs on the compute thread, the only one that touches slots and the context.
 
     def _serve(self) -> None:
-        """Step until nothing is queued or running; the next submit starts a new worker."""
+        """One decode step, then the next one queued behind whatever else waits for the thread.
+
+        Queuing each step anew lets sequential calls of the same model run between steps. At
+        interpreter exit nothing new can be queued, and the steps go on here until the running
+        sequences finish.
+        """
+        while self._serve_step():
+            try:
+                compute_thread().submit(self._serve)
+            except RuntimeError:  # the interpreter is exiting
+                continue
+            return
+
+    def _serve_step(self) -> bool:
+        """Admit what fits and decode one token of every sequence; False once nothing is left."""
         try:
-            while True:
-                with self._state_lock:
-                    free = [s for s in self._slots if s.decoder is None]
-                    fresh: list[CompletionJob] = []
-                    while self._pending and len(fresh) < len(free):
-                        job = self._pending.popleft()
-                        if job.future.set_running_or_notify_cancel():
-                            fresh.append(job)
-                    if not fresh and len(free) == len(self._slots):
-                        self._worker = None
-                        return
-                    forget, self._forget_finished = self._forget_finished, False
-                if forget or not self.share_prefix:
-                    for slot in free:
-                        self._forget(slot)
-                with self._lock:
-                    self._step(fresh, free)
+            with self._state_lock:
+                free = [s for s in self._slots if s.decoder is None]
+                fresh: list[CompletionJob] = []
+                while self._pending and len(fresh) < len(free):
+                    job = self._pending.popleft()
+                    if job.future.set_running_or_notify_cancel():
+                        fresh.append(job)
+                if not fresh and len(free) == len(self._slots):
+                    self._serving = False
+                    self._idle.set()
+                    return False
+                forget, self._forget_finished = self._forget_finished, False
+            if forget or not self.share_prefix:
+                for slot in free:
+                    self._forget(slot)
+            with self._lock:
+                self._step(fresh, free)
         except Exception as exc:  # the step's requests get the error; later ones start afresh
             self._fail_everything(exc)
+            return False
+        return True
 
     def _step(self, fresh: list[CompletionJob], free: list[_Slot]) -> None:
         """Admit `fresh` jobs into `free` slots, then decode one token of every running sequence.
@@ -463,4 +488,5 @@ class LlamaBatchEngine:
                 job = self._pending.popleft()
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(error)
-            self._worker = None
+            self._serving = False
+            self._idle.set()

@@ -1,9 +1,11 @@
 """In-process llama.cpp through llama-cpp-python: the embedded default and any local GGUF.
 
 A llama.cpp context is not thread-safe and loading a model is slow, so each (model, settings) is
-loaded once per process and shared by every sub-agent behind a lock; calls run in a worker thread
-so the event loop keeps serving the other sub-agents' bookkeeping. With ``n_parallel`` > 1,
-concurrent calls decode together in a second context of the same weights (`fanout.agents.llama_batch`).
+loaded once per process and shared by every sub-agent behind a lock; calls run on the process's
+one compute thread (`fanout.agents.compute`: a second calling thread slows llama.cpp's OpenMP
+workers), so the event loop keeps serving the other sub-agents' bookkeeping. With ``n_parallel``
+> 1, concurrent calls decode together in a second context of the same weights
+(`fanout.agents.llama_batch`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .backend import Closeable, Completion, CompletionRequest, Prices, PromptStyle
 from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
+from .compute import compute_thread
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .prompts import render_chat, render_completion, stop_sequences
@@ -406,7 +409,7 @@ class LlamaCppBackend(Closeable):
             raise BackendError(f"the llama.cpp backend for {self.name} is closed")
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        """Run the call in a worker thread; a timeout or cancellation stops generation early."""
+        """Run the call on the compute thread; a timeout or cancellation stops generation early."""
         self._check_open()
         batchable = request.json_schema is None and self.prompt_style == "completion"
         engine = self._batch
@@ -419,7 +422,7 @@ class LlamaCppBackend(Closeable):
         else:
             cancelled = threading.Event()
             try:
-                completion = await asyncio.to_thread(
+                completion = await compute_thread().run(
                     self._complete_blocking, request, cancelled, time.perf_counter()
                 )
             finally:
@@ -471,7 +474,7 @@ class LlamaCppBackend(Closeable):
                 json.dumps(request.json_schema), verbose=False
             )
         with self._model.lock:
-            started = time.perf_counter()  # the wait for a worker thread and the lock is queue
+            started = time.perf_counter()  # the wait for the compute thread and the lock is queue
             if cancelled.is_set():
                 raise BackendError("cancelled before it started")
             llama = self._model.llama

@@ -1,7 +1,9 @@
 """The baselines fanout is measured against: what a user would write without it.
 
 `plain_llama_loop` is a loop of llama-cpp-python ``create_completion`` calls (which already reuses
-the previous call's prompt prefix); `plain_gather` is an asyncio gather under a semaphore over a
+the previous call's prompt prefix), run on the compute thread the backends use: a user's loop
+runs in a process where it is the only thread driving llama.cpp, and a second such thread would
+slow both (`fanout.agents.compute`); `plain_gather` is an asyncio gather under a semaphore over a
 backend's calls. Every section that compares with "the plain loop" uses these two.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fanout.agents.backend import Backend, CompletionRequest, Prompt
+from fanout.agents.compute import compute_thread
 from fanout.agents.prompts import render_completion, stop_sequences
 
 __all__ = ["plain_gather", "plain_llama_loop"]
@@ -35,18 +38,22 @@ def plain_llama_loop(
         reuse_prefix: keep the KV cache between calls (llama-cpp-python's default); False
             evaluates every prompt from scratch.
     """
-    texts = []
-    for prompt in prompts:
-        if not reuse_prefix:
-            llama.reset()
-        out = llama.create_completion(
-            prompt=render_completion(prompt),
-            max_tokens=max_tokens,
-            temperature=0.0,
-            stop=stop_sequences(prompt) if stop else [],
-        )
-        texts.append(out["choices"][0]["text"].strip())
-    return texts
+
+    def loop() -> list[str]:
+        texts = []
+        for prompt in prompts:
+            if not reuse_prefix:
+                llama.reset()
+            out = llama.create_completion(
+                prompt=render_completion(prompt),
+                max_tokens=max_tokens,
+                temperature=0.0,
+                stop=stop_sequences(prompt) if stop else [],
+            )
+            texts.append(out["choices"][0]["text"].strip())
+        return texts
+
+    return compute_thread().call(loop)
 
 
 async def plain_gather(

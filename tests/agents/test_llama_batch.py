@@ -358,3 +358,76 @@ def test_sequential_prefix_reuse_is_exact_on_batch_invariant_weights(gemma_path:
         return [(await backend.complete(r)).text for r in requests]
 
     assert asyncio.run(answers(reuse)) == asyncio.run(answers(fresh))
+
+
+@pytest.mark.integration
+def test_every_decode_runs_on_the_one_compute_thread(
+    exact_backends,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second thread driving llama.cpp gets its own OpenMP team and slows both (agents/compute.py).
+    import threading
+
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    from fanout.agents.compute import compute_thread
+
+    sequential, batched = exact_backends
+    threads: set[int] = set()
+    decode = bindings.llama_decode
+
+    def recording(*args: object) -> int:
+        threads.add(threading.get_ident())
+        return int(decode(*args))
+
+    monkeypatch.setattr(bindings, "llama_decode", recording)  # llama-cpp-python's own calls
+    monkeypatch.setattr(llama_cpp, "llama_decode", recording)  # the batch engine's
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    requests = requests_with_budgets()[:4]
+    structured = CompletionRequest(prompt=requests[0].prompt, max_tokens=16, json_schema=schema)
+
+    async def everything() -> None:
+        await asyncio.gather(
+            *(sequential.complete(r) for r in requests),
+            *(batched.complete(r) for r in requests),
+            batched.complete(structured),
+        )
+
+    asyncio.run(everything())
+    assert len(threads) == 1
+    assert threads == {compute_thread().call(threading.get_ident)}
+
+
+@pytest.mark.integration
+def test_a_sequential_call_runs_between_the_steps_of_a_long_batch(exact_backends) -> None:  # type: ignore[no-untyped-def]
+    # Batch steps are queued one at a time on the compute thread, so a schema call (sequential)
+    # does not wait for a batch of long answers to drain.
+    from fanout.agents.prompts import render_completion
+    from fanout.evals.bench.workload import copy_prompts
+
+    _, batched = exact_backends
+    engine = batched.batch_engine
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    structured = CompletionRequest(
+        prompt=supplier_prompts()[0].model_copy(update={"examples": ()}),
+        max_tokens=16,
+        json_schema=schema,
+    )
+    finished: list[str] = []
+
+    async def run() -> None:
+        async def long(i: int, text: str) -> None:
+            await engine.complete(text, max_tokens=160)
+            finished.append(f"long-{i}")
+
+        start = engine.stats.decode_calls
+        texts = [render_completion(p) for p in copy_prompts(2)]
+        tasks = [asyncio.create_task(long(i, t)) for i, t in enumerate(texts)]
+        await until(lambda: engine.stats.decode_calls >= start + 3)
+        await batched.complete(structured)
+        finished.append("structured")
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    assert finished[0] == "structured", finished
