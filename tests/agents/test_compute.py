@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from fanout.agents.compute import ComputeThread, compute_thread
@@ -41,6 +42,8 @@ def test_cancelling_a_queued_call_drops_it() -> None:
         queued = asyncio.ensure_future(thread.run(ran.append, "queued"))
         await asyncio.sleep(0)
         queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued  # the cancellation has reached the queued work before it can start
         release.set()
         await blocker
         thread.call(lambda: None)  # everything queued before this has run or been dropped
