@@ -220,9 +220,8 @@ class LlamaBatchEngine:
         self._slots = [_Slot(seq_id) for seq_id in range(max_sequences)]
         self._pending: deque[CompletionJob] = deque()
         self._state_lock = threading.Lock()
-        self._serving = False
-        """A `_serve` is queued on or running on the compute thread."""
         self._idle = threading.Event()
+        """Clear while a `_serve` is queued on or running on the compute thread."""
         self._idle.set()
         self._closed = False
         self._steps = 0
@@ -302,13 +301,12 @@ class LlamaBatchEngine:
         with self._state_lock:
             if self._closed:
                 raise BackendError("the llama.cpp batch engine is closed")
-            if not self._serving:
+            if self._idle.is_set():
                 # The interpreter's exit waits for the compute thread: no context is freed mid-decode.
                 try:
                     compute_thread().submit(self._serve)
                 except RuntimeError:
                     raise BackendError("the interpreter is exiting: no new call starts") from None
-                self._serving = True
                 self._idle.clear()
             self._pending.append(job)  # `_serve` needs this lock to look, so the order is safe
         return job
@@ -340,7 +338,6 @@ class LlamaBatchEngine:
                     if job.future.set_running_or_notify_cancel():
                         fresh.append(job)
                 if not fresh and len(free) == len(self._slots):
-                    self._serving = False
                     self._idle.set()
                     return False
                 forget, self._forget_finished = self._forget_finished, False
@@ -488,5 +485,4 @@ class LlamaBatchEngine:
                 job = self._pending.popleft()
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(error)
-            self._serving = False
             self._idle.set()
