@@ -2,10 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# mypy reads the package through links laid out here (it cannot follow an editable install's
+# import hook); the folders are linked whole, so new modules need no rebuild.
+TYPECHECK_TREE := build/typecheck/fanout
 # llama-cpp-python compiles from source; pip caches the wheel, so only the first install pays for it.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install run test unit lint typecheck bench eval clean
+.PHONY: install run test unit lint typecheck typecheck-tree bench eval clean
 
 install: $(STAMP)
 
@@ -13,7 +16,13 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory typecheck-tree
 	touch $(STAMP)
+
+typecheck-tree:
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)
+	for f in fanout/*.py fanout/py.typed; do ln -s "$(CURDIR)/$$f" $(TYPECHECK_TREE)/; done
+	for p in agents orchestrator evals; do ln -s "$(CURDIR)/$$p" $(TYPECHECK_TREE)/$$p; done
 
 run: $(STAMP)
 	$(VENV)/bin/fanout run examples/suppliers \
@@ -29,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) typecheck-tree
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
@@ -40,4 +49,4 @@ eval: $(STAMP)
 		--instances 1,5,10 --groups 4 --doc-tokens 100 --out eval-out/keyvalue
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ functions and under ``TYPE_CHECKING``: a lazy import is still an arrow between t
 from __future__ import annotations
 
 import ast
-import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,16 +19,20 @@ LAYERS = {"agents": 0, "orchestrator": 1, "evals": 2}
 FACE = 3  # fanout/__init__.py, fanout/cli.py, fanout/__main__.py
 
 
+def package_dirs() -> dict[str, Path]:
+    """Import name -> folder, as pyproject.toml maps them (``[tool.setuptools.package-dir]``)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {name: ROOT / folder for name, folder in config["package-dir"].items()}
+
+
 def _modules() -> dict[str, tuple[Path, bool]]:
-    """Module name -> (file, is_package), following the symlinked package folders."""
+    """Module name -> (file, is_package), for every module under the mapped package folders."""
     found: dict[str, tuple[Path, bool]] = {}
-    package_root = ROOT / "fanout"
-    for folder, _dirs, files in os.walk(package_root, followlinks=True):
-        for file in files:
-            if not file.endswith(".py"):
-                continue
-            path = Path(folder) / file
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    for package, folder in package_dirs().items():
+        # fanout/ maps only its own files; its subpackages are the other mapped folders
+        paths = folder.glob("*.py") if package == "fanout" else folder.rglob("*.py")
+        for path in paths:
+            parts = [*package.split("."), *path.relative_to(folder).with_suffix("").parts]
             is_package = parts[-1] == "__init__"
             if is_package:
                 parts = parts[:-1]

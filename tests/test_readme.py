@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,19 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import ROOT
+
+
+def typecheck_tree(at: Path) -> Path:
+    """A folder holding ``fanout/`` as mypy must see it: fanout/*.py and the three mapped folders."""
+    package = at / "fanout"
+    package.mkdir(parents=True)
+    for file in (ROOT / "fanout").iterdir():
+        if file.suffix == ".py" or file.name == "py.typed":
+            (package / file.name).symlink_to(file)
+    for folder in ("agents", "orchestrator", "evals"):
+        (package / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    return at
+
 
 BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)
 
@@ -26,10 +40,12 @@ def test_every_python_block_in_the_readme_passes_mypy_strict(tmp_path: Path) -> 
         path = tmp_path / f"readme_block_{index}.py"
         path.write_text(code)
         files.append(str(path))
-    # From the repository root, so mypy reads the project's settings for untyped dependencies.
+    # From the repository root, so mypy reads the project's settings for untyped dependencies;
+    # mypy reads fanout itself through a tree of links, as `make typecheck` lays it out.
     checked = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", *files],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "MYPYPATH": str(typecheck_tree(tmp_path / "tree"))},
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
