@@ -199,7 +199,7 @@ def _from_run(question: Question, result: RunResult, task_index: int | None = No
             if c.reason == "not a document of the request"
         ),
         document_outcomes={a.document_id: a.outcome for a in answers if a.document_id},
-        chosen=result.plan.chosen if result.plan is not None else None,
+        chosen=result.choice.chosen if result.choice is not None else None,
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import shlex
 import sqlite3
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -30,25 +30,24 @@ from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command, report_command
 from fanout.evals.provenance import COMMAND_LINE
 from fanout.orchestrator import cli_options as opts
-from fanout.orchestrator.auto import StrategyPlan
+from fanout.orchestrator.auto import StrategyChoice
 from fanout.orchestrator.checkpoint import open_checkpoint
-from fanout.orchestrator.coordinator import Coordinator, RunObserver
+from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.coordinator import Coordinator, StrategyName, SynthesisMode
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import RunFailed
+from fanout.orchestrator.hooks import RunHooks
+from fanout.orchestrator.plan import RunPlan
 from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
 from fanout.orchestrator.synthesize import LLMSynthesizer
-from fanout.orchestrator.task import SubTask
 
 __all__ = ["app", "main"]
 
 logger = logging.getLogger(__name__)
-
-Strategy = Literal["isolated", "monolithic", "auto"]
-Synthesis = Literal["llm", "collect"]
 
 app = typer.Typer(
     name="fanout",
@@ -77,17 +76,17 @@ def _root(
     """Answer multi-document requests with isolated sub-agents, and measure when that wins."""
 
 
-class _ProgressObserver(RunObserver):
+class _ProgressHooks(RunHooks):
     """A progress bar on stderr that advances as each sub-agent finishes."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._task = progress.add_task("sub-agents", total=None)
 
-    def on_plan(self, tasks: list[SubTask]) -> None:
-        self._progress.update(self._task, total=len(tasks))
+    async def on_run_start(self, ctx: RunContext[Any], plan: RunPlan) -> None:
+        self._progress.update(self._task, total=len(plan.tasks))
 
-    def on_sub_result(self, result: SubResult) -> None:
+    async def on_sub_agent_end(self, ctx: RunContext[Any], result: SubResult) -> None:
         self._progress.advance(self._task)
 
 
@@ -104,7 +103,7 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
-def _print_plan(plan: StrategyPlan, console: Console) -> None:
+def _print_plan(plan: StrategyChoice, console: Console) -> None:
     """What auto chose and why: the estimate it expects, then the profile rows it read."""
     source = "profile" if plan.source == "profile" else "no profile"
     console.print(f"[bold]Strategy[/bold] (auto, {source}): ran {plan.strategy}")
@@ -126,8 +125,8 @@ def _print_plan(plan: StrategyPlan, console: Console) -> None:
 
 
 def _print_result(result: RunResult, console: Console, *, priced: bool) -> None:
-    if result.plan is not None:
-        _print_plan(result.plan, console)
+    if result.choice is not None:
+        _print_plan(result.choice, console)
     multi_task = len({a.task_index for a in result.answers}) > 1
     table = Table(title="Per-document answers", show_lines=False)
     table.add_column("document")
@@ -185,7 +184,7 @@ def run_command(
         list[str] | None, typer.Option("--instruction", "-i", help="A per-document task.")
     ] = None,
     strategy: Annotated[
-        Strategy,
+        StrategyName,
         typer.Option(
             help="One sub-agent per document and task, one prompt, or auto: whichever --profile "
             "measured to be better for the request's N and document length."
@@ -212,7 +211,7 @@ def run_command(
         typer.Option(min=1, help="Largest chunk per sub-agent (default: fits the context)."),
     ] = None,
     synthesis: Annotated[
-        Synthesis, typer.Option(help="One more call merging the answers, or just list them.")
+        SynthesisMode, typer.Option(help="One more call merging the answers, or just list them.")
     ] = "llm",
     failure_policy: Annotated[
         str,
@@ -314,14 +313,12 @@ def run_command(
             result_store=saved.result_store if saved else None,
         )
         err = Console(stderr=True)
-        saved_tasks = coordinator.saved_plan(request, run_id) if saved and run_id else None
-        tasks = saved_tasks or _plan(coordinator, request, err, quiet=json_output)
-        choice = coordinator.choose(request) if chooser else None
-        _announce(tasks, coordinator, log_json=log_json, choice=choice)
+        plan = _plan(coordinator, request, run_id if saved else None, err, quiet=json_output)
+        _announce(plan, coordinator, log_json=log_json)
         if dry_run:
             return 0
         try:
-            result = _run(coordinator, request, run_id, err, quiet=json_output)
+            result = _run(coordinator, plan, run_id, err, quiet=json_output)
         except RunFailed as exc:
             kept = sum(r.status == "ok" for r in exc.partial)
             where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
@@ -388,9 +385,17 @@ _LOUD_SPLIT_CHARS = 1 << 20
 
 
 def _plan(
-    coordinator: Coordinator, request: Request, err: Console, *, quiet: bool
-) -> list[SubTask]:
-    """Split the request, with a progress bar (by characters) on a terminal."""
+    coordinator: Coordinator,
+    request: Request,
+    run_id: str | None,
+    err: Console,
+    *,
+    quiet: bool,
+) -> RunPlan:
+    """Split the request, with a progress bar (by characters) on a terminal.
+
+    When `run_id` names a checkpointed run, the plan is the one it started with.
+    """
     total = sum(len(d.text) for d in request.documents)
     if not err.is_terminal and total >= _LOUD_SPLIT_CHARS:
         sys.stderr.write(
@@ -400,25 +405,21 @@ def _plan(
     with _progress(err, quiet=quiet) as progress:
         bar = progress.add_task("splitting (characters)", total=total)
         return coordinator.plan(
-            request, progress=lambda done, _: progress.update(bar, completed=done)
+            request,
+            run_id=run_id,
+            progress=lambda done, _: progress.update(bar, completed=done),
         )
 
 
-def _announce(
-    tasks: list[SubTask],
-    coordinator: Coordinator,
-    *,
-    log_json: bool,
-    choice: StrategyPlan | None = None,
-) -> None:
+def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> None:
     """Say on stderr, before any model call, how many sub-agents and model calls the run plans.
 
-    Under ``--strategy auto``, `choice` is what auto chose for this request, and why.
+    Under ``--strategy auto``, `plan.choice` is what auto chose for this request, and why.
     """
-    documents = len({t.document_id for t in tasks if t.document_id is not None})
-    chunked = len({(t.document_id, t.task_index) for t in tasks if t.n_chunks > 1})
-    llm = isinstance(coordinator.nodes.synthesizer, LLMSynthesizer)
-    mode = choice.strategy if choice is not None else coordinator.strategy
+    tasks, choice = plan.tasks, plan.choice
+    documents, chunked = plan.documents, plan.chunked
+    llm = isinstance(coordinator.stages.synthesize, LLMSynthesizer)
+    mode = plan.mode
     monolithic = mode == "monolithic"
     merges = chunked if llm and not monolithic else 0
     synthesis = llm and not monolithic
@@ -453,10 +454,10 @@ def _announce(
 
 
 def _run(
-    coordinator: Coordinator, request: Request, run_id: str | None, err: Console, *, quiet: bool
+    coordinator: Coordinator, plan: RunPlan, run_id: str | None, err: Console, *, quiet: bool
 ) -> RunResult:
     with _progress(err, quiet=quiet) as progress:
-        return coordinator.run(request, run_id=run_id, observer=_ProgressObserver(progress))
+        return coordinator.run(plan, run_id=run_id, hooks=_ProgressHooks(progress))
 
 
 app.command("eval")(eval_command)

@@ -1,55 +1,94 @@
-"""fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize."""
+"""fanout's coordinator: split a request into isolated sub-agents, fan out, and synthesize.
 
-from .auto import StrategyChooser, StrategyPlan
-from .coordinator import Coordinator, RunObserver
+The stages (`Stages`: split, sub-agent, reduce, rank, synthesize, check citations) are small
+protocols with defaults; `GraphKit` builds LangGraph graphs from them; `Coordinator` is the preset.
+"""
+
+from .auto import StrategyChoice, StrategyChooser
+from .context import CallHooks, ModelAccess, RunContext
+from .coordinator import Coordinator, StrategyName, SynthesisMode
 from .documents import load_documents
 from .errors import RunFailed
-from .nodes import Splitter, Strategy
+from .hooks import RunHooks
+from .kit import GraphKit
+from .plan import RunPlan
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile, ProfileRow
 from .request import Document, Request
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
+from .stages import (
+    ChunkReducer,
+    CitationChecker,
+    DocumentSplitter,
+    Ranker,
+    Reducer,
+    Splitter,
+    Stages,
+    Synthesizer,
+    check_answer,
+    rank_findings,
+)
+from .state import FanoutInput, FanoutOutput, FanoutState
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
 from .subagent import (
-    ModelAccess,
+    Finding,
     SubAgent,
     answer_task,
+    answer_with_json,
     graph_sub_agent,
     structured_answerer,
 )
-from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis, Synthesizer
+from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis
 from .task import SubTask
 
 __all__ = [
+    "CallHooks",
     "CallPolicy",
+    "ChunkReducer",
+    "CitationChecker",
     "CollectSynthesizer",
     "Coordinator",
     "Document",
     "DocumentAnswer",
+    "DocumentSplitter",
     "FailurePolicy",
+    "FanoutInput",
+    "FanoutOutput",
+    "FanoutState",
+    "Finding",
+    "GraphKit",
     "LLMSynthesizer",
     "MemoryResultStore",
     "ModelAccess",
     "Profile",
     "ProfileRow",
+    "Ranker",
+    "Reducer",
     "Request",
     "ResultStore",
+    "RunContext",
     "RunFailed",
-    "RunObserver",
+    "RunHooks",
+    "RunPlan",
     "RunResult",
     "RunUsage",
     "Splitter",
     "SqliteResultStore",
-    "Strategy",
+    "Stages",
+    "StrategyChoice",
     "StrategyChooser",
-    "StrategyPlan",
+    "StrategyName",
     "SubAgent",
     "SubResult",
     "SubTask",
     "Synthesis",
+    "SynthesisMode",
     "Synthesizer",
     "answer_task",
+    "answer_with_json",
+    "check_answer",
     "graph_sub_agent",
     "load_documents",
+    "rank_findings",
     "structured_answerer",
 ]

@@ -37,20 +37,20 @@ __all__ = [
     "CANDIDATES",
     "RULE_MONOLITHIC_MAX_N",
     "Estimate",
-    "Mode",
     "Objective",
     "RequestShape",
+    "RunMode",
+    "StrategyChoice",
     "StrategyChooser",
-    "StrategyPlan",
     "request_shape",
     "request_size",
 ]
 
-Mode = Literal["isolated", "monolithic"]
+RunMode = Literal["isolated", "monolithic"]
 Objective = Literal["accuracy", "cost"]
 RequestShape = Literal["question", "instructions", "paired"]
 
-CANDIDATES: dict[RequestShape, dict[str, Mode]] = {
+CANDIDATES: dict[RequestShape, dict[str, RunMode]] = {
     "question": {"isolated": "isolated", "monolithic": "monolithic"},
     "instructions": {"isolated": "isolated", "mti": "monolithic"},
     "paired": {"pairs": "isolated", "mti": "monolithic"},
@@ -88,7 +88,7 @@ class Estimate(BaseModel):
 
     strategy: str
     """The eval strategy whose rows were read (isolated, monolithic, pairs, mti)."""
-    runs_as: Mode
+    runs_as: RunMode
     """How the coordinator runs it."""
     accuracy: float
     """Expected accuracy."""
@@ -115,12 +115,12 @@ class Estimate(BaseModel):
         )
 
 
-class StrategyPlan(BaseModel):
+class StrategyChoice(BaseModel):
     """How ``strategy="auto"`` ran one request, and why."""
 
     model_config = ConfigDict(frozen=True)
 
-    strategy: Mode
+    strategy: RunMode
     """How the request was run."""
     chosen: str
     """The candidate chosen, as the eval names it (isolated, monolithic, pairs, mti)."""
@@ -182,7 +182,7 @@ def _band_of(label: str) -> int:
 
 
 def _estimate(
-    strategy: str, runs_as: Mode, rows: Sequence[ProfileRow], *, n: int, band: int, per: int
+    strategy: str, runs_as: RunMode, rows: Sequence[ProfileRow], *, n: int, band: int, per: int
 ) -> Estimate:
     """One candidate at this N and band; `per` is questions per request."""
     chosen, band_note = _band_rows(rows, band)
@@ -295,7 +295,9 @@ class StrategyChooser:
         if self.profile is not None:
             self.profile.check_model(model_identity(backend))
 
-    def plan(self, request: Request, backend: Backend, *, max_tokens: int = 128) -> StrategyPlan:
+    def choose(
+        self, request: Request, backend: Backend, *, max_tokens: int = 128
+    ) -> StrategyChoice:
         """Choose how `request` runs on `backend`.
 
         Raises:
@@ -345,7 +347,7 @@ class StrategyChooser:
             f"{self.profile.suite} profile, N={n}, {DOCUMENT_BANDS[band][0]} tok/doc: {chosen.how}",
             *notes,
         ]
-        return StrategyPlan.model_validate(
+        return StrategyChoice.model_validate(
             {
                 "strategy": chosen.runs_as,
                 "chosen": chosen.strategy,
@@ -376,10 +378,10 @@ class StrategyChooser:
         return best, "equally accurate and the cheaper" if len(tied) > 1 else "the most accurate"
 
     def _rule(
-        self, candidates: dict[str, Mode], n: int, notes: list[str], common: dict[str, object]
-    ) -> StrategyPlan:
+        self, candidates: dict[str, RunMode], n: int, notes: list[str], common: dict[str, object]
+    ) -> StrategyChoice:
         """No profile: one prompt for small N (if it fits), isolated sub-agents above."""
-        want: Mode = "monolithic" if n <= RULE_MONOLITHIC_MAX_N else "isolated"
+        want: RunMode = "monolithic" if n <= RULE_MONOLITHIC_MAX_N else "isolated"
         if want not in candidates.values():
             want = "isolated"
         chosen = next(name for name, mode in candidates.items() if mode == want)
@@ -388,7 +390,7 @@ class StrategyChooser:
             f"sub-agents above), N={n}; the profile.json that fanout eval writes for this model "
             "chooses from measurements instead"
         )
-        return StrategyPlan.model_validate(
+        return StrategyChoice.model_validate(
             {
                 "strategy": want,
                 "chosen": chosen,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fanout.agents.backend import Backend
+from typing import Protocol
+
+from fanout.agents.backend import PromptStyle
 from fanout.agents.errors import UserError
 from fanout.agents.prompts import prompt_text
 
@@ -10,13 +12,31 @@ from .prompts import task_prompt
 from .request import Request
 from .task import SubTask
 
-__all__ = ["chunk_budget"]
+__all__ = ["Tokenizing", "chunk_budget"]
 
 # Tokens kept free beyond the measured prompt overhead and completion budget (template drift).
 _CONTEXT_MARGIN = 32
 
 
-def chunk_budget(backend: Backend, request: Request, *, max_tokens: int) -> int | None:
+class Tokenizing(Protocol):
+    """What the budget reads of a model: its context, its tokenizer and its prompt style."""
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model attends to, or None when unknown."""
+        ...
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """Completion or chat."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes."""
+        ...
+
+
+def chunk_budget(backend: Tokenizing, request: Request, *, max_tokens: int) -> int | None:
     """Largest chunk that fits the context next to the prompt and the completion budget.
 
     None when the backend's context is unknown (then documents are not cut).

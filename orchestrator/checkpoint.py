@@ -22,7 +22,7 @@ from fanout.agents.errors import UserError
 from fanout.agents.portal import on_portal, run_sync
 
 from .lease import RunLease
-from .state import CoordinatorInput, CoordinatorState, SubAgentInput
+from .state import FanoutInput, FanoutState, SubAgentInput
 from .store import SqliteResultStore
 
 __all__ = ["Checkpoint", "checkpoint_types", "open_checkpoint"]
@@ -71,7 +71,7 @@ def checkpoint_types() -> list[tuple[str, str]]:
     from the graph's state types, the list cannot fall behind a new field.
     """
     found: dict[type[BaseModel], None] = {}
-    for state in (CoordinatorInput, CoordinatorState, SubAgentInput):
+    for state in (FanoutInput, FanoutState, SubAgentInput):
         for annotation in typing.get_type_hints(state, include_extras=True).values():
             found.update(dict.fromkeys(_models_in(annotation)))
     return sorted((cls.__module__, cls.__qualname__) for cls in found)

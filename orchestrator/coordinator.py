@@ -1,56 +1,59 @@
-"""The public `Coordinator`: configure once, then ``run``/``arun`` requests through its graph.
+"""The public `Coordinator`: the preset run built from fanout's default stages.
 
-The graph is compiled here with the caller's checkpointer; `fanout.orchestrator.graph` wires it and
-`fanout.orchestrator.nodes` holds what each node does.
+Configure once, then ``plan``/``run``/``arun`` requests. `fanout.orchestrator.kit` holds the nodes
+and verbs the graph is built from; ``stages=`` replaces any stage, ``build_graph=`` the wiring.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
-from fanout.agents.backend import Backend, Closeable, Usage, release
+from fanout.agents.backend import Backend, Closeable, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
-from .auto import StrategyChooser, StrategyPlan
+from .auto import StrategyChooser
+from .context import RunContext
 from .errors import RunFailed
-from .graph import build_graph
-from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
+from .hooks import RunHooks
+from .kit import GraphKit
+from .plan import RunPlan
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
 from .request import Request
-from .result import RunResult, RunUsage, SubResult
+from .result import RunResult, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
-from .state import CoordinatorInput, CoordinatorState
+from .stages import ChunkReducer, DocumentSplitter, Splitter, Stages, Synthesizer
+from .state import FanoutInput, FanoutState
 from .store import ResultStore
-from .subagent import SubAgent, answer_task, structured_answerer
-from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesizer
+from .subagent import SubAgent, structured_answerer
+from .synthesize import CollectSynthesizer, LLMSynthesizer
 from .task import SubTask
 from .tracing import run_span, set_run_result
 
-__all__ = ["Coordinator", "RunObserver"]
+__all__ = ["Coordinator", "StrategyName", "SynthesisMode"]
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel, default=Any)
 """The output schema's model; results then carry instances of it as their ``data``."""
 
+StrategyName = Literal["isolated", "monolithic", "auto"]
+"""How a coordinator runs requests: a sub-agent per sub-task, one prompt, or chosen per request."""
 
-class RunObserver:
-    """Hooks called while a run streams (progress bars, live tables); subclass what you need."""
+SynthesisMode = Literal["llm", "collect"]
+"""The built-in synthesizers: one more call merging the findings, or the findings listed."""
 
-    def on_plan(self, tasks: list[SubTask]) -> None:
-        """The request was split into `tasks`."""
-
-    def on_sub_result(self, result: SubResult) -> None:
-        """A sub-agent finished (ok or failed)."""
+GraphBuilder = Callable[[GraphKit], StateGraph[Any, Any, Any, Any]]
 
 
 class Coordinator(Closeable, Generic[SchemaT]):
@@ -64,10 +67,12 @@ class Coordinator(Closeable, Generic[SchemaT]):
         strategy: "isolated" (one clean-context sub-agent per document x task x chunk),
             "monolithic" (one prompt holding everything: the baseline, same accounting), or
             "auto" (per request, whichever `profile` says wins for its N and document length;
-            `RunResult.plan` says which and why).
-        synthesis: "llm", "collect", or your own `Synthesizer`.
-        sub_agent: your own sub-agent (a coroutine, or `graph_sub_agent(graph)`); default QA.
-        splitter: your own request -> sub-tasks function; default one per document x task x chunk.
+            `RunResult.choice` says which and why).
+        stages: the stages to run (`Stages`); the arguments below replace single ones.
+        synthesis: "llm", "collect", or your own `Synthesizer` stage.
+        sub_agent: your own sub-agent stage (a coroutine of a `RunContext`, or
+            `graph_sub_agent(graph)`); default QA.
+        splitter: your own splitter stage (request -> sub-tasks).
         output_schema: a pydantic model every sub-agent answer must validate against; the
             result's ``data`` fields are then instances of it (a ``RunResult[Schema]``).
         policy: concurrency, timeout, retries and completion budget for every call.
@@ -84,14 +89,18 @@ class Coordinator(Closeable, Generic[SchemaT]):
         objective: for "auto": "accuracy" (the most accurate, ties to the cheaper) or "cost" (the
             cheapest expected to reach `min_accuracy`).
         min_accuracy: for "auto" with the cost objective: the accuracy floor, 0 to 1.
+        hooks: lifecycle hooks of every run (`RunHooks`); a run may bring its own.
+        deps: your application's dependencies, `RunContext.deps` in every stage.
+        build_graph: wires the graph from the kit (default `GraphKit.build`, the preset).
     """
 
     def __init__(
         self,
         backend: Backend,
         *,
-        strategy: Strategy = "isolated",
-        synthesis: Literal["llm", "collect"] | Synthesizer = "llm",
+        strategy: StrategyName = "isolated",
+        stages: Stages | None = None,
+        synthesis: SynthesisMode | Synthesizer | None = None,
         sub_agent: SubAgent | None = None,
         splitter: Splitter | None = None,
         output_schema: type[SchemaT] | None = None,
@@ -104,6 +113,9 @@ class Coordinator(Closeable, Generic[SchemaT]):
         profile: Profile | str | Path | None = None,
         objective: Literal["accuracy", "cost"] = "accuracy",
         min_accuracy: float | None = None,
+        hooks: RunHooks | None = None,
+        deps: Any = None,
+        build_graph: GraphBuilder | None = None,
     ) -> None:
         if strategy not in ("isolated", "monolithic", "auto"):
             raise UserError(
@@ -127,57 +139,55 @@ class Coordinator(Closeable, Generic[SchemaT]):
                     else "min_accuracy"
                 ),
             )
-        self._strategy: Strategy = strategy
-        synthesizer: Synthesizer
-        if synthesis == "llm":
-            synthesizer = LLMSynthesizer()
-        elif synthesis == "collect":
-            synthesizer = CollectSynthesizer()
-        elif isinstance(synthesis, str):
-            raise UserError(
-                f"unknown synthesis mode '{synthesis}' (use llm or collect)", parameter="synthesis"
-            )
-        else:
-            synthesizer = synthesis
-        if sub_agent is None:
-            sub_agent = structured_answerer(output_schema) if output_schema else answer_task
-        self.nodes = CoordinatorNodes(
+        self._strategy: StrategyName = strategy
+        self.kit = GraphKit(
             backend=backend,
-            strategy="monolithic" if strategy == "monolithic" else "isolated",
-            chooser=chooser,
+            stages=_stages(
+                stages,
+                synthesis=synthesis,
+                sub_agent=sub_agent,
+                splitter=splitter,
+                output_schema=output_schema,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap_tokens,
+            ),
             policy=policy or CallPolicy(),
-            sub_agent=sub_agent,
-            splitter=splitter,
+            mode="monolithic" if strategy == "monolithic" else "isolated",
+            chooser=chooser,
             output_schema=output_schema,
-            chunk_tokens=chunk_tokens,
-            overlap_tokens=overlap_tokens,
             result_store=result_store,
             failure_policy=(
                 FailurePolicy.parse(failure_policy)
                 if isinstance(failure_policy, str)
                 else failure_policy
             ),
-            synthesizer=synthesizer,
-            reduce_mode="join" if synthesis == "collect" else "llm",
+            hooks=hooks or RunHooks(),
+            deps=deps,
         )
-        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(self.nodes).compile(
+        builder = (build_graph or GraphKit.build)(self.kit)
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = builder.compile(
             checkpointer=checkpointer, name="fanout"
         )
 
     @property
     def backend(self) -> Backend:
         """The model every call goes to."""
-        return self.nodes.backend
+        return self.kit.backend
 
     @property
-    def strategy(self) -> Strategy:
+    def strategy(self) -> StrategyName:
         """isolated, monolithic, or auto (chosen per request)."""
         return self._strategy
 
     @property
     def policy(self) -> CallPolicy:
         """Limits on every model call."""
-        return self.nodes.policy
+        return self.kit.policy
+
+    @property
+    def stages(self) -> Stages:
+        """The stages every run is built from."""
+        return self.kit.stages
 
     async def aclose(self) -> None:
         """Close the backend (checkpoints are closed by whoever opened them)."""
@@ -185,36 +195,84 @@ class Coordinator(Closeable, Generic[SchemaT]):
 
     # -- public entry points -------------------------------------------------------------
 
-    def run(
+    def context(
+        self, run_id: str, *, hooks: RunHooks | None = None, deps: Any = None
+    ) -> RunContext[Any]:
+        """The run-level context of `run_id`: pass it as ``context=`` when you drive ``graph``."""
+        return self.kit.context(run_id, hooks=hooks, deps=deps)
+
+    def plan(
         self,
         request: Request,
         *,
         run_id: str | None = None,
-        observer: RunObserver | None = None,
+        progress: SplitProgress | None = None,
+    ) -> RunPlan:
+        """How `request` will run, before any model call: hand the plan to `run`.
+
+        With a checkpointer and the `run_id` of an earlier run, the plan is the one that run
+        started with (``plan.resumed``), so a resume shows what it continues.
+
+        Args:
+            request: what to plan.
+            run_id: the run this plan is for, when it may be a resume.
+            progress: told (characters split, characters in all) as long documents are cut.
+
+        Raises:
+            UserError: the checkpoint holds `run_id` for a different request.
+        """
+        if run_id is not None and self.graph.checkpointer is not None:
+            values = run_sync(self.graph.aget_state(self.config(run_id))).values
+            if values:
+                if values.get("request") != request:
+                    raise UserError(f"run id '{run_id}' was started with a different request")
+                if "tasks" in values:
+                    return RunPlan(
+                        request=request,
+                        tasks=values["tasks"],
+                        mode=values.get("mode", self.kit.mode),
+                        choice=values.get("choice"),
+                        resumed=True,
+                    )
+        ctx = self.kit.context(run_id or "plan")
+        return self.kit.plan(ctx, request, progress=progress)
+
+    def run(
+        self,
+        request: Request | RunPlan,
+        *,
+        run_id: str | None = None,
+        hooks: RunHooks | None = None,
+        deps: Any = None,
         config: RunnableConfig | None = None,
     ) -> RunResult[SchemaT]:
-        """Answer `request` synchronously (works from inside a running event loop too)."""
-        return run_sync(self.arun(request, run_id=run_id, observer=observer, config=config))
+        """Answer `request` (or run a `plan` of it) synchronously; works inside a running loop too."""
+        return run_sync(self.arun(request, run_id=run_id, hooks=hooks, deps=deps, config=config))
 
     async def arun(
         self,
-        request: Request,
+        request: Request | RunPlan,
         *,
         run_id: str | None = None,
-        observer: RunObserver | None = None,
+        hooks: RunHooks | None = None,
+        deps: Any = None,
         config: RunnableConfig | None = None,
     ) -> RunResult[SchemaT]:
-        """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes.
+        """Answer `request` (or run a plan of it from `plan`).
 
         With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
-        finished one returns its stored result without calling any model. `config` is merged into
-        the graph's: its ``callbacks`` (LangChain handlers, LangSmith) see every node and every
-        LangChain model call, nested under the node that made it.
+        finished one returns its stored result without calling any model. `hooks` replace the
+        coordinator's for this run; `deps` its dependencies. `config` is merged into the graph's:
+        its ``callbacks`` (LangChain handlers, LangSmith) see every node and every LangChain model
+        call, nested under the node that made it.
         """
+        plan = request if isinstance(request, RunPlan) else None
+        the_request = plan.request if plan is not None else cast(Request, request)
         run_id = run_id or uuid.uuid4().hex[:12]
+        ctx = self.kit.context(run_id, hooks=hooks, deps=deps)
         with run_span(run_id, self.strategy) as span:
             result = await self._arun(
-                request, run_id, observer, merge_configs(config, self.config(run_id))
+                the_request, plan, ctx, merge_configs(config, self.config(run_id))
             )
             set_run_result(span, result)
         return result
@@ -222,87 +280,45 @@ class Coordinator(Closeable, Generic[SchemaT]):
     async def _arun(
         self,
         request: Request,
-        run_id: str,
-        observer: RunObserver | None,
+        plan: RunPlan | None,
+        ctx: RunContext[Any],
         config: RunnableConfig,
-    ) -> RunResult:
-        inputs: CoordinatorInput | None = {"request": request, "run_id": run_id}
+    ) -> RunResult[SchemaT]:
+        inputs: FanoutInput | None = {
+            "request": request,
+            "run_id": ctx.run_id,
+            "plan": None if plan is None or plan.resumed else plan,
+        }
         if self.graph.checkpointer is not None:
             snapshot = await self.graph.aget_state(config)
             if snapshot.values:
                 if snapshot.values.get("request") != request:
-                    raise UserError(f"run id '{run_id}' was started with a different request")
+                    raise UserError(f"run id '{ctx.run_id}' was started with a different request")
                 if not snapshot.next and "answer" in snapshot.values:
-                    return self.result(cast(CoordinatorState, snapshot.values))
+                    return cast(
+                        RunResult[SchemaT], self.kit.result(cast(FanoutState, snapshot.values))
+                    )
                 inputs = None  # resume from the last checkpoint
-        final: Any = None
-        finished: list[SubResult] = []
         try:
-            async for mode, chunk in self.graph.astream(
-                inputs, config=config, stream_mode=["updates", "values"]
-            ):
-                if mode == "values":
-                    final = chunk
-                    continue
-                update = cast(dict[str, Any], chunk)
-                finished += update.get("sub_agent", {}).get("sub_results", [])
-                if observer is not None:
-                    self._notify(observer, update)
+            final = await self.graph.ainvoke(inputs, config=config, context=ctx)
         except RunFailed as exc:
             known = {r.sub_agent_id for r in exc.partial}
+            finished = self.kit.finished(ctx.run_id)
             partial = exc.partial + [r for r in finished if r.sub_agent_id not in known]
-            exc.partial = [self._typed_sub_result(r) for r in partial]
+            exc.partial = [self.kit.typed(r) for r in partial]
             raise
-        return self.result(final)
-
-    def plan(self, request: Request, *, progress: SplitProgress | None = None) -> list[SubTask]:
-        """The sub-tasks `request` becomes, before any model call (to show a plan, or stop there).
-
-        The next run of the same request uses them instead of splitting again.
-
-        Args:
-            request: what to plan.
-            progress: told (characters split, characters in all) as long documents are cut.
-        """
-        return self.nodes.plan(request, progress=progress)
-
-    def choose(self, request: Request) -> StrategyPlan | None:
-        """How ``strategy="auto"`` would run `request` and why (None for a fixed strategy).
-
-        `plan` makes the same choice and the run keeps it, in `RunResult.plan`.
-        """
-        return self.nodes.choose(request)
-
-    def saved_plan(self, request: Request, run_id: str) -> list[SubTask] | None:
-        """The sub-tasks the checkpoint holds for `run_id` (a resume), or None for a new run.
-
-        Raises:
-            UserError: the checkpoint holds `run_id` for a different request (said before any
-                splitting, rather than after it).
-        """
-        if self.graph.checkpointer is None:
-            return None
-        snapshot = run_sync(self.graph.aget_state(self.config(run_id)))
-        if not snapshot.values:
-            return None
-        if snapshot.values.get("request") != request:
-            raise UserError(f"run id '{run_id}' was started with a different request")
-        tasks: list[SubTask] | None = snapshot.values.get("tasks")
-        return tasks
+        finally:
+            self.kit.forget(ctx.run_id)
+        return cast(RunResult[SchemaT], final["result"])
 
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult[SchemaT]:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""
-        return self._typed_sub_result(await self.nodes.run_sub_task(task, run_id))
-
-    def _notify(self, observer: RunObserver, update: dict[str, Any]) -> None:
-        for node, writes in update.items():
-            if not isinstance(writes, dict):
-                continue
-            if node == "split":
-                observer.on_plan(writes["tasks"])
-            elif node == "sub_agent":
-                for result in writes["sub_results"]:
-                    observer.on_sub_result(self._typed_sub_result(result))
+        ctx = self.kit.context(run_id)
+        try:
+            result = await self.kit.run_sub_task(ctx, task)
+        finally:
+            self.kit.forget(run_id)
+        return cast(SubResult[SchemaT], self.kit.typed(result))
 
     def config(self, run_id: str) -> RunnableConfig:
         """The LangGraph config for a run, keyed by run id for checkpoints.
@@ -314,43 +330,38 @@ class Coordinator(Closeable, Generic[SchemaT]):
         """
         return {"configurable": {"thread_id": run_id}, "recursion_limit": 1_000_000}
 
-    def result(self, state: CoordinatorState) -> RunResult[SchemaT]:
-        """Build the typed result from a finished graph state (e.g. the last ``stream`` value)."""
-        sub_results = ordered(state["tasks"], state.get("sub_results", []))
-        stages = {"sub_agents": sum((r.usage for r in sub_results), Usage())}
-        stages.update(state.get("stage_usage", {}))
-        raw = RunResult[Any](
-            run_id=state["run_id"],
-            strategy=self.nodes.mode(state),
-            plan=state.get("plan"),
-            answer=state["answer"],
-            answers=state["answers"],
-            sub_results=sub_results,
-            citations=state.get("citations", []),
-            invalid_citations=state.get("invalid_citations", []),
-            uncited=state.get("uncited", []),
-            unanswered=state.get("unanswered", []),
-            synthesis_error=state.get("synthesis_error"),
-            usage=RunUsage.from_stages(
-                stages,
-                state["finished_at"] - state["started_at"],
-                synthesis_rounds=state.get("synthesis_rounds", 0),
-            ),
+
+def _stages(
+    stages: Stages | None,
+    *,
+    synthesis: SynthesisMode | Synthesizer | None,
+    sub_agent: SubAgent | None,
+    splitter: Splitter | None,
+    output_schema: type[BaseModel] | None,
+    chunk_tokens: int | None,
+    overlap_tokens: int,
+) -> Stages:
+    """`stages` (or the defaults) with the single stages the coordinator's arguments name."""
+    base = stages or Stages()
+    changes: dict[str, Any] = {}
+    if synthesis == "llm":
+        changes["synthesize"] = LLMSynthesizer()
+    elif synthesis == "collect":
+        changes.update(synthesize=CollectSynthesizer(), reduce=ChunkReducer(mode="join"))
+    elif isinstance(synthesis, str):
+        raise UserError(
+            f"unknown synthesis mode '{synthesis}' (use llm or collect)", parameter="synthesis"
         )
-        return self._typed_result(raw)
-
-    # -- structured data: JSON objects inside the graph, schema instances in results -------
-
-    def _typed_result(self, result: RunResult[Any]) -> RunResult[SchemaT]:
-        schema = self.nodes.output_schema
-        if schema is None:
-            return cast(RunResult[SchemaT], result)
-        typed = cast(Any, RunResult)[schema].model_validate(result.model_dump())
-        return cast(RunResult[SchemaT], typed)
-
-    def _typed_sub_result(self, result: SubResult[Any]) -> SubResult[SchemaT]:
-        schema = self.nodes.output_schema
-        if schema is None:
-            return cast(SubResult[SchemaT], result)
-        typed = cast(Any, SubResult)[schema].model_validate(result.model_dump())
-        return cast(SubResult[SchemaT], typed)
+    elif synthesis is not None:
+        changes["synthesize"] = synthesis
+    if sub_agent is not None:
+        changes["sub_agent"] = sub_agent
+    elif output_schema is not None:
+        changes["sub_agent"] = structured_answerer(output_schema)
+    if splitter is not None:
+        changes["split"] = splitter
+    elif chunk_tokens is not None or overlap_tokens != DEFAULT_OVERLAP_TOKENS:
+        changes["split"] = DocumentSplitter(
+            chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens
+        )
+    return Stages(**{**vars(base), **changes})

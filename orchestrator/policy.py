@@ -11,8 +11,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tenacity import (
     AsyncRetrying,
@@ -33,6 +35,9 @@ from fanout.agents.logs import log_event
 from fanout.agents.secrets import scrub
 
 from .tracing import call_span
+
+if TYPE_CHECKING:
+    from .context import RunContext
 
 __all__ = ["CallPolicy", "CircuitBreaker", "FailurePolicy", "ModelCaller", "is_transient"]
 
@@ -190,16 +195,17 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class ModelCaller:
-    """The `ModelAccess` handed to one sub-agent (or to reduce/synthesis): calls under the run's limits.
+    """The `ModelAccess` of one scope (a sub-agent, reduce, synthesis): calls under the run's limits.
 
-    It counts what the calls cost and how many attempts they took, and logs one event per attempt.
+    It counts what the calls cost and how many attempts they took, logs one event per attempt, and
+    tells the hooks of the context it is bound to about each attempt.
     """
 
     def __init__(
         self,
         backend: Backend,
         policy: CallPolicy,
-        limiter: asyncio.Semaphore,
+        limiter: AbstractAsyncContextManager[Any],
         *,
         tags: dict[str, str],
         breaker: CircuitBreaker | None = None,
@@ -215,6 +221,24 @@ class ModelCaller:
         """What the successful calls cost."""
         self.attempts = 0
         """Attempts made, retries included."""
+        self._ctx: RunContext[Any] | None = None
+
+    def bind(self, ctx: RunContext[Any]) -> None:
+        """Serve `ctx`: its hooks hear of each attempt, its meter counts each call."""
+        self._ctx = ctx
+
+    @property
+    def max_tokens(self) -> int:
+        """The policy's completion budget, used when a call names none."""
+        return self._policy.max_tokens
+
+    @property
+    def token_offsets(self) -> Callable[[str], Sequence[int]] | None:
+        """The backend's tokenizer as token start offsets, when it has one (faster chunking)."""
+        offsets: Callable[[str], Sequence[int]] | None = getattr(
+            self._backend, "token_offsets", None
+        )
+        return offsets
 
     @property
     def prompt_style(self) -> PromptStyle:
@@ -263,6 +287,8 @@ class ModelCaller:
             self._in_calls_s += time.monotonic() - self._in_call_since
             self._in_call_since = None
         self.usage = self.usage + completion.usage
+        if self._ctx is not None:
+            self._ctx.meter.add(completion.usage)
         return completion
 
     def time_outside_calls(self, since: float) -> float:
@@ -277,6 +303,28 @@ class ModelCaller:
         async with asyncio.timeout(self._policy.timeout_s):
             return await self._backend.complete(request)
 
+    async def _hooked(self, request: CompletionRequest, number: int) -> Completion:
+        """One attempt between the bound context's call hooks."""
+        ctx = self._ctx
+        if ctx is not None:
+            await ctx.hooks.on_call_start(ctx, request)
+        try:
+            completion = await call_span(
+                request, number, self._backend.name, lambda: self._timed(request)
+            )
+        except TimeoutError as exc:
+            error = BackendTimeout(f"no answer within {self._policy.timeout_s:g}s")
+            if ctx is not None:
+                await ctx.hooks.on_call_end(ctx, request, error)
+            raise error from exc
+        except Exception as exc:
+            if ctx is not None:
+                await ctx.hooks.on_call_end(ctx, request, exc)
+            raise
+        if ctx is not None:
+            await ctx.hooks.on_call_end(ctx, request, completion)
+        return completion
+
     async def _attempt(self, request: CompletionRequest, number: int) -> Completion:
         self.attempts += 1
         started = time.perf_counter()
@@ -285,12 +333,7 @@ class ModelCaller:
                 waited = time.perf_counter() - started
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
-                try:
-                    completion = await call_span(
-                        request, number, self._backend.name, lambda: self._timed(request)
-                    )
-                except TimeoutError as exc:
-                    raise BackendTimeout(f"no answer within {self._policy.timeout_s:g}s") from exc
+                completion = await self._hooked(request, number)
         except Exception as exc:
             if self._breaker is not None:
                 self._breaker.record(exc)

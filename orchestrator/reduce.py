@@ -12,9 +12,9 @@ from itertools import groupby
 from typing import Any, Literal
 
 from .citations import clean_model_text
+from .context import ModelAccess
 from .prompts import NOT_FOUND, reduce_prompt
 from .result import DocumentAnswer, SubResult
-from .subagent import ModelAccess
 
 __all__ = ["ReduceMode", "reduce_chunks"]
 

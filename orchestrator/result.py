@@ -15,7 +15,7 @@ from typing_extensions import TypeVar
 
 from fanout.agents.backend import Usage
 
-from .auto import StrategyPlan
+from .auto import StrategyChoice
 
 __all__ = [
     "DocumentAnswer",
@@ -192,7 +192,7 @@ class RunResult(BaseModel, Generic[DataT]):
     """Id of the run (the LangGraph thread id when checkpointed)."""
     strategy: Literal["isolated", "monolithic"]
     """How the request was executed."""
-    plan: StrategyPlan | None = None
+    choice: StrategyChoice | None = None
     """With ``strategy="auto"``: what was chosen and why (the estimate, the profile rows used)."""
     answer: str
     """The synthesized answer, naming any documents whose sub-agents failed."""

@@ -1,19 +1,33 @@
-"""The coordinator graph's typed state. List fields use reducers so parallel sub-agents can write."""
+"""The run graph's typed state, and what goes in and comes out of it.
+
+`FanoutInput` and `FanoutOutput` are the declared keys a graph that embeds fanout's as a node shares
+with it: give it ``request`` (and ``run_id``, optionally a ``plan``), read back ``result``. List fields
+use reducers so parallel sub-agents can write.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, TypedDict
 
 from langgraph.channels.topic import Topic
+from langgraph.channels.untracked_value import UntrackedValue
 
 from fanout.agents.backend import Usage
 
-from .auto import StrategyPlan
+from .auto import RunMode, StrategyChoice
+from .plan import RunPlan
 from .request import Request
-from .result import DocumentAnswer, InvalidCitation, SubResult
+from .result import DocumentAnswer, InvalidCitation, RunResult, SubResult
 from .task import SubTask
 
-__all__ = ["CoordinatorInput", "CoordinatorState", "ResultLog", "SubAgentInput", "merge_usage"]
+__all__ = [
+    "FanoutInput",
+    "FanoutOutput",
+    "FanoutState",
+    "ResultLog",
+    "SubAgentInput",
+    "merge_usage",
+]
 
 
 class ResultLog(Topic[Any]):
@@ -41,23 +55,37 @@ def merge_usage(left: dict[str, Usage], right: dict[str, Usage]) -> dict[str, Us
     return merged
 
 
-class CoordinatorInput(TypedDict, total=False):
-    """What a caller passes to the graph."""
+class FanoutInput(TypedDict, total=False):
+    """What a caller (or a parent graph) passes in."""
 
     request: Request
+    """The request to answer."""
     run_id: str
+    """Names the run (the checkpoint thread); a fresh id when absent."""
+    plan: RunPlan | None
+    """A plan made ahead with `Coordinator.plan` for this request: used instead of splitting."""
 
 
-class CoordinatorState(TypedDict, total=False):
-    """Everything the coordinator knows about one run."""
+class FanoutOutput(TypedDict, total=False):
+    """What the graph gives back."""
 
-    request: Request
-    run_id: str
+    result: RunResult[Any]
+    """The typed result of the run."""
+
+
+class FanoutState(FanoutInput, total=False):
+    """Everything the runtime knows about one run (checkpointed, except `result`)."""
+
+    result: Annotated[RunResult[Any], UntrackedValue(RunResult)]
+    """Built from the fields below by the last node; never checkpointed (it repeats them)."""
     started_at: float
-    plan: StrategyPlan | None
+    mode: RunMode
+    """isolated or monolithic, as planned."""
+    choice: StrategyChoice | None
+    """auto's choice and why; None for a fixed strategy."""
     tasks: list[SubTask]
     wave: tuple[int, int]
-    """The slice of `tasks` whose sub-agents run in the current superstep (see `graph`)."""
+    """The slice of `tasks` whose sub-agents run in the current superstep (see `kit`)."""
     sub_results: Annotated[list[SubResult], ResultLog(SubResult)]
     answers: list[DocumentAnswer]
     answer: str

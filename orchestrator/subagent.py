@@ -1,26 +1,26 @@
-"""What a sub-agent is: a coroutine given one `SubTask` and a handle to the model, and nothing else.
+"""What a sub-agent is: a coroutine given a `RunContext` holding one `SubTask`, and nothing else.
 
-A sub-agent sees only its own document (or chunk) and its own task. It reaches the model through
-`ModelAccess`, which the coordinator implements with its concurrency bound, timeouts, retries and
-accounting, so a user-written sub-agent (a function, or a whole LangGraph graph) gets them for free.
+A sub-agent sees only its own document (or chunk) and its own task (``ctx.task``). It reaches the
+model through ``ctx.model``, which the runtime implements with its concurrency bound, timeouts,
+retries, accounting and hooks, so a user-written sub-agent (a function, or a whole LangGraph graph)
+gets them for free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fanout.agents.backend import Completion, Prompt, PromptStyle
 from fanout.agents.errors import OutputInvalid
 
+from .context import RunContext
 from .prompts import is_not_found, parse_qa_output, task_prompt
 from .task import SubTask
 
 __all__ = [
     "Finding",
-    "ModelAccess",
     "SubAgent",
     "SubAgentOutput",
     "SubTask",
@@ -30,34 +30,6 @@ __all__ = [
     "structured_answerer",
     "validate_output",
 ]
-
-
-class ModelAccess(Protocol):
-    """The model, as a sub-agent may use it: every call is bounded, retried, timed and counted."""
-
-    @property
-    def prompt_style(self) -> PromptStyle:
-        """How the backend renders prompts (completion for base models)."""
-        ...
-
-    @property
-    def context_window(self) -> int | None:
-        """Tokens the model attends to, or None when unknown."""
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens `text` takes for this backend."""
-        ...
-
-    async def complete(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> Completion:
-        """One model call under the coordinator's limits."""
-        ...
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -81,15 +53,17 @@ class Finding(BaseModel):
 
 
 SubAgentOutput: TypeAlias = str | BaseModel | dict[str, Any]
-SubAgent: TypeAlias = Callable[[SubTask, ModelAccess], Awaitable[SubAgentOutput]]
+SubAgent: TypeAlias = Callable[[RunContext[Any]], Awaitable[SubAgentOutput]]
+"""A sub-agent: ``async def my_agent(ctx: RunContext) -> str | Finding | dict | BaseModel``."""
 
 
-async def answer_task(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
+async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
     """The default sub-agent: one call answering the task from the context, with evidence.
 
     Over one document the answer is a `Finding`; over every document (the monolithic baseline) it
     is the model's text, citations and all.
     """
+    task, llm = ctx.task, ctx.model
     completion = await llm.complete(task_prompt(task, style=llm.prompt_style))
     if task.document_id is None:
         return completion.text
@@ -102,14 +76,15 @@ async def answer_task(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
     return Finding(found=True, answer=answer, evidence=quote or "")
 
 
-async def answer_with_json(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
+async def answer_with_json(ctx: RunContext[Any]) -> SubAgentOutput:
     """The default sub-agent, structured: the model fills a `Finding` under a JSON schema.
 
     The schema travels with the call (a grammar on llama.cpp, response_format on servers). Use it
     with models that follow JSON instructions; the small embedded base model answers better in text.
     """
+    task, llm = ctx.task, ctx.model
     if task.document_id is None:
-        return await answer_task(task, llm)
+        return await answer_task(ctx)
     schema = Finding.model_json_schema()
     prompt = task_prompt(task, style=llm.prompt_style, json_schema=schema)
     completion = await llm.complete(prompt, max_tokens=256, json_schema=schema)
@@ -127,8 +102,9 @@ def structured_answerer(schema: type[BaseModel]) -> SubAgent:
     """
     json_schema = schema.model_json_schema()
 
-    async def answer(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
-        prompt = task_prompt(task, style=llm.prompt_style, json_schema=json_schema)
+    async def answer(ctx: RunContext[Any]) -> SubAgentOutput:
+        llm = ctx.model
+        prompt = task_prompt(ctx.task, style=llm.prompt_style, json_schema=json_schema)
         completion = await llm.complete(prompt, max_tokens=256, json_schema=json_schema)
         return validate_output(schema, completion.text)
 
@@ -150,12 +126,13 @@ def validate_output(schema: type[M], text: str) -> M:
 def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:
     """Run a compiled LangGraph graph once per sub-task, as a sub-agent.
 
-    The graph receives ``{"task": SubTask}`` as input and the coordinator's `ModelAccess` as
-    ``config["configurable"]["llm"]``; it must leave its answer under `output_key` in its final state.
+    The graph receives ``{"task": SubTask}`` as input and the sub-agent's `RunContext` as its
+    runtime context (build it with ``context_schema=RunContext``; a node reads
+    ``runtime.context.model``); it must leave its answer under `output_key` in its final state.
     """
 
-    async def run_graph(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
-        state = await graph.ainvoke({"task": task}, config={"configurable": {"llm": llm}})
+    async def run_graph(ctx: RunContext[Any]) -> SubAgentOutput:
+        state = await graph.ainvoke({"task": ctx.task}, context=ctx)
         if output_key not in state:
             raise KeyError(f"sub-agent graph ended without '{output_key}' in its state")
         output: SubAgentOutput = state[output_key]

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.prompts import prompt_text
 
 from .citations import check_citations, cited_ids, claim_text, sanitize_model_text
+from .context import ModelAccess, RunContext
 from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer
-from .subagent import ModelAccess
 
 __all__ = [
     "CollectSynthesizer",
     "LLMSynthesizer",
     "Synthesis",
-    "Synthesizer",
     "collect_findings",
     "finding_line",
     "selected_findings",
@@ -52,19 +51,6 @@ class Synthesis(BaseModel):
     """Why merging failed; the answer is then the ranked findings, listed."""
     rounds: int = 0
     """Rounds of synthesis calls (0: none; above 1: the findings needed a tree)."""
-
-
-class Synthesizer(Protocol):
-    """Turns the selected findings into one answer. Use `llm()` for each model call made."""
-
-    async def synthesize(
-        self,
-        request: Request,
-        answers: list[DocumentAnswer],
-        llm: Callable[[], ModelAccess],
-    ) -> Synthesis:
-        """Merge the `selected` answers (every answer is given, failed and unselected marked)."""
-        ...
 
 
 def selected_findings(answers: Sequence[DocumentAnswer], task_index: int) -> list[DocumentAnswer]:
@@ -98,14 +84,9 @@ def collect_findings(request: Request, answers: Sequence[DocumentAnswer]) -> str
 class CollectSynthesizer:
     """No extra call: the answer is the list of selected findings, best first, grouped by task."""
 
-    async def synthesize(
-        self,
-        request: Request,
-        answers: list[DocumentAnswer],
-        llm: Callable[[], ModelAccess],
-    ) -> Synthesis:
+    async def __call__(self, ctx: RunContext[Any], answers: list[DocumentAnswer[Any]]) -> Synthesis:
         """List every selected finding under its task."""
-        return Synthesis(answer=collect_findings(request, answers))
+        return Synthesis(answer=collect_findings(ctx.request, answers))
 
 
 class LLMSynthesizer:
@@ -115,13 +96,13 @@ class LLMSynthesizer:
     merged in rounds. A failed call is not fatal: the answer falls back to the ranked findings.
     """
 
-    async def synthesize(
-        self,
-        request: Request,
-        answers: list[DocumentAnswer],
-        llm: Callable[[], ModelAccess],
-    ) -> Synthesis:
-        """Answer the question (or each instruction) from the findings."""
+    async def __call__(self, ctx: RunContext[Any], answers: list[DocumentAnswer[Any]]) -> Synthesis:
+        """Answer the question (or each instruction) from the findings (``ctx.model`` calls)."""
+        request = ctx.request
+
+        def llm() -> ModelAccess:
+            return ctx.model
+
         if request.question is not None:
             findings = [f for i in range(len(request.tasks)) for f in selected_findings(answers, i)]
             return await self._merge(request.question, findings, llm, bool(request.instructions))

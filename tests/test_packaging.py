@@ -100,7 +100,7 @@ def test_wheel_has_only_the_fanout_namespace(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"fanout"}
-    for module in ("agents/llama_cpp.py", "orchestrator/graph.py", "evals/runner.py"):
+    for module in ("agents/llama_cpp.py", "orchestrator/kit.py", "evals/runner.py"):
         assert f"fanout/{module}" in names  # the mapped folders are packed under fanout/
     assert "fanout/evals/suites/keyvalue.py" in names
     assert "fanout/py.typed" in names

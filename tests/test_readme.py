@@ -53,8 +53,9 @@ def test_every_python_block_in_the_readme_passes_mypy_strict(tmp_path: Path) -> 
 # Names the README's prose tells users to import or call, beyond those its code blocks import.
 DOCUMENTED = [
     "CallPolicy", "EvalReport", "FallbackBackend", "LangChainBackend", "ModelAccess",
-    "OpenAIBackend", "StrategyPlan", "Prices", "Profile", "RunResult", "ScriptedBackend", "SubTask", "UserError",
-    "configure_logging", "evaluate", "graph_sub_agent", "open_checkpoint",
+    "OpenAIBackend", "StrategyChoice", "Prices", "Profile", "RunResult", "ScriptedBackend", "SubTask", "UserError",
+    "configure_logging", "evaluate", "graph_sub_agent", "open_checkpoint", "RunContext", "RunHooks",
+    "RunPlan", "Stages", "GraphKit", "Finding", "FanoutState", "rank_findings",
 ]  # fmt: skip
 
 

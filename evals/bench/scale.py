@@ -15,9 +15,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator.coordinator import Coordinator, RunObserver
+from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.coordinator import Coordinator
+from fanout.orchestrator.hooks import RunHooks
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.result import SubResult
 from fanout.orchestrator.store import SqliteResultStore
@@ -80,13 +83,13 @@ class ScaleSection(Section):
         )
 
 
-class _HalfwayCount(RunObserver):
+class _HalfwayCount(RunHooks):
     """Counts the store's committed rows (through a second connection) when half are reported."""
 
     def __init__(self, db: Path, n: int) -> None:
         self.db, self.half, self.seen, self.at_half = db, n // 2, 0, 0
 
-    def on_sub_result(self, result: SubResult) -> None:
+    async def on_sub_agent_end(self, ctx: RunContext[Any], result: SubResult) -> None:
         self.seen += 1
         if self.seen == self.half:
             self.at_half = _rows(self.db)
@@ -115,7 +118,7 @@ def scale_probe(n: int, latency_s: float, max_concurrency: int) -> None:
         )
         observer = _HalfwayCount(db, n)
         started = time.perf_counter()
-        result = coordinator.run(request, observer=observer)
+        result = coordinator.run(request, hooks=observer)
         wall = time.perf_counter() - started
         store.close()
         stored = _rows(db)

@@ -153,7 +153,7 @@ def test_results_without_document_lengths_give_band_any(measured: Path) -> None:
     assert {r.band for r in profile.rows} == {"any"}
     documents = tuple(Document(id=f"d{i}", text="filler text " * 40) for i in range(6))
     request = Request(documents=documents, question="What is the access code for the jade safe?")
-    plan = StrategyChooser(profile=profile).plan(request, ScriptedBackend(fn=confused))
+    plan = StrategyChooser(profile=profile).choose(request, ScriptedBackend(fn=confused))
     assert plan.chosen == "isolated" and not plan.extrapolated
 
 

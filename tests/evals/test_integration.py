@@ -81,9 +81,9 @@ def test_a_real_profile_names_the_gguf_and_drives_auto(
     result = Coordinator(llama_backend, strategy="auto", profile=tmp_path / "profile.json").run(
         Request(documents=(note,), question="What is the access code for the jade chest?")
     )
-    assert result.plan is not None and result.plan.source == "profile"
-    assert result.plan.expected is not None and result.plan.expected.how == "measured at N=1"
-    assert result.strategy == result.plan.strategy and "5179" in result.answer
+    assert result.choice is not None and result.choice.source == "profile"
+    assert result.choice.expected is not None and result.choice.expected.how == "measured at N=1"
+    assert result.strategy == result.choice.strategy and "5179" in result.answer
     renamed = profile.model_copy(
         update={"model": ModelIdentity(name=gemma_path.name, sha256="0" * 64)}
     )

@@ -64,9 +64,9 @@ def run(request: Request, **options: object) -> tuple[object, ScriptedBackend]:
 
 def test_one_prompt_wins_at_small_n_and_isolated_at_large_n() -> None:
     small, backend = run(Request(documents=tuple(docs(1)), question="Who?"), profile=PENALTY)
-    assert small.strategy == "monolithic" and small.plan.chosen == "monolithic"  # type: ignore[attr-defined]
+    assert small.strategy == "monolithic" and small.choice.chosen == "monolithic"  # type: ignore[attr-defined]
     assert [c.tags["document_id"] for c in backend.calls] == ["*"]
-    plan = small.plan  # type: ignore[attr-defined]
+    plan = small.choice  # type: ignore[attr-defined]
     assert plan.source == "profile" and plan.n == 1 and plan.band == "64-255"
     assert plan.expected.accuracy == 1.0 and plan.expected.tokens == 210
     assert "equally accurate and the cheaper" in plan.reason
@@ -75,7 +75,7 @@ def test_one_prompt_wins_at_small_n_and_isolated_at_large_n() -> None:
     large, backend = run(Request(documents=tuple(docs(10)), question="Who?"), profile=PENALTY)
     assert large.strategy == "isolated"  # type: ignore[attr-defined]
     assert len(backend.calls_for(document_id="d3.txt")) == 1
-    plan = large.plan  # type: ignore[attr-defined]
+    plan = large.choice  # type: ignore[attr-defined]
     assert plan.expected.accuracy == 1.0 and plan.expected.how == "measured at N=10"
     assert "the most accurate" in plan.reason and "monolithic 30%" in plan.reason
 
@@ -83,7 +83,7 @@ def test_one_prompt_wins_at_small_n_and_isolated_at_large_n() -> None:
 def test_between_measured_n_it_interpolates_and_outside_it_says_it_extrapolates() -> None:
     chooser = StrategyChooser.create(PENALTY)
     backend = ScriptedBackend(fn=answer)
-    plan = chooser.plan(Request(documents=tuple(docs(4)), question="Who?"), backend)
+    plan = chooser.choose(Request(documents=tuple(docs(4)), question="Who?"), backend)
     mono = next(e for e in plan.candidates if e.strategy == "monolithic")
     # N=4 is a third of the way from N=1 to N=10: accuracy 100% -> 30%, tokens 210 -> 1,100.
     assert mono.accuracy == pytest.approx(1.0 - 0.7 / 3)
@@ -92,7 +92,7 @@ def test_between_measured_n_it_interpolates_and_outside_it_says_it_extrapolates(
     assert [r.n for r in mono.rows] == [1, 10]
     assert plan.chosen == "isolated"
 
-    far = chooser.plan(Request(documents=tuple(docs(20)), question="Who?"), backend)
+    far = chooser.choose(Request(documents=tuple(docs(20)), question="Who?"), backend)
     iso = far.expected
     assert far.extrapolated and iso is not None and iso.extrapolated
     assert "extrapolated: N=20 is outside the measured N=1-10" in far.reason
@@ -105,31 +105,31 @@ def test_cost_objective_takes_the_cheapest_above_the_floor() -> None:
     request = Request(documents=tuple(docs(4)), question="Who?")
     # At N=4: isolated 100% at ~1,033 tokens, monolithic ~77% at ~507 tokens.
     lenient = StrategyChooser.create(PENALTY, objective="cost", min_accuracy=0.7)
-    plan = lenient.plan(request, backend)
+    plan = lenient.choose(request, backend)
     assert plan.chosen == "monolithic" and "the cheapest expected to reach 70%" in plan.reason
     strict = StrategyChooser.create(PENALTY, objective="cost", min_accuracy=0.8)
-    assert strict.plan(request, backend).chosen == "isolated"
+    assert strict.choose(request, backend).chosen == "isolated"
     unreachable = profile(row("isolated", 4, 10, 900), row("monolithic", 4, 12, 400))
-    plan = StrategyChooser.create(unreachable, objective="cost", min_accuracy=0.9).plan(
+    plan = StrategyChooser.create(unreachable, objective="cost", min_accuracy=0.9).choose(
         request, backend
     )
     assert plan.chosen == "monolithic" and "none is expected to reach 90%" in plan.reason
     # The accuracy objective on the same request: the most accurate, whatever it costs.
-    assert StrategyChooser.create(PENALTY).plan(request, backend).chosen == "isolated"
+    assert StrategyChooser.create(PENALTY).choose(request, backend).chosen == "isolated"
 
 
 def test_paired_and_instruction_requests_choose_between_their_own_candidates() -> None:
     backend = ScriptedBackend(fn=answer)
     chooser = StrategyChooser.create(PENALTY)
     pairs = Request.pairs([(d, "Classify.") for d in docs(10)])
-    plan = chooser.plan(pairs, backend)
+    plan = chooser.choose(pairs, backend)
     assert plan.shape == "paired" and plan.chosen == "pairs" and plan.strategy == "isolated"
     assert {e.strategy for e in plan.candidates} == {"pairs", "mti"}
     assert plan.expected is not None and plan.expected.tokens == 240 * 10  # per question x N
-    one = chooser.plan(Request.pairs([(docs(1)[0], "Classify.")]), backend)
+    one = chooser.choose(Request.pairs([(docs(1)[0], "Classify.")]), backend)
     assert one.chosen == "mti" and one.strategy == "monolithic"
     tasks = Request.from_text(docs(1)[0].text, [f"Task {i}." for i in range(10)])
-    plan = chooser.plan(tasks, backend)
+    plan = chooser.choose(tasks, backend)
     assert plan.shape == "instructions" and plan.n == 10
     assert {e.strategy for e in plan.candidates} == {"isolated", "mti"}
     assert plan.chosen == "isolated"
@@ -139,11 +139,11 @@ def test_document_length_and_context_limit_are_taken_into_account() -> None:
     backend = ScriptedBackend(fn=answer)
     chooser = StrategyChooser.create(PENALTY)
     long_docs = Request(documents=tuple(docs(1, repeat=120)), question="Who?")  # ~2,400 tokens
-    plan = chooser.plan(long_docs, backend)
+    plan = chooser.choose(long_docs, backend)
     assert plan.band == "1024-4095" and plan.extrapolated
     assert "documents of 1024-4095 tokens were not measured (used 64-255)" in plan.reason
     small_context = ScriptedBackend(fn=answer, context_window=1024)
-    plan = chooser.plan(
+    plan = chooser.choose(
         Request(documents=tuple(docs(2, repeat=30)), question="Who?"), small_context
     )
     assert plan.chosen == "isolated"
@@ -154,32 +154,34 @@ def test_document_length_and_context_limit_are_taken_into_account() -> None:
 def test_without_a_profile_a_conservative_rule_decides_and_says_so() -> None:
     backend = ScriptedBackend(fn=answer)
     rule = StrategyChooser.create()
-    small = rule.plan(Request(documents=tuple(docs(RULE_MONOLITHIC_MAX_N)), question="Q"), backend)
+    small = rule.choose(
+        Request(documents=tuple(docs(RULE_MONOLITHIC_MAX_N)), question="Q"), backend
+    )
     assert small.source == "rule" and small.strategy == "monolithic" and small.expected is None
     assert small.reason.startswith("no profile: built-in rule")
-    large = rule.plan(
+    large = rule.choose(
         Request(documents=tuple(docs(RULE_MONOLITHIC_MAX_N + 1)), question="Q"), backend
     )
     assert large.strategy == "isolated" and large.rows == []
     result, _ = run(Request(documents=tuple(docs(5)), question="Who?"))
-    assert result.plan.source == "rule" and result.strategy == "isolated"  # type: ignore[attr-defined]
+    assert result.choice.source == "rule" and result.strategy == "isolated"  # type: ignore[attr-defined]
 
 
 def test_a_profile_missing_a_candidate_uses_what_it_measured_and_refuses_when_none() -> None:
     backend = ScriptedBackend(fn=answer)
     only = StrategyChooser.create(profile(row("isolated", 5, 20, 1300)))
-    plan = only.plan(Request(documents=tuple(docs(1)), question="Q"), backend)
+    plan = only.choose(Request(documents=tuple(docs(1)), question="Q"), backend)
     assert plan.chosen == "isolated" and "monolithic is not in the profile" in plan.reason
     with pytest.raises(UserError, match="measured none of pairs, mti") as info:
-        only.plan(Request.pairs([(d, "Classify.") for d in docs(3)]), backend)
+        only.choose(Request.pairs([(d, "Classify.") for d in docs(3)]), backend)
     assert "\n" not in str(info.value)
 
 
 def test_the_plan_is_in_the_result_json() -> None:
     result, _ = run(Request(documents=tuple(docs(10)), question="Who?"), profile=PENALTY)
     data = json.loads(result.model_dump_json())  # type: ignore[attr-defined]
-    assert data["plan"]["chosen"] == "isolated"
-    assert {r["n"] for r in data["plan"]["candidates"][0]["rows"]} == {10}
+    assert data["choice"]["chosen"] == "isolated"
+    assert {r["n"] for r in data["choice"]["candidates"][0]["rows"]} == {10}
 
 
 def test_a_profile_of_another_model_is_refused_in_one_line() -> None:
@@ -275,7 +277,9 @@ def test_a_checkpointed_run_keeps_its_plan(tmp_path: Path) -> None:
     run_sync(saved.checkpointer.conn.close())
     saved.result_store.close()
     assert len(backend.calls) == calls
-    assert again.plan == first.plan and again.plan is not None and again.strategy == "isolated"
+    assert (
+        again.choice == first.choice and again.choice is not None and again.strategy == "isolated"
+    )
 
 
 def test_unbanded_rows_fill_the_n_a_banded_resume_did_not_measure() -> None:

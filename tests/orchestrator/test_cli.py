@@ -444,7 +444,7 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
     assert "profile rows: isolated N=1 (<64 tok/doc): 100% [72%-100%], 300 tok/q" in out
     code, out, _ = run_cli(capsys, "run", str(docs / "a.txt"), "-q", "Who?", "--strategy", "auto",
                            "--profile", str(profile), "--json")  # fmt: skip
-    assert code == 0 and json.loads(out)["plan"]["strategy"] == "monolithic"
+    assert code == 0 and json.loads(out)["choice"]["strategy"] == "monolithic"
     code, out, _ = run_cli(capsys, "run", str(docs), "-q", "Who?", "--strategy", "auto")
     assert code == 0 and "Strategy (auto, no profile): ran isolated" in out
     assert "no profile: built-in rule" in out

@@ -7,7 +7,14 @@ import pytest
 
 from fanout.agents.errors import BackendUnavailable
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, graph_sub_agent
+from fanout.orchestrator import (
+    CallPolicy,
+    Coordinator,
+    Document,
+    Request,
+    Stages,
+    graph_sub_agent,
+)
 from tests.conftest import EXAMPLES
 
 
@@ -38,7 +45,8 @@ def test_extract_then_verify_graph_per_sub_task() -> None:
         backend, sub_agent=graph_sub_agent(example.build_sub_agent_graph()), synthesis="collect"
     )
     result = coordinator.run(Request(documents=DOCS, question="Who is the manager?"))
-    assert [a.answer for a in result.answers] == ["Tom Becker", "not found"]
+    assert [a.outcome for a in result.answers] == ["found", "not_found"]
+    assert result.answers[0].answer == "Tom Becker"
     assert result.usage.calls == 4  # two calls per sub-agent, all counted
     # each of the graph's calls saw only its own document
     for call in backend.calls:
@@ -61,8 +69,44 @@ def test_failures_inside_a_sub_agent_graph_are_reported() -> None:
     assert all(r.attempts == 2 for r in result.failed)
 
 
+def test_the_rank_stage_and_hooks_of_the_example_take_effect() -> None:
+    example = load_example()
+    docs = (
+        Document(id="a.md", text="The manager is Tom Becker."),
+        Document(id="b.md", text="Beta sells rope."),
+    )
+
+    def answer(request):  # type: ignore[no-untyped-def]
+        if request.prompt.instruction == "Answer yes or no.":
+            return "yes"  # the verifier is fooled: only grounding can catch b.md
+        return "Tom Becker" if "Tom" in request.prompt.context else "Bea Rope"
+
+    counter = example.CallCounter()
+    coordinator = Coordinator(
+        ScriptedBackend(fn=answer),
+        stages=Stages(
+            sub_agent=graph_sub_agent(example.build_sub_agent_graph()),
+            rank=example.grounded_first,
+        ),
+        synthesis="collect",
+        hooks=counter,
+    )
+    result = coordinator.run(Request(documents=docs, question="Who is the manager?"))
+    assert result.answer == "- Tom Becker [a.md]"
+    assert [a.selected for a in result.answers] == [True, False]
+    assert counter.calls == result.usage.calls == 4
+
+
+def test_the_example_uses_public_names_only() -> None:
+    source = (EXAMPLES / "custom_graph.py").read_text()
+    imported = [
+        line for line in source.splitlines() if line.startswith(("from fanout", "import fanout"))
+    ]
+    assert imported == ["from fanout import ("]
+
+
 @pytest.mark.integration
 def test_example_runs_on_the_embedded_model(capsys: pytest.CaptureFixture[str]) -> None:
     load_example().main()
     out = capsys.readouterr().out
-    assert "[harbor.md]" in out and "calls" in out
+    assert ".md]" in out and "calls" in out

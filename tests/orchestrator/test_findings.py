@@ -18,10 +18,10 @@ from fanout.orchestrator import (
     CallPolicy,
     Coordinator,
     Document,
+    Finding,
     Request,
-    SubTask,
+    RunContext,
 )
-from fanout.orchestrator.subagent import Finding, ModelAccess
 
 FAST = CallPolicy(max_attempts=1, backoff_initial_s=0.001, backoff_max_s=0.002)
 COLOURS = ["jade", "ruby", "amber", "teal", "ivory", "coral", "olive", "pearl"]
@@ -274,13 +274,12 @@ def test_a_failed_synthesis_keeps_every_finding_and_says_so() -> None:
 
 
 def test_a_custom_synthesizer_that_raises_falls_back_to_the_findings() -> None:
-    class Broken:
-        async def synthesize(self, request: Any, answers: Any, llm: Any) -> Any:
-            raise RuntimeError("boom")
+    async def broken(ctx: RunContext, answers: Any) -> Any:
+        raise RuntimeError("boom")
 
     docs = [Document(id="a.md", text="Ann."), Document(id="b.md", text="Bo.")]
     backend = ScriptedBackend(fn=lambda r: {"a.md": "Ann", "b.md": "Bo"}[r.tags["document_id"]])
-    result = Coordinator(backend, synthesis=Broken()).run(Request(documents=docs, question="Who?"))
+    result = Coordinator(backend, synthesis=broken).run(Request(documents=docs, question="Who?"))
     assert result.synthesis_error == "RuntimeError: boom"
     assert result.answer == "- Ann [a.md]\n- Bo [b.md]"
 
@@ -365,13 +364,13 @@ def test_structured_findings_fill_found_answer_evidence() -> None:
 
 
 def test_a_user_sub_agent_that_hangs_times_out_and_bad_return_types_fail_clearly() -> None:
-    async def hangs(task: SubTask, llm: ModelAccess) -> str:
-        if task.document_id == "slow.md":
+    async def hangs(ctx: RunContext) -> str:
+        if ctx.task.document_id == "slow.md":
             await asyncio.Event().wait()
         return "ok"
 
-    async def returns_none(task: SubTask, llm: ModelAccess) -> Any:
-        return None if task.document_id == "slow.md" else Finding(found=True, answer="ok")
+    async def returns_none(ctx: RunContext) -> Any:
+        return None if ctx.task.document_id == "slow.md" else Finding(found=True, answer="ok")
 
     docs = [Document(id="slow.md", text="ok"), Document(id="fine.md", text="ok")]
     policy = CallPolicy(sub_agent_timeout_s=0.2)

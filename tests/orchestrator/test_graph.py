@@ -5,10 +5,25 @@ import pytest
 from pydantic import BaseModel
 
 from fanout.agents.backend import CompletionRequest
-from fanout.agents.errors import AuthenticationFailed, BackendUnavailable, RateLimited
+from fanout.agents.errors import (
+    AuthenticationFailed,
+    BackendRejected,
+    BackendUnavailable,
+    RateLimited,
+    UserError,
+)
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, RunObserver, SubResult
-from fanout.orchestrator.task import SubTask
+from fanout.orchestrator import (
+    CallPolicy,
+    Coordinator,
+    Document,
+    Request,
+    RunContext,
+    RunHooks,
+    RunPlan,
+    RunResult,
+    SubResult,
+)
 
 FAST = CallPolicy(max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002)
 
@@ -238,9 +253,10 @@ def test_structured_output_is_validated() -> None:
 
 
 def test_user_defined_sub_agent_gets_limits_and_accounting() -> None:
-    async def extract_then_verify(task: SubTask, llm: Any) -> str:
+    async def extract_then_verify(ctx: RunContext) -> str:
         from fanout.agents.backend import Prompt
 
+        task, llm = ctx.task, ctx.model
         draft = await llm.complete(
             Prompt(instruction="extract", context=task.context, task=task.task)
         )
@@ -256,22 +272,89 @@ def test_user_defined_sub_agent_gets_limits_and_accounting() -> None:
     assert all(r.usage.calls == 2 for r in result.sub_results)
 
 
-def test_observer_sees_plan_and_every_result() -> None:
+class Recorder(RunHooks):
+    """Every hook the runtime fires, in order, with what it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def on_run_start(self, ctx: RunContext[Any], plan: RunPlan) -> None:
+        self.seen.append(f"run_start {len(plan.tasks)} {len(ctx.request.documents)}")
+
+    async def on_sub_agent_start(self, ctx: RunContext[Any]) -> None:
+        self.seen.append(f"start {ctx.task.id}")
+
+    async def on_call_start(self, ctx: RunContext[Any], request: Any) -> None:
+        self.seen.append(f"call {ctx.scope} {request.tags['sub_agent_id']}")
+
+    async def on_call_end(self, ctx: RunContext[Any], request: Any, outcome: Any) -> None:
+        self.seen.append(f"called {type(outcome).__name__}")
+
+    async def on_sub_agent_end(self, ctx: RunContext[Any], result: SubResult) -> None:
+        self.seen.append(f"end {result.sub_agent_id} {result.status}")
+
+    async def on_run_end(self, ctx: RunContext[Any], result: RunResult[Any]) -> None:
+        self.seen.append(f"run_end {result.usage.calls} {ctx.usage.calls}")
+
+
+def test_hooks_see_the_run_each_sub_agent_and_each_call() -> None:
+    hooks = Recorder()
+    backend = ScriptedBackend(fn=lambda r: "Alpha" if r.tags["document_id"] == "a.md" else "none")
+    Coordinator(backend, synthesis="collect", hooks=hooks).run(
+        Request(documents=DOCS, question="Q")
+    )
+    seen = hooks.seen
+    assert seen[0] == "run_start 3 3" and seen[-1] == "run_end 3 3"
+    for doc in ("a.md", "b.md", "c.md"):
+        agent = f"{doc}#t0c0"
+        order = [
+            f"start {agent}",
+            f"call sub_agent {agent}",
+            f"end {agent} ok",
+        ]
+        assert [x for x in seen if x in order] == order
+    assert seen.count("called Completion") == 3
+
+
+def test_a_run_brings_its_own_hooks_and_a_failed_call_reaches_them() -> None:
+    def answer(request: Any) -> str:
+        if request.tags["document_id"] == "b.md":
+            raise BackendRejected("HTTP 400 bad request", status_code=400)
+        return "none"
+
+    mine = Recorder()
+    coordinator = Coordinator(ScriptedBackend(fn=answer), synthesis="collect", hooks=Recorder())
+    coordinator.run(Request(documents=DOCS, question="Q"), hooks=mine)
+    assert "called BackendRejected" in mine.seen and "end b.md#t0c0 failed" in mine.seen
+    assert coordinator.kit.hooks.seen == []  # type: ignore[attr-defined]
+
+
+def test_a_sub_agent_context_holds_its_task_and_never_the_request() -> None:
     seen: list[str] = []
 
-    class Recorder(RunObserver):
-        def on_plan(self, tasks: list[SubTask]) -> None:
-            seen.append(f"plan {len(tasks)}")
+    async def peek(ctx: RunContext) -> str:
+        seen.append(ctx.task.document_id or "")
+        with pytest.raises(UserError, match="isolated"):
+            _ = ctx.request
+        return "none"
 
-        def on_sub_result(self, result: SubResult) -> None:
-            seen.append(result.sub_agent_id)
-
-    backend = ScriptedBackend(fn=lambda r: "not found")
-    Coordinator(backend, synthesis="collect").run(
-        Request(documents=DOCS, question="Q"), observer=Recorder()
+    Coordinator(ScriptedBackend(), sub_agent=peek, synthesis="collect").run(
+        Request(documents=DOCS, question="Q")
     )
-    assert seen[0] == "plan 3"
-    assert sorted(seen[1:]) == ["a.md#t0c0", "b.md#t0c0", "c.md#t0c0"]
+    assert sorted(seen) == ["a.md", "b.md", "c.md"]
+
+
+def test_deps_reach_every_stage() -> None:
+    seen: list[object] = []
+
+    async def agent(ctx: RunContext[dict[str, str]]) -> str:
+        seen.append(ctx.deps["tenant"])
+        return "none"
+
+    coordinator = Coordinator(ScriptedBackend(), sub_agent=agent, deps={"tenant": "acme"})
+    coordinator.run(Request(documents=DOCS[:1], question="Q"))
+    coordinator.run(Request(documents=DOCS[:1], question="Q"), deps={"tenant": "umbrella"})
+    assert seen == ["acme", "umbrella"]
 
 
 def test_graph_streams_sync_and_async_and_nests_as_subgraph() -> None:
@@ -282,13 +365,20 @@ def test_graph_streams_sync_and_async_and_nests_as_subgraph() -> None:
     backend = ScriptedBackend(fn=lambda r: {"a.md": "Alpha"}.get(r.tags["document_id"], "none"))
     coordinator = Coordinator(backend, synthesis="collect")
     request = Request(documents=DOCS, question="Q")
-    nodes = [next(iter(u)) for u in coordinator.graph.stream({"request": request, "run_id": "r1"})]
+    nodes = [
+        next(iter(u))
+        for u in coordinator.graph.stream(
+            {"request": request, "run_id": "r1"}, stream_mode="updates"
+        )
+    ]
     assert nodes[0] == "split" and nodes[-1] == "synthesize" and nodes.count("sub_agent") == 3
 
     async def collect_async() -> list[str]:
         return [
             next(iter(u))
-            async for u in coordinator.graph.astream({"request": request, "run_id": "r2"})
+            async for u in coordinator.graph.astream(
+                {"request": request, "run_id": "r2"}, stream_mode="updates"
+            )
         ]
 
     assert asyncio.run(collect_async()).count("sub_agent") == 3
@@ -296,14 +386,20 @@ def test_graph_streams_sync_and_async_and_nests_as_subgraph() -> None:
     class Outer(TypedDict, total=False):
         request: Request
         run_id: str
-        answer: str
+        result: RunResult
+        shown: str
+
+    def show(state: Outer) -> dict[str, str]:
+        return {"shown": state["result"].answer.upper()}
 
     outer = StateGraph(Outer)
     outer.add_node("fanout", coordinator.graph)
+    outer.add_node("show", show)
     outer.add_edge(START, "fanout")
-    outer.add_edge("fanout", END)
+    outer.add_edge("fanout", "show")
+    outer.add_edge("show", END)
     final = outer.compile().invoke({"request": request, "run_id": "r3"})
-    assert final["answer"] == "- Alpha [a.md]"
+    assert final["result"].answer == "- Alpha [a.md]" and final["shown"] == "- ALPHA [A.MD]"
 
 
 def test_graph_shape_snapshot() -> None:

@@ -21,8 +21,9 @@ from fanout.orchestrator import (
     Document,
     FailurePolicy,
     Request,
+    RunContext,
     RunFailed,
-    RunObserver,
+    RunHooks,
     SubResult,
 )
 
@@ -181,13 +182,13 @@ def test_results_stream_out_as_they_finish_without_holding_prompts() -> None:
     documents = tuple(Document(id=f"d{i}", text="word " * 400) for i in range(1000))
     seen: list[int] = []
 
-    class Counter(RunObserver):
-        def on_sub_result(self, result: SubResult) -> None:
+    class Counter(RunHooks):
+        async def on_sub_agent_end(self, ctx: RunContext, result: SubResult) -> None:
             seen.append(1)
 
     coordinator = Coordinator(_Lean(), synthesis="collect", policy=CallPolicy(max_concurrency=8))
     tracemalloc.start()
-    coordinator.run(Request(documents=documents, question="Q"), observer=Counter())
+    coordinator.run(Request(documents=documents, question="Q"), hooks=Counter())
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(seen) == 1000

@@ -10,7 +10,15 @@ import pytest
 from pydantic import BaseModel
 
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import Coordinator, Document, Request, RunObserver, RunResult, SubResult
+from fanout.orchestrator import (
+    Coordinator,
+    Document,
+    Request,
+    RunContext,
+    RunHooks,
+    RunResult,
+    SubResult,
+)
 from fanout.orchestrator.checkpoint import open_checkpoint
 
 REQUEST = Request(
@@ -36,18 +44,18 @@ def prices() -> ScriptedBackend:
     return ScriptedBackend(fn=answer)
 
 
-class Seen(RunObserver):
+class Seen(RunHooks):
     def __init__(self) -> None:
         self.data: list[object] = []
 
-    def on_sub_result(self, result: SubResult) -> None:
+    async def on_sub_agent_end(self, ctx: RunContext, result: SubResult) -> None:
         self.data.append(result.data)
 
 
 def test_data_is_the_schema_model_and_json_round_trips() -> None:
     seen = Seen()
     result = Coordinator(prices(), output_schema=Price, synthesis="collect").run(
-        REQUEST, observer=seen
+        REQUEST, hooks=seen
     )
     assert [a.data for a in result.answers] == [
         Price(supplier="Alpha", percent=5),

@@ -20,8 +20,9 @@ from fanout.orchestrator import (
     SqliteResultStore,
     SubResult,
 )
-from fanout.orchestrator.coordinator import RunObserver
-from fanout.orchestrator.nodes import wave_size
+from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.hooks import RunHooks
+from fanout.orchestrator.kit import wave_size
 
 N = 2 * wave_size(4) + 37  # three waves at concurrency 4
 
@@ -71,11 +72,11 @@ def test_interrupted_multi_wave_run_resumes_without_recomputing() -> None:
     class Interrupt(Exception):
         pass
 
-    class StopInSecondWave(RunObserver):
+    class StopInSecondWave(RunHooks):
         def __init__(self) -> None:
             self.seen: set[str] = set()
 
-        def on_sub_result(self, result: SubResult) -> None:
+        async def on_sub_agent_end(self, ctx: RunContext, result: SubResult) -> None:
             self.seen.add(result.sub_agent_id)
             if len(self.seen) == wave_size(4) + 100:
                 raise Interrupt
@@ -92,7 +93,7 @@ def test_interrupted_multi_wave_run_resumes_without_recomputing() -> None:
     observer = StopInSecondWave()
     first = ScriptedBackend(fn=answer, delay_s=0.002)  # the interrupt lands mid-wave
     with pytest.raises(Interrupt):
-        coordinator(first).run(request(), run_id="big", observer=observer)
+        coordinator(first).run(request(), run_id="big", hooks=observer)
     # The run stopped there: its other sub-agents were cancelled, not left running.
     assert first.n_calls < N
     again = ScriptedBackend(fn=answer)
@@ -112,10 +113,10 @@ def test_results_reach_the_sqlite_store_while_the_run_goes_on(tmp_path: Path) ->
     store = SqliteResultStore(db)
     stored_when_seen: list[int] = []
 
-    class Watch(RunObserver):
+    class Watch(RunHooks):
         seen = 0
 
-        def on_sub_result(self, result: SubResult) -> None:
+        async def on_sub_agent_end(self, ctx: RunContext, result: SubResult) -> None:
             self.seen += 1
             if self.seen % 500 == 0:
                 with sqlite3.connect(db) as conn:  # another connection: only committed rows
@@ -128,7 +129,7 @@ def test_results_reach_the_sqlite_store_while_the_run_goes_on(tmp_path: Path) ->
         policy=CallPolicy(max_concurrency=16),
         result_store=store,
     )
-    coordinator.run(request(2000), run_id="s", observer=Watch())
+    coordinator.run(request(2000), run_id="s", hooks=Watch())
     # Each result is committed before its sub-agent's node returns, so before the observer hears;
     # the run is far from over when the first ones are already on disk.
     assert [min(c, 500 * (i + 1)) for i, c in enumerate(stored_when_seen)] == [
