@@ -7,15 +7,17 @@ loses at most the group in flight, and running it again skips what is already re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from fanout.agents.backend import Backend
+from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 from fanout.orchestrator.auto import StrategyChooser
+from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.profile import model_identity
 
@@ -24,7 +26,14 @@ from .metrics import PriceTable
 from .provenance import collect_provenance
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
-from .strategies import AutoStrategy, ModelSession, Strategy, make_strategy
+from .strategies import (
+    Answer,
+    Ask,
+    AutoStrategy,
+    EvalStrategy,
+    failed_answers,
+    make_strategy,
+)
 from .suites import Suite, make_suite
 from .suites.group import Group
 
@@ -47,7 +56,7 @@ class SweepProgress(Protocol):
 
 
 async def run_group(
-    strategy: Strategy,
+    strategy: EvalStrategy,
     group: Group,
     backend: Backend,
     policy: CallPolicy,
@@ -63,18 +72,20 @@ async def run_group(
     `document_tokens` (the group's mean document length) is recorded for the profile.
     """
     faulty = FaultyBackend(backend, faults, seed=seed) if faults and faults.active else None
-    session = ModelSession(faulty or backend, policy)
     started = time.perf_counter()
     error = None
+    usage = Usage()
     try:
-        answers = await strategy.answer(group, session)
+        coordinator = strategy.coordinator(faulty or backend, policy)
+        runs = await asyncio.gather(*(_ask(strategy, coordinator, a) for a in strategy.asks(group)))
+        answers = [answer for run_answers, _ in runs for answer in run_answers]
+        usage = sum((spent for _, spent in runs), Usage())
     except UserError:
         raise
     except Exception as exc:  # the strategy itself failed: the whole request is lost
         answers, error = [], f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - started
     by_id = {a.question_id: a for a in answers}
-    usage = session.usage
     return GroupRecord(
         strategy=strategy.name,
         n=n,
@@ -121,9 +132,22 @@ def _open_results(out: Path | None, config: EvalConfig) -> EvalResults:
     return results.model_copy(update={"config": merged})
 
 
+async def _ask(
+    strategy: EvalStrategy, coordinator: Coordinator[Any], ask: Ask
+) -> tuple[list[Answer], Usage]:
+    """One request of a strategy: its answers, and what its successful calls cost."""
+    try:
+        result = await coordinator.arun(ask.request, deps=ask.deps)
+    except UserError:
+        raise
+    except Exception as exc:  # the whole run failed: every answer of it is lost
+        return failed_answers(ask.questions, f"{type(exc).__name__}: {exc}"), Usage()
+    return strategy.read(ask, result), sum(result.usage.stages.values(), Usage())
+
+
 async def arun_sweep(
     suite: Suite,
-    strategies: Sequence[Strategy],
+    strategies: Sequence[EvalStrategy],
     backend: Backend,
     *,
     instances: Sequence[int],
@@ -216,7 +240,7 @@ def evaluate(
     backend: Backend,
     *,
     suite: str | Suite = "keyvalue",
-    strategies: Sequence[str | Strategy] = ("isolated", "monolithic"),
+    strategies: Sequence[str | EvalStrategy] = ("isolated", "monolithic"),
     instances: Sequence[int] = (1, 2, 5, 10),
     groups: int = 3,
     seed: int = 0,
@@ -236,7 +260,7 @@ def evaluate(
     Args:
         backend: the model (wrap nothing: faults are injected here when `faults` is given).
         suite: a suite name (see `fanout.evals.suites.SUITES`) or your own `Suite`.
-        strategies: names (see `fanout.evals.strategies.STRATEGIES`) or your own `Strategy` objects.
+        strategies: names (see `fanout.evals.strategies.STRATEGIES`) or your own `EvalStrategy` objects.
         instances: the values of N (instances packed into one request).
         groups: requests per N.
         seed: seeds the synthetic data, the dataset shuffle and the faults.

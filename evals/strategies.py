@@ -1,43 +1,52 @@
 """How a group of instances is put to the model: the strategies compared, and the interface.
 
-Every strategy gets the same `Group` and a `ModelSession` (the same backend under the same call
-policy) and returns one raw `Answer` per question; extraction and scoring happen afterwards, the
-same for all (see `fanout.evals.scoring`). Adding a strategy is one class with a ``name`` and one
-coroutine::
+Every strategy runs on fanout's own runtime: a `Coordinator` built from stages, the same
+`ModelCaller`, limits and accounting as ``fanout run``. A strategy says three things: which
+coordinator it runs (`coordinator`: isolated, one prompt, or baseline stages), what it asks for a
+group (`asks`: requests, each answering some questions), and how a run's result reads back as one
+raw `Answer` per question (`read`). Extraction and scoring happen afterwards, the same for all
+(see `fanout.evals.scoring`). `CoordinatorStrategy` is the isolated default to subclass::
 
-    class OnlyFirstDocument:
+    class FirstDocumentOnly(CoordinatorStrategy):
         name = "first-doc"
 
-        async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-            llm = session.caller(strategy=self.name)
-            out = []
-            for q in group.questions:
-                prompt = Prompt(instruction="Answer briefly.", context=group.documents[0].text,
-                                task=q.text)
-                out.append(Answer(question_id=q.id, output=(await llm.complete(prompt)).text))
-            return out
+        def asks(self, group: Group) -> list[Ask]:
+            return [
+                Ask(Request(documents=group.documents[:1], question=q.text), (q,))
+                for q in group.questions
+            ]
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fanout.agents.backend import Backend, Usage
+from fanout.agents.backend import Backend
 from fanout.agents.errors import BackendError, UserError
 from fanout.orchestrator.auto import StrategyChooser
-from fanout.orchestrator.coordinator import Coordinator
-from fanout.orchestrator.policy import CallPolicy, ModelCaller
+from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.coordinator import Coordinator, StrategyName
+from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.prompts import NOT_FOUND
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
+from fanout.orchestrator.stages import Stages
 from fanout.orchestrator.subagent import SubAgent
+from fanout.orchestrator.task import SubTask
 
-from .prompts import chain_manager_prompt, chain_worker_prompt, numbered_prompt, sequential_prompt
+from .prompts import (
+    chain_manager_prompt,
+    chain_worker_prompt,
+    documents_block,
+    numbered,
+    numbered_prompt,
+    sequential_prompt,
+)
 from .scoring import extract_answer, parse_numbered
 from .suites.group import Group, Question
 
@@ -46,17 +55,19 @@ __all__ = [
     "STRATEGIES",
     "Answer",
     "AnswerStatus",
+    "Ask",
     "AutoStrategy",
     "BatchStrategy",
     "ChainStrategy",
+    "CoordinatorStrategy",
+    "EvalStrategy",
     "IsolatedOracleStrategy",
     "IsolatedStrategy",
-    "ModelSession",
     "MonolithicStrategy",
     "PairsStrategy",
     "Routing",
     "SequentialStrategy",
-    "Strategy",
+    "failed_answers",
     "make_strategy",
 ]
 
@@ -119,56 +130,39 @@ class Answer(BaseModel):
     """The strategy ``auto`` chose for the request behind this answer."""
 
 
-class ModelSession:
-    """The model as one group's strategy may use it: fanout's call policy and an exact tally.
+@dataclass(frozen=True)
+class Ask:
+    """One request a strategy makes, and the questions its result answers."""
 
-    Every call goes through `fanout.orchestrator.policy.ModelCaller` (concurrency bound, timeout, retries
-    of transient errors), so strategies differ only in what they ask, never in how calls are made.
-    """
-
-    def __init__(self, backend: Backend, policy: CallPolicy) -> None:
-        self.backend = backend
-        self.policy = policy
-        self._callers: list[ModelCaller] = []
-        self._extra = Usage()
-        self._limiter: asyncio.Semaphore | None = None
-
-    def caller(self, **tags: str) -> ModelCaller:
-        """A fresh caller whose calls are bounded with every other call of this session."""
-        if self._limiter is None:
-            self._limiter = asyncio.Semaphore(self.policy.max_concurrency)
-        caller = ModelCaller(self.backend, self.policy, self._limiter, tags=tags)
-        self._callers.append(caller)
-        return caller
-
-    def add_usage(self, usage: Usage) -> None:
-        """Count calls made elsewhere (a coordinator run reports its own usage)."""
-        self._extra = self._extra + usage
-
-    @property
-    def usage(self) -> Usage:
-        """Everything this session's successful calls cost."""
-        return sum((c.usage for c in self._callers), self._extra)
-
-    @property
-    def attempts(self) -> int:
-        """Call attempts through `caller`, retries included (coordinator runs not counted)."""
-        return sum(c.attempts for c in self._callers)
+    request: Request
+    """What the coordinator runs."""
+    questions: tuple[Question, ...]
+    """The group's questions this request answers (all of them fail if the run fails)."""
+    deps: Any = None
+    """The run's `RunContext.deps` (the baselines read their group from it)."""
 
 
 @runtime_checkable
-class Strategy(Protocol):
-    """Answers a group's questions with the model. Attribute ``name`` labels its results."""
+class EvalStrategy(Protocol):
+    """A way of putting a group to the model, run on fanout's runtime. ``name`` labels results."""
 
     name: str
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-        """One `Answer` per question of `group` (a missing one is scored as a format failure)."""
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """The coordinator every request of a group runs on (one per group: one set of limits)."""
+        ...
+
+    def asks(self, group: Group) -> list[Ask]:
+        """The requests that answer every question of `group`."""
+        ...
+
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """One `Answer` per question of `ask` from its run (a missing one is a format failure)."""
         ...
 
 
-def _failed(questions: Sequence[Question], exc: BaseException) -> list[Answer]:
-    error = f"{type(exc).__name__}: {exc}"
+def failed_answers(questions: Sequence[Question], error: str) -> list[Answer]:
+    """`questions`, every one lost to `error`."""
     return [Answer(question_id=q.id, status="failed", error=error) for q in questions]
 
 
@@ -203,42 +197,42 @@ def _from_run(question: Question, result: RunResult, task_index: int | None = No
     )
 
 
-class _CoordinatorStrategy(ABC):
-    """Shared by isolated and monolithic: one coordinator run per question, runs in parallel."""
+class CoordinatorStrategy:
+    """``fanout run`` as it runs by default, one request per question; subclass to change a part.
 
-    name: str
-    _mode: Literal["isolated", "monolithic"]
+    Args:
+        sub_agent: your own sub-agent stage for the runs.
+    """
+
+    name = "isolated"
+    strategy: StrategyName = "isolated"
 
     def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
         self.sub_agent = sub_agent
 
-    @abstractmethod
-    def _request(self, group: Group, question: Question) -> Request:
-        """The coordinator request that answers `question` in this strategy's shape."""
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """A coordinator of `strategy` with the given sub-agent."""
+        return Coordinator(backend, strategy=self.strategy, policy=policy, sub_agent=self.sub_agent)
 
-    def _coordinator(self, session: ModelSession) -> Coordinator:
-        return Coordinator(
-            session.backend, strategy=self._mode, policy=session.policy, sub_agent=self.sub_agent
-        )
+    def asks(self, group: Group) -> list[Ask]:
+        """One request per question over every document of the group (blind routing)."""
+        return [Ask(self.request(group, q), (q,)) for q in group.questions]
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-        """Run the coordinator once per question, all questions at once."""
-        coordinator = self._coordinator(session)
+    def request(self, group: Group, question: Question) -> Request:
+        """The request that answers `question`: every document, the question."""
+        documents = group.documents
+        if question.map_task and len(group.documents_for(question)) > 1:
+            return Request(
+                documents=documents, question=question.text, instructions=(question.map_task,)
+            )
+        return Request(documents=documents, question=question.text)
 
-        async def ask(question: Question) -> Answer:
-            try:
-                result = await coordinator.arun(self._request(group, question))
-            except UserError:
-                raise
-            except Exception as exc:  # the whole run failed: every answer of it is lost
-                return _failed([question], exc)[0]
-            session.add_usage(sum(result.usage.stages.values(), Usage()))
-            return _from_run(question, result)
-
-        return list(await asyncio.gather(*(ask(q) for q in group.questions)))
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """The run's answer to its one question."""
+        return [_from_run(ask.questions[0], result)]
 
 
-class IsolatedStrategy(_CoordinatorStrategy):
+class IsolatedStrategy(CoordinatorStrategy):
     """fanout's coordinator exactly as `fanout run` runs it: every question asks every document.
 
     Each question becomes one sub-agent per document of the group, and the coordinator's
@@ -247,19 +241,8 @@ class IsolatedStrategy(_CoordinatorStrategy):
     the question to the synthesizer.
     """
 
-    name = "isolated"
-    _mode = "isolated"
 
-    def _request(self, group: Group, question: Question) -> Request:
-        documents = group.documents
-        if question.map_task and len(group.documents_for(question)) > 1:
-            return Request(
-                documents=documents, question=question.text, instructions=(question.map_task,)
-            )
-        return Request(documents=documents, question=question.text)
-
-
-class IsolatedOracleStrategy(IsolatedStrategy):
+class IsolatedOracleStrategy(CoordinatorStrategy):
     """Upper bound, not the product: each question asks only the documents it needs.
 
     The dataset's routing (`Group.documents_for`) is knowledge `fanout run` never has.
@@ -267,7 +250,8 @@ class IsolatedOracleStrategy(IsolatedStrategy):
 
     name = "isolated-oracle"
 
-    def _request(self, group: Group, question: Question) -> Request:
+    def request(self, group: Group, question: Question) -> Request:
+        """Only the documents the dataset says `question` needs."""
         documents = group.documents_for(question)
         if len(documents) > 1 and question.map_task:
             return Request(
@@ -276,7 +260,7 @@ class IsolatedOracleStrategy(IsolatedStrategy):
         return Request(documents=documents, question=question.text)
 
 
-class AutoStrategy(IsolatedStrategy):
+class AutoStrategy(CoordinatorStrategy):
     """``fanout run --strategy auto`` on the same groups, to check its choices against each fixed one.
 
     Each question's request (every document of the group, as isolated asks it) runs as the
@@ -288,6 +272,7 @@ class AutoStrategy(IsolatedStrategy):
     """
 
     name = "auto"
+    strategy: StrategyName = "auto"
 
     def __init__(
         self, chooser: StrategyChooser | None = None, *, sub_agent: SubAgent | None = None
@@ -307,11 +292,12 @@ class AutoStrategy(IsolatedStrategy):
         objective = self.chooser.objective + (f" >= {floor:.0%}" if floor is not None else "")
         return f"{source}; objective {objective}"
 
-    def _coordinator(self, session: ModelSession) -> Coordinator:
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """A coordinator that chooses per request from the profile."""
         return Coordinator(
-            session.backend,
+            backend,
             strategy="auto",
-            policy=session.policy,
+            policy=policy,
             sub_agent=self.sub_agent,
             profile=self.chooser.profile,
             objective=self.chooser.objective,
@@ -319,17 +305,18 @@ class AutoStrategy(IsolatedStrategy):
         )
 
 
-class MonolithicStrategy(_CoordinatorStrategy):
+class MonolithicStrategy(CoordinatorStrategy):
     """The baseline: every document of the group in one context, one call per question."""
 
     name = "monolithic"
-    _mode = "monolithic"
+    strategy: StrategyName = "monolithic"
 
-    def _request(self, group: Group, question: Question) -> Request:
+    def request(self, group: Group, question: Question) -> Request:
+        """Every document, the question (no per-document task: one prompt answers it)."""
         return Request(documents=group.documents, question=question.text)
 
 
-class PairsStrategy:
+class PairsStrategy(CoordinatorStrategy):
     """Paired instances (MTI Bench's framing): question i goes with its own document i only.
 
     One coordinator run per group over `Request.pairs`: for tasks where the pairing is part of
@@ -339,10 +326,11 @@ class PairsStrategy:
 
     name = "pairs"
 
-    def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
-        self.sub_agent = sub_agent
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """Isolated sub-agents, findings listed (each question is its own task)."""
+        return Coordinator(backend, policy=policy, sub_agent=self.sub_agent, synthesis="collect")
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+    def asks(self, group: Group) -> list[Ask]:
         """One paired request holding every (document, question) of the group."""
         pairs = []
         for question in group.questions:
@@ -354,20 +342,76 @@ class PairsStrategy:
             pairs.append((documents[0], question.text))
         if len({d.id for d, _ in pairs}) != len(pairs):
             raise UserError("pairs needs a different document for each question")
-        coordinator = Coordinator(
-            session.backend, policy=session.policy, sub_agent=self.sub_agent, synthesis="collect"
+        return [Ask(Request.pairs(pairs), tuple(group.questions))]
+
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """Question i's answer is task i's finding."""
+        return [_from_run(q, result, task_index=i) for i, q in enumerate(ask.questions)]
+
+
+class _Text(BaseModel):
+    """A baseline call's output exactly as the model wrote it (no report-line stripping)."""
+
+    text: str
+
+
+class _Turns(BaseModel):
+    """A baseline session's answers, one per question, in order."""
+
+    answers: list[Answer]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _data(result: RunResult[Any], index: int, model: type[M]) -> M | str:
+    """Sub-agent `index`'s structured output, or the error that failed it."""
+    sub = result.sub_results[index]
+    if sub.status == "failed" or sub.data is None:
+        return sub.error or "failed"
+    return model.model_validate(sub.data)
+
+
+class _Baseline(ABC):
+    """A strategy the coordinator has no preset for, run as a custom split and sub-agent.
+
+    Its requests carry the group as ``deps``: a baseline is meant to see everything a single agent
+    would (it is what isolation is measured against).
+    """
+
+    name: str
+
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """This baseline's split and sub-agent on fanout's runtime (findings listed, no synthesis)."""
+        return Coordinator(
+            backend,
+            policy=policy,
+            stages=Stages(split=self.split, sub_agent=self.answer),
+            synthesis="collect",
         )
-        try:
-            result = await coordinator.arun(Request.pairs(pairs))
-        except UserError:
-            raise
-        except Exception as exc:  # the whole run failed: every answer of it is lost
-            return _failed(group.questions, exc)
-        session.add_usage(sum(result.usage.stages.values(), Usage()))
-        return [_from_run(q, result, task_index=i) for i, q in enumerate(group.questions)]
+
+    def asks(self, group: Group) -> list[Ask]:
+        """One request holding the whole group."""
+        request = Request(documents=group.documents, instructions=[q.text for q in group.questions])
+        return [Ask(request, tuple(group.questions), deps=group)]
+
+    def split(self, ctx: RunContext[Any]) -> list[SubTask]:
+        """One sub-task holding every document and question."""
+        request = ctx.request
+        context = documents_block(request.documents)
+        task = numbered(request.instructions)
+        return [SubTask(id=self.name, document_id=None, task=task, context=context)]
+
+    @abstractmethod
+    async def answer(self, ctx: RunContext[Any]) -> BaseModel:
+        """The baseline's sub-agent: its calls, and their outputs as data."""
+
+    @abstractmethod
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """One `Answer` per question from the sub-agents' data."""
 
 
-class BatchStrategy:
+class BatchStrategy(_Baseline):
     """Several questions per call, answered as a numbered list (batch prompting; ``mti`` = all).
 
     Args:
@@ -386,29 +430,45 @@ class BatchStrategy:
         self.name = name or ("mti" if size is None else "batch")
         self.tokens_per_answer = tokens_per_answer
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-        """One call per batch, batches in parallel."""
-        questions = group.questions
+    def _batches(self, questions: Sequence[Any]) -> list[Sequence[Any]]:
         size = self.size or len(questions)
-        batches = [questions[i : i + size] for i in range(0, len(questions), size)]
-        results = await asyncio.gather(
-            *(self._ask(group, batch, session, index) for index, batch in enumerate(batches))
-        )
-        return [answer for batch in results for answer in batch]
+        return [questions[i : i + size] for i in range(0, len(questions), size)]
 
-    async def _ask(
-        self, group: Group, batch: Sequence[Question], session: ModelSession, index: int
-    ) -> list[Answer]:
-        # Blind like `fanout run`: every batch sees every document of the group.
-        prompt = numbered_prompt(group.documents, [q.text for q in batch])
-        llm = session.caller(strategy=self.name, batch=str(index))
-        try:
-            completion = await llm.complete(
-                prompt, max_tokens=16 + self.tokens_per_answer * len(batch)
+    def split(self, ctx: RunContext[Any]) -> list[SubTask]:
+        """One sub-task per batch; blind like `fanout run`: every batch sees every document."""
+        request = ctx.request
+        context = documents_block(request.documents)
+        return [
+            SubTask(
+                id=f"{self.name}-{i}",
+                document_id=None,
+                task_index=i,
+                task=numbered(batch),
+                context=context,
             )
-        except BackendError as exc:  # one call held them all: all are lost
-            return _failed(batch, exc)
-        return _numbered_answers(batch, completion.text)
+            for i, batch in enumerate(self._batches(request.instructions))
+        ]
+
+    async def answer(self, ctx: RunContext[Any]) -> BaseModel:
+        """One call answering the batch's questions as a numbered list."""
+        group: Group = ctx.deps
+        batch = self._batches(group.questions)[ctx.task.task_index]
+        prompt = numbered_prompt(group.documents, [q.text for q in batch])
+        completion = await ctx.model.complete(
+            prompt, max_tokens=16 + self.tokens_per_answer * len(batch)
+        )
+        return _Text(text=completion.text)
+
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """Each batch's numbered answers; a failed call loses every answer it held."""
+        answers: list[Answer] = []
+        for index, batch in enumerate(self._batches(ask.questions)):
+            out = _data(result, index, _Text)
+            if isinstance(out, _Text):
+                answers += _numbered_answers(batch, out.text)
+            else:
+                answers += failed_answers(batch, out)
+        return answers
 
 
 def _numbered_answers(questions: Sequence[Question], text: str) -> list[Answer]:
@@ -421,34 +481,39 @@ def _numbered_answers(questions: Sequence[Question], text: str) -> list[Answer]:
     ]
 
 
-class SequentialStrategy:
+class SequentialStrategy(_Baseline):
     """Single-task inference, one question after another in one session (MTI Bench's baseline).
 
-    Paired routing: each call holds one question and the documents it needs, plus the session's earlier questions and
-    answers: what one agent working through the list remembers. A failed call leaves its question
-    unanswered and the session goes on.
+    Paired routing: each call holds one question and the documents it needs, plus the session's
+    earlier questions and answers: what one agent working through the list remembers. A failed
+    call leaves its question unanswered and the session goes on.
     """
 
     name = "sequential"
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+    async def answer(self, ctx: RunContext[Any]) -> BaseModel:
         """Questions in order, each call seeing the earlier answers."""
-        llm = session.caller(strategy=self.name)
+        group: Group = ctx.deps
         earlier: list[tuple[str, str]] = []
         answers: list[Answer] = []
         for question in group.questions:
             prompt = sequential_prompt(group.documents_for(question), question.text, earlier)
             try:
-                completion = await llm.complete(prompt)
+                completion = await ctx.model.complete(prompt)
             except BackendError as exc:
-                answers.extend(_failed([question], exc))
+                answers += failed_answers([question], f"{type(exc).__name__}: {exc}")
                 continue
             answers.append(Answer(question_id=question.id, output=completion.text))
             earlier.append((question.text, extract_answer(completion.text) or completion.text))
-        return answers
+        return _Turns(answers=answers)
+
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """The session's answers (all lost if the session itself failed)."""
+        out = _data(result, 0, _Turns)
+        return out.answers if isinstance(out, _Turns) else failed_answers(ask.questions, out)
 
 
-class ChainStrategy:
+class ChainStrategy(_Baseline):
     """Chain-of-Agents: workers read the documents in turn, passing notes; a manager answers.
 
     Made for questions that need several documents. A worker whose call fails passes the notes on
@@ -465,32 +530,36 @@ class ChainStrategy:
         self.tokens_per_note = tokens_per_note
         self.tokens_per_answer = tokens_per_answer
 
-    async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
+    async def answer(self, ctx: RunContext[Any]) -> BaseModel:
         """Workers over every document in order, then one manager call."""
+        group: Group = ctx.deps
         questions = [q.text for q in group.questions]
-        llm = session.caller(strategy=self.name)
         notes = ""
         note_budget = min(32 + self.tokens_per_note * len(questions), 512)
         for document in group.documents:
             prompt = chain_worker_prompt(notes, document, questions)
             try:
-                completion = await llm.complete(prompt, max_tokens=note_budget)
+                completion = await ctx.model.complete(prompt, max_tokens=note_budget)
             except BackendError:
                 continue
             notes = completion.text.strip() or notes
-        try:
-            completion = await llm.complete(
-                chain_manager_prompt(notes, questions),
-                max_tokens=16 + self.tokens_per_answer * len(questions),
-            )
-        except BackendError as exc:
-            return _failed(group.questions, exc)
-        return _numbered_answers(group.questions, completion.text)
+        completion = await ctx.model.complete(
+            chain_manager_prompt(notes, questions),
+            max_tokens=16 + self.tokens_per_answer * len(questions),
+        )
+        return _Text(text=completion.text)
+
+    def read(self, ask: Ask, result: RunResult[Any]) -> list[Answer]:
+        """The manager's numbered answers (all lost if it failed)."""
+        out = _data(result, 0, _Text)
+        if isinstance(out, _Text):
+            return _numbered_answers(ask.questions, out.text)
+        return failed_answers(ask.questions, out)
 
 
 def make_strategy(
     name: str, *, batch_size: int = 4, chooser: StrategyChooser | None = None
-) -> Strategy:
+) -> EvalStrategy:
     """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto."""
     if name == "isolated":
         return IsolatedStrategy()

@@ -8,15 +8,18 @@ from fanout.agents.backend import CompletionRequest
 from fanout.agents.errors import BackendRejected, UserError
 from fanout.agents.testing import ScriptedBackend
 from fanout.evals.records import AnswerRecord
+from fanout.evals.runner import run_group
 from fanout.evals.strategies import (
     STRATEGIES,
     Answer,
+    Ask,
     BatchStrategy,
-    ModelSession,
-    Strategy,
+    CoordinatorStrategy,
+    EvalStrategy,
     make_strategy,
 )
 from fanout.evals.suites import Group, KeyValueSuite
+from fanout.orchestrator import Request, RunResult
 from fanout.orchestrator.policy import CallPolicy
 
 from .conftest import oracle
@@ -24,10 +27,11 @@ from .conftest import oracle
 POLICY = CallPolicy(max_attempts=1, max_tokens=64)
 
 
-def run(strategy: Strategy, group: Group, backend: ScriptedBackend) -> list[AnswerRecord]:
-    answers = asyncio.run(strategy.answer(group, ModelSession(backend, POLICY)))
-    by_id = {a.question_id: a for a in answers}
-    return [AnswerRecord.score(q, by_id.get(q.id)) for q in group.questions]
+def run(strategy: EvalStrategy, group: Group, backend: ScriptedBackend) -> list[AnswerRecord]:
+    """The strategy on the eval's own runner: the records a sweep would write."""
+    return asyncio.run(
+        run_group(strategy, group, backend, POLICY, n=len(group.questions), index=0)
+    ).answers
 
 
 GROUP = KeyValueSuite(doc_tokens=60).group(5, 0, seed=0)
@@ -131,16 +135,39 @@ def test_chain_passes_notes_from_worker_to_worker() -> None:
     assert backend.calls[-1].prompt.context_label == "Notes"
 
 
-def test_a_user_strategy_only_needs_a_name_and_answer() -> None:
-    class Constant:
+def test_a_user_strategy_changes_one_part_of_the_coordinator_strategy() -> None:
+    class FirstDocumentOnly(CoordinatorStrategy):
+        name = "first-doc"
+
+        def asks(self, group: Group) -> list[Ask]:
+            return [
+                Ask(Request(documents=group.documents[:1], question=q.text), (q,))
+                for q in group.questions
+            ]
+
+    assert isinstance(FirstDocumentOnly(), EvalStrategy)
+    backend = ScriptedBackend(fn=oracle)
+    records = run(FirstDocumentOnly(), GROUP, backend)
+    assert len(backend.calls) == 5 and [r.correct for r in records].count(True) == 1
+
+    class Constant(CoordinatorStrategy):
         name = "constant"
 
-        async def answer(self, group: Group, session: ModelSession) -> list[Answer]:
-            return [Answer(question_id=q.id, output="4417") for q in group.questions]
+        def read(self, ask: Ask, result: RunResult) -> list[Answer]:
+            return [Answer(question_id=q.id, output="4417") for q in ask.questions]
 
-    assert isinstance(Constant(), Strategy)
-    records = run(Constant(), GROUP, ScriptedBackend())
-    assert all(r.status == "ok" for r in records)
+    assert all(r.status == "ok" for r in run(Constant(), GROUP, ScriptedBackend(fn=oracle)))
+
+
+def test_every_strategy_counts_its_calls_on_the_one_runtime() -> None:
+    """Tokens and calls come from the coordinator's accounting for baselines and isolation alike."""
+    for name in STRATEGIES:
+        backend = ScriptedBackend(fn=oracle)
+        record = asyncio.run(
+            run_group(make_strategy(name, batch_size=2), GROUP, backend, POLICY, n=5, index=0)
+        )
+        assert record.calls == len(backend.calls), name
+        assert record.prompt_tokens > 0, name
 
 
 def test_unknown_strategy() -> None:
