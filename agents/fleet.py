@@ -17,11 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UserError
 
-__all__ = ["EndpointPool", "EndpointStats", "Outcome", "parse_base_urls", "redact_url"]
+__all__ = ["CallOutcome", "EndpointPool", "EndpointStats", "parse_base_urls", "redact_url"]
 
 _OPENAI = "api.openai.com"
 
-Outcome = Literal["ok", "failed", "unreachable", "cancelled"]
+CallOutcome = Literal["ok", "failed", "unreachable", "cancelled"]
 """How a call ended: answered; failed while reachable (4xx/5xx, timeout, bad output); could not
 connect; or abandoned by its caller (a coordinator timeout), which says nothing about the endpoint."""
 
@@ -135,7 +135,7 @@ class EndpointPool:
             self._picks += 1
             return chosen.index
 
-    def release(self, index: int, outcome: Outcome) -> bool:
+    def release(self, index: int, outcome: CallOutcome) -> bool:
         """Record how a call ended; returns True when this outcome just took the endpoint down."""
         with self._lock:
             endpoint = self._endpoints[index]

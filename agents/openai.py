@@ -44,7 +44,7 @@ from .errors import (
     InvalidResponse,
     UserError,
 )
-from .fleet import EndpointPool, EndpointStats, Outcome, parse_base_urls, redact_url
+from .fleet import CallOutcome, EndpointPool, EndpointStats, parse_base_urls, redact_url
 from .logs import log_event
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
@@ -119,7 +119,7 @@ def map_openai_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendE
     return error_for_exception(exc)
 
 
-def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> Outcome:
+def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> CallOutcome:
     """Only a failed connection says the endpoint is gone; a timeout may just be a slow model."""
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
         return "unreachable"
@@ -353,7 +353,7 @@ class OpenAIBackend(Closeable):
             cost_usd=self.prices.cost(prompt_tokens, completion_tokens),
         )
 
-    def _release(self, index: int, outcome: Outcome) -> None:
+    def _release(self, index: int, outcome: CallOutcome) -> None:
         if self.pool.release(index, outcome):
             self._log_down(index)
 

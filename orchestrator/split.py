@@ -24,15 +24,15 @@ from .task import SubTask
 __all__ = [
     "DEFAULT_OVERLAP_TOKENS",
     "Chunk",
+    "CountTokens",
     "SplitProgress",
-    "TokenCounter",
     "TokenOffsets",
     "chunk_text",
     "split_monolithic",
     "split_request",
 ]
 
-TokenCounter = Callable[[str], int]
+CountTokens = Callable[[str], int]
 """Tokens a text occupies for the model."""
 TokenOffsets = Callable[[str], Sequence[int]]
 """Where each token of a text starts, as ascending character offsets (a backend's tokenizer)."""
@@ -85,7 +85,7 @@ class _Cutter:
         *,
         max_tokens: int,
         overlap_tokens: int,
-        count: TokenCounter,
+        count: CountTokens,
         offsets: TokenOffsets | None,
     ) -> None:
         self.text = text
@@ -154,7 +154,7 @@ def chunk_text(
     *,
     max_tokens: int,
     overlap_tokens: int,
-    count_tokens: TokenCounter,
+    count_tokens: CountTokens,
     token_offsets: TokenOffsets | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Chunk]:
@@ -202,7 +202,7 @@ def split_request(
     *,
     chunk_tokens: int | None = None,
     overlap_tokens: int = 0,
-    count_tokens: TokenCounter | None = None,
+    count_tokens: CountTokens | None = None,
     token_offsets: TokenOffsets | None = None,
     progress: SplitProgress | None = None,
 ) -> list[SubTask]:

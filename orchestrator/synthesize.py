@@ -138,14 +138,14 @@ class LLMSynthesizer:
             return Synthesis(answer=finding_line(findings[0])[2:])
         lines = [finding_line(a, with_task=with_task) for a in findings]
         try:
-            text, rounds = await self._merge_lines(question, lines, llm)
+            text, rounds = await self._merge_in_rounds(question, lines, llm)
         except Exception as exc:  # keep every finding rather than lose the run
             return Synthesis(
                 answer=_listed(findings, with_task), error=f"{type(exc).__name__}: {exc}"
             )
         return Synthesis(answer=text, rounds=rounds)
 
-    async def _merge_lines(
+    async def _merge_in_rounds(
         self, question: str, lines: list[str], llm: Callable[[], ModelAccess]
     ) -> tuple[str, int]:
         """Merge finding lines in as many rounds as their size needs; (answer, rounds)."""

@@ -20,7 +20,7 @@ from fanout.evals.suites.filler import filler
 from fanout.orchestrator.budget import chunk_budget
 from fanout.orchestrator.documents import load_documents
 from fanout.orchestrator.request import Document, Request
-from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS, TokenCounter, split_request
+from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS, CountTokens, split_request
 
 from .section import Section
 from .timing import best
@@ -109,7 +109,7 @@ def _prose(chars: int) -> str:
 _BOUNDARIES = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ")
 
 
-def search_cutter(text: str, *, max_tokens: int, overlap_tokens: int, count: TokenCounter) -> int:
+def search_cutter(text: str, *, max_tokens: int, overlap_tokens: int, count: CountTokens) -> int:
     """The baseline: fanout's cutter before issue 9, which searched for every cut with `count`.
 
     Returns the number of chunks. Kept only to measure against; it is not used to split.

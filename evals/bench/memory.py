@@ -24,7 +24,7 @@ __all__ = ["MemorySection", "measure_memory", "memory_probe"]
 _MB = 1e6 / 2**20
 """One megabyte (the goals' unit) in MiB (the figures' unit)."""
 
-Mode = Literal["coordinator", "plain"]
+ProbeMode = Literal["coordinator", "plain"]
 
 
 class MemorySection(Section):
@@ -67,7 +67,7 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-def memory_probe(n: int, max_tokens: int, mode: Mode = "coordinator") -> None:
+def memory_probe(n: int, max_tokens: int, mode: ProbeMode = "coordinator") -> None:
     """Child-process entry point: one run on the embedded model, then its peak RSS as JSON.
 
     mode "coordinator" answers `bench_request(n)` with the coordinator; "plain" runs the same
@@ -101,7 +101,7 @@ def memory_probe(n: int, max_tokens: int, mode: Mode = "coordinator") -> None:
     sys.stdout.write(json.dumps(report) + "\n")
 
 
-def _probe(n: int, max_tokens: int, mode: Mode) -> dict[str, Any]:
+def _probe(n: int, max_tokens: int, mode: ProbeMode) -> dict[str, Any]:
     """One probe process. Probes run one at a time: llama.cpp's threads, oversubscribed, crawl."""
     code = f"from {__name__} import memory_probe; memory_probe({n}, {max_tokens}, {mode!r})"
     data = run_probe(code, f"memory probe {mode} N={n}")
