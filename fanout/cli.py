@@ -32,17 +32,16 @@ from fanout.evals.provenance import COMMAND_LINE
 from fanout.orchestrator import cli_options as opts
 from fanout.orchestrator.auto import StrategyChoice
 from fanout.orchestrator.checkpoint import open_checkpoint
-from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.context import RunContext, RunHooks
 from fanout.orchestrator.coordinator import Coordinator, StrategyName, SynthesisMode
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import RunFailed
-from fanout.orchestrator.hooks import RunHooks
-from fanout.orchestrator.plan import RunPlan
 from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
+from fanout.orchestrator.state import RunPlan
 from fanout.orchestrator.synthesize import LLMSynthesizer
 
 __all__ = ["app", "main"]

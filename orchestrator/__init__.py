@@ -5,13 +5,11 @@ protocols with defaults; `GraphKit` builds LangGraph graphs from them; `Coordina
 """
 
 from .auto import StrategyChoice, StrategyChooser
-from .context import CallHooks, ModelAccess, RunContext
+from .context import ModelAccess, RunContext, RunHooks
 from .coordinator import Coordinator, StrategyName, SynthesisMode
 from .documents import load_documents
 from .errors import RunFailed
-from .hooks import RunHooks
 from .kit import GraphKit
-from .plan import RunPlan
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile, ProfileRow
 from .request import Document, Request
@@ -28,7 +26,7 @@ from .stages import (
     check_answer,
     rank_findings,
 )
-from .state import FanoutInput, FanoutOutput, FanoutState
+from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
 from .subagent import (
     Finding,
@@ -42,7 +40,6 @@ from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis
 from .task import SubTask
 
 __all__ = [
-    "CallHooks",
     "CallPolicy",
     "ChunkReducer",
     "CitationChecker",

@@ -19,10 +19,9 @@ from fanout.agents.errors import OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
 from .citations import clean_model_text, sanitize_model_text
-from .context import RunContext
+from .context import RunContext, RunHooks
 from .errors import SubAgentTimeout
 from .grounding import is_grounded
-from .hooks import RunHooks
 from .policy import CallPolicy, ModelCaller
 from .prompts import NOT_FOUND, is_not_found
 from .result import SubResult

@@ -1,4 +1,4 @@
-"""The one context handed to every piece of user code: sub-agents, stages and hooks.
+"""The one context handed to every piece of user code (sub-agents, stages, hooks), and the hooks.
 
 Modelled on pydantic-ai's ``RunContext[Deps]``: a frozen object that says which run this is, gives
 the model under the coordinator's limits and accounting, carries the application's own
@@ -22,14 +22,16 @@ from fanout.agents.backend import Completion, CompletionRequest, Prompt, PromptS
 from fanout.agents.errors import UserError
 
 from .request import Request
+from .result import RunResult, SubResult
+from .state import RunPlan
 from .task import SubTask
 
 __all__ = [
-    "CallHooks",
     "DepsT",
     "ModelAccess",
     "ModelFactory",
     "RunContext",
+    "RunHooks",
     "ScopedModel",
     "UsageMeter",
 ]
@@ -71,12 +73,29 @@ class ModelAccess(Protocol):
         ...
 
 
-class CallHooks:
-    """Hooks on each model call; `fanout.orchestrator.hooks.RunHooks` adds the run's others.
+class RunHooks:
+    """Lifecycle hooks of a run, fed by the runtime itself (openai-agents' ``RunHooks`` is the model).
 
-    Every method is a no-op coroutine: subclass and override what you need. A hook that raises
-    fails what it observes (the call), so keep them cheap and safe.
+    The runtime calls them where things happen: the split node when the plan is known, each
+    sub-agent node around its sub-agent, each model call attempt, and the last node with the
+    finished result. Nothing is reconstructed from LangGraph's stream updates, so hooks fire the same
+    whether the run goes through `Coordinator.run`, ``coordinator.graph.astream`` or a graph that
+    embeds it. Every method is a no-op coroutine: subclass and override what you need. A hook that
+    raises fails what it observes (a call, a sub-agent, the run); keep hooks cheap, they run on the
+    run's event loop.
     """
+
+    async def on_run_start(self, ctx: RunContext[Any], plan: RunPlan) -> None:
+        """The request is split and about to fan out (`plan.tasks`; on resume, the saved plan)."""
+
+    async def on_run_end(self, ctx: RunContext[Any], result: RunResult[Any]) -> None:
+        """The run finished with `result` (not called when it raised)."""
+
+    async def on_sub_agent_start(self, ctx: RunContext[Any]) -> None:
+        """A sub-agent is about to run `ctx.task` (not called for results read from a store)."""
+
+    async def on_sub_agent_end(self, ctx: RunContext[Any], result: SubResult[Any]) -> None:
+        """A sub-agent finished, ok or failed (also for results read back from a store)."""
 
     async def on_call_start(self, ctx: RunContext[Any], request: CompletionRequest) -> None:
         """A model call attempt is about to start (after waiting for a concurrency slot)."""
@@ -128,7 +147,7 @@ class RunContext(Generic[DepsT]):
     """The model for this scope: every call bounded, retried, timed, counted and hooked."""
     deps: DepsT
     """The application's own dependencies, as given to the coordinator (None by default)."""
-    hooks: CallHooks = field(default_factory=CallHooks)
+    hooks: RunHooks = field(default_factory=RunHooks)
     """The run's lifecycle hooks."""
     meter: UsageMeter = field(default_factory=UsageMeter, repr=False)
     """The run's usage so far, shared by every scope (read it as `usage`)."""

@@ -24,18 +24,16 @@ from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
 from .auto import StrategyChooser
-from .context import RunContext
+from .context import RunContext, RunHooks
 from .errors import RunFailed
-from .hooks import RunHooks
 from .kit import GraphKit
-from .plan import RunPlan
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
 from .request import Request
 from .result import RunResult, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
 from .stages import ChunkReducer, DocumentSplitter, Splitter, Stages, Synthesizer
-from .state import FanoutInput, FanoutState
+from .state import FanoutInput, FanoutState, RunPlan
 from .store import ResultStore
 from .subagent import SubAgent, structured_answerer
 from .synthesize import CollectSynthesizer, LLMSynthesizer

@@ -41,16 +41,14 @@ from fanout.agents.portal import run_sync
 
 from ._subagent_run import SubAgentRunner
 from .auto import RunMode, StrategyChooser
-from .context import RunContext, UsageMeter
+from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
-from .hooks import RunHooks
-from .plan import RunPlan
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
 from .split import SplitProgress, split_monolithic
 from .stages import DocumentSplitter, Stages
-from .state import FanoutInput, FanoutOutput, FanoutState, SubAgentInput, merge_usage
+from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
 from .store import ResultStore
 from .synthesize import Synthesis, collect_findings
 from .task import SubTask

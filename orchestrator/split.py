@@ -1,5 +1,8 @@
 """Turning a request into isolated sub-tasks, and cutting long documents into overlapping chunks.
 
+A chunk's budget is what the model's context holds next to the sub-agent's prompt and its answer
+(`chunk_budget`).
+
 Chunks are measured with the backend's own token counter and cut at paragraph, sentence or word
 boundaries where one is near. Every character of a document lands in at least one chunk, and
 consecutive chunks share at most `overlap_tokens` tokens, so nothing is silently dropped.
@@ -15,9 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from fanout.agents.backend import PromptStyle
 from fanout.agents.errors import UserError
+from fanout.agents.prompts import prompt_text
 
+from .prompts import task_prompt
 from .request import Request
 from .task import SubTask
 
@@ -27,6 +34,8 @@ __all__ = [
     "CountTokens",
     "SplitProgress",
     "TokenOffsets",
+    "Tokenizing",
+    "chunk_budget",
     "chunk_text",
     "split_monolithic",
     "split_request",
@@ -284,3 +293,57 @@ def split_monolithic(request: Request) -> list[SubTask]:
     return [
         SubTask(id="monolithic", document_id=None, task=task, context=context, end=len(context))
     ]
+
+
+# Tokens kept free beyond the measured prompt overhead and completion budget (template drift).
+_CONTEXT_MARGIN = 32
+
+
+class Tokenizing(Protocol):
+    """What the budget reads of a model: its context, its tokenizer and its prompt style."""
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model attends to, or None when unknown."""
+        ...
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """Completion or chat."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes."""
+        ...
+
+
+def chunk_budget(backend: Tokenizing, request: Request, *, max_tokens: int) -> int | None:
+    """Largest chunk that fits the context next to the prompt and the completion budget.
+
+    None when the backend's context is unknown (then documents are not cut).
+
+    Raises:
+        UserError: the context cannot hold the prompt and the answer with any document at all.
+    """
+    window = backend.context_window
+    if window is None:
+        return None
+    overhead = max(
+        backend.count_tokens(
+            prompt_text(
+                task_prompt(
+                    SubTask(id="probe", document_id="probe", task=t, context=""),
+                    style=backend.prompt_style,
+                ),
+                backend.prompt_style,
+            )
+        )
+        for t in request.tasks
+    )
+    budget = window - overhead - max_tokens - _CONTEXT_MARGIN
+    if budget < 16:
+        raise UserError(
+            f"the model's context ({window} tokens) leaves no room for a document next to the "
+            f"prompt ({overhead} tokens) and the answer ({max_tokens} tokens)"
+        )
+    return budget

@@ -15,13 +15,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .budget import chunk_budget
 from .citations import CheckedAnswer, check_citations
 from .context import RunContext
 from .reduce import reduce_chunks
 from .relevance import select_findings
 from .result import DocumentAnswer, SubResult
-from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress, split_request
+from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress, chunk_budget, split_request
 from .subagent import SubAgent, answer_task
 from .synthesize import LLMSynthesizer, Synthesis
 from .task import SubTask

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from fanout.evals.suites.filler import filler
-from fanout.orchestrator.budget import chunk_budget
 from fanout.orchestrator.documents import load_documents
 from fanout.orchestrator.request import Document, Request
-from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS, CountTokens, split_request
+from fanout.orchestrator.split import (
+    DEFAULT_OVERLAP_TOKENS,
+    CountTokens,
+    chunk_budget,
+    split_request,
+)
 
 from .section import Section
 from .timing import best

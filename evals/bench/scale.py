@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator.context import RunContext
+from fanout.orchestrator.context import RunContext, RunHooks
 from fanout.orchestrator.coordinator import Coordinator
-from fanout.orchestrator.hooks import RunHooks
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.result import SubResult
 from fanout.orchestrator.store import SqliteResultStore

@@ -20,8 +20,7 @@ from fanout.orchestrator import (
     SqliteResultStore,
     SubResult,
 )
-from fanout.orchestrator.context import RunContext
-from fanout.orchestrator.hooks import RunHooks
+from fanout.orchestrator.context import RunContext, RunHooks
 from fanout.orchestrator.kit import wave_size
 
 N = 2 * wave_size(4) + 37  # three waves at concurrency 4
