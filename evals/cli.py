@@ -205,6 +205,7 @@ def eval_command(
     ),
     seed: Annotated[int, typer.Option(help="Seeds data, shuffles and faults.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per call for 'batch'.")] = 4,
+    top_k: opts.TopK = None,
     doc_tokens: Annotated[int, typer.Option(min=1, help="Synthetic document length.")] = 120,
     position: Annotated[
         Position, typer.Option(help="Where the synthetic fact sits in its document.")
@@ -253,7 +254,10 @@ def eval_command(
         the_suite.check(n, groups)
     names = _names(strategies)
     chooser = opts.auto_chooser("auto" in names, profile, objective, min_accuracy)
-    chosen = [make_strategy(name, batch_size=batch_size, chooser=chooser) for name in names]
+    chosen = [
+        make_strategy(name, batch_size=batch_size, top_k=top_k or 5, chooser=chooser)
+        for name in names
+    ]
     spec = FaultSpec.parse(faults)
     policy = opts.CallOptions(
         max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
@@ -286,6 +290,7 @@ def eval_command(
             seed=seed,
             faults=spec,
             batch_size=batch_size,
+            top_k=top_k or 5,
             policy=policy,
             prices=price_table,
             out=out,

@@ -147,6 +147,10 @@ class CellMetrics(BaseModel):
     invented_citations_per_question: float = 0.0
     """Ids the model cited that are no document of the request, per question (for the coordinator:
     the ones its citation check removed)."""
+    gold_asked: float | None = None
+    """Of the questions, the share whose gold documents were all asked: a pre-filter's recall
+    (isolated-topk); 100% for strategies that ask every document; None without per-document
+    outcomes (one-prompt strategies)."""
 
     @property
     def total_tokens(self) -> int:
@@ -234,6 +238,7 @@ class _Citations:
     abstention_recall: float | None
     citation_validity: float | None
     invented_citations_per_question: float
+    gold_asked: float | None
 
 
 def _citation_metrics(records: Sequence[GroupRecord], documents: dict[str, set[str]]) -> _Citations:
@@ -244,12 +249,15 @@ def _citation_metrics(records: Sequence[GroupRecord], documents: dict[str, set[s
         documents: every document id of each group, by group id.
     """
     abstained = abstained_right = lacking = lacking_abstained = 0
-    cited = cited_valid = invented = questions = 0
+    cited = cited_valid = invented = questions = routed = gold_asked = 0
     for record in records:
         ids = documents.get(record.group_id, set())
         for a in record.answers:
             questions += 1
             gold = set(a.question.document_ids) or ids
+            if a.document_outcomes:
+                routed += 1
+                gold_asked += gold <= set(a.document_outcomes)
             for doc, outcome in a.document_outcomes.items():
                 if outcome == "failed":
                     continue
@@ -267,6 +275,7 @@ def _citation_metrics(records: Sequence[GroupRecord], documents: dict[str, set[s
         abstention_recall=_ratio(lacking_abstained, lacking),
         citation_validity=_ratio(cited_valid, cited),
         invented_citations_per_question=invented / questions if questions else 0.0,
+        gold_asked=_ratio(gold_asked, routed),
     )
 
 

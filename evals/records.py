@@ -181,6 +181,8 @@ class EvalConfig(BaseModel):
     """Fault spec; with faults each group also runs faulted."""
     batch_size: int = 4
     """Questions per call of the batch strategy."""
+    top_k: int = 5
+    """Sub-tasks the isolated-topk strategy's pre-filter keeps per question."""
     max_tokens: int = 64
     """Completion budget of a single-answer call."""
     max_attempts: int = 1

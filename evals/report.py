@@ -105,6 +105,7 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
     hijack = any(c.hijack_rate is not None for c in cells)
     citing = any(c.citation_validity is not None for c in cells)
     abstaining = any(c.abstention_recall is not None for c in cells)
+    filtering = any(c.gold_asked is not None and c.gold_asked < 1 for c in cells)
     header = ["strategy", "routing", "N", "questions", "accuracy [95% CI]", "format fail"]
     header += ["calls", "prompt tok", "completion tok", "tokens/correct", "wall s/request"]
     header.append("cost $")
@@ -112,6 +113,8 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
         header += ["abstain prec.", "abstain recall"]
     if citing:
         header += ["citation validity", "invented cites/q"]
+    if filtering:
+        header.append("gold asked")
     if conditional:
         header.append("conditional acc.")
     if hijack:
@@ -137,6 +140,8 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
             row += [_pct(c.abstention_precision), _pct(c.abstention_recall)]
         if citing:
             row += [_pct(c.citation_validity), _num(c.invented_citations_per_question, 2)]
+        if filtering:
+            row.append(_pct(c.gold_asked))
         if conditional:
             row.append(_pct(c.conditional_accuracy))
         if hijack:

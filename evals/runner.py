@@ -156,6 +156,7 @@ async def arun_sweep(
     faults: FaultSpec | None = None,
     policy: CallPolicy | None = None,
     batch_size: int = 4,
+    top_k: int = 5,
     out: Path | None = None,
     progress: SweepProgress | None = None,
 ) -> EvalResults:
@@ -184,6 +185,7 @@ async def arun_sweep(
         seed=seed,
         faults=str(faults) if faults else "none",
         batch_size=batch_size,
+        top_k=top_k,
         max_tokens=policy.max_tokens,
         max_attempts=policy.max_attempts,
         timeout_s=policy.timeout_s,
@@ -249,6 +251,7 @@ def evaluate(
     doc_tokens: int = 120,
     position: str = "random",
     batch_size: int = 4,
+    top_k: int = 5,
     policy: CallPolicy | None = None,
     prices: PriceTable | None = None,
     out: str | Path | None = None,
@@ -269,6 +272,7 @@ def evaluate(
         doc_tokens: document length of the synthetic suites.
         position: where synthetic facts sit (start, middle, end, random).
         batch_size: questions per call of the batch strategy.
+        top_k: sub-tasks the isolated-topk pre-filter keeps per question.
         policy: call policy; default one attempt per call (faults show), 64-token answers.
         prices: re-prices tokens for API models.
         out: folder for results.json, report.md, report.html and plots; resumes what is there.
@@ -283,7 +287,9 @@ def evaluate(
         else suite
     )
     chosen = [
-        make_strategy(s, batch_size=batch_size, chooser=auto) if isinstance(s, str) else s
+        make_strategy(s, batch_size=batch_size, top_k=top_k, chooser=auto)
+        if isinstance(s, str)
+        else s
         for s in strategies
     ]
     spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
@@ -299,6 +305,7 @@ def evaluate(
             faults=spec,
             policy=policy,
             batch_size=batch_size,
+            top_k=top_k,
             out=folder,
             progress=progress,
         )

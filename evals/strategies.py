@@ -35,7 +35,7 @@ from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.prompts import NOT_FOUND
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
-from fanout.orchestrator.stages import Stages
+from fanout.orchestrator.stages import Stages, TopKSplitter
 from fanout.orchestrator.subagent import SubAgent
 from fanout.orchestrator.task import SubTask
 
@@ -63,6 +63,7 @@ __all__ = [
     "EvalStrategy",
     "IsolatedOracleStrategy",
     "IsolatedStrategy",
+    "IsolatedTopKStrategy",
     "MonolithicStrategy",
     "PairsStrategy",
     "Routing",
@@ -82,6 +83,7 @@ STRATEGIES = (
     "chain",
     "pairs",
     "isolated-oracle",
+    "isolated-topk",
     "auto",
 )
 """The built-in strategies, by name."""
@@ -96,6 +98,7 @@ ROUTING: dict[str, Routing] = {
     "sequential": "paired",
     "pairs": "paired",
     "isolated-oracle": "oracle",
+    "isolated-topk": "blind",
     "auto": "blind",
 }
 """What each strategy knows about which document a question needs. blind: nothing, as `fanout run`
@@ -258,6 +261,29 @@ class IsolatedOracleStrategy(CoordinatorStrategy):
                 documents=documents, question=question.text, instructions=(question.map_task,)
             )
         return Request(documents=documents, question=question.text)
+
+
+class IsolatedTopKStrategy(CoordinatorStrategy):
+    """Isolated sub-agents for only the `k` chunks BM25 ranks best for the question (blind routing).
+
+    The pre-filter (`TopKSplitter`) sees what `fanout run --top-k` sees: the question and the
+    documents, never which document holds the answer. Its recall is reported as ``gold_asked``.
+    """
+
+    name = "isolated-topk"
+
+    def __init__(self, k: int = 5, *, sub_agent: SubAgent | None = None) -> None:
+        super().__init__(sub_agent=sub_agent)
+        self.k = k
+
+    def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
+        """The default coordinator with the top-k splitter."""
+        return Coordinator(
+            backend,
+            policy=policy,
+            stages=Stages(split=TopKSplitter(k=self.k)),
+            sub_agent=self.sub_agent,
+        )
 
 
 class AutoStrategy(CoordinatorStrategy):
@@ -558,7 +584,7 @@ class ChainStrategy(_Baseline):
 
 
 def make_strategy(
-    name: str, *, batch_size: int = 4, chooser: StrategyChooser | None = None
+    name: str, *, batch_size: int = 4, top_k: int = 5, chooser: StrategyChooser | None = None
 ) -> EvalStrategy:
     """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto."""
     if name == "isolated":
@@ -577,6 +603,8 @@ def make_strategy(
         return PairsStrategy()
     if name == "isolated-oracle":
         return IsolatedOracleStrategy()
+    if name == "isolated-topk":
+        return IsolatedTopKStrategy(top_k)
     if name == "auto":
         return AutoStrategy(chooser)
     raise UserError(f"unknown strategy '{name}' (use one of: {', '.join(STRATEGIES)})")

@@ -41,6 +41,7 @@ from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
+from fanout.orchestrator.stages import DocumentSplitter, TopKSplitter
 from fanout.orchestrator.state import RunPlan
 from fanout.orchestrator.synthesize import LLMSynthesizer
 
@@ -209,6 +210,7 @@ def run_command(
         int | None,
         typer.Option(min=1, help="Largest chunk per sub-agent (default: fits the context)."),
     ] = None,
+    top_k: opts.TopK = None,
     synthesis: Annotated[
         SynthesisMode, typer.Option(help="One more call merging the answers, or just list them.")
     ] = "llm",
@@ -306,6 +308,11 @@ def run_command(
             synthesis=synthesis,
             output_schema=schema,
             policy=policy,
+            splitter=(
+                TopKSplitter(k=top_k, of=DocumentSplitter(chunk_tokens=chunk_tokens))
+                if top_k is not None
+                else None
+            ),
             chunk_tokens=chunk_tokens,
             failure_policy=failures,
             checkpointer=saved.checkpointer if saved else None,
@@ -429,6 +436,7 @@ def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> Non
             "run.plan",
             sub_agents=len(tasks),
             documents=documents,
+            unasked=len(plan.unasked),
             chunked=chunked,
             sub_agent_calls=len(tasks),
             merge_calls_at_most=merges,
@@ -443,8 +451,9 @@ def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> Non
         line = "1 sub-agent holding every document; model calls: 1"
     else:
         cut = f", {chunked:,} of them cut into chunks" if chunked else ""
+        left = f" ({len(plan.unasked):,} left out by the pre-filter)" if plan.unasked else ""
         line = (
-            f"{len(tasks):,} sub-agent(s) over {documents:,} document(s){cut}; model calls: "
+            f"{len(tasks):,} sub-agent(s) over {documents:,} document(s){cut}{left}; model calls: "
             f"{len(tasks):,} for the sub-agents"
             + (f", up to {merges:,} to merge chunk answers" if merges else "")
             + (", then synthesis calls as needed" if synthesis else "")

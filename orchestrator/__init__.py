@@ -23,6 +23,7 @@ from .stages import (
     Splitter,
     Stages,
     Synthesizer,
+    TopKSplitter,
     check_answer,
     rank_findings,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Synthesis",
     "SynthesisMode",
     "Synthesizer",
+    "TopKSplitter",
     "answer_task",
     "answer_with_json",
     "check_answer",

@@ -28,7 +28,7 @@ __all__ = [
 
 _BRACKET = re.compile(r"\[([^\[\]\n]+)\]")
 _RESERVED = re.compile(
-    r"^\s*(?:fanout\s*:\s*)?(?:missing|uncited|no document answers|removed citations|"
+    r"^\s*(?:fanout\s*:\s*)?(?:missing|uncited|no document answers|not asked|removed citations|"
     r"synthesis failed)\b.*$|^\s*-{3,}\s*$",
     re.I | re.M,
 )

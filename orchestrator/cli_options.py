@@ -58,6 +58,7 @@ __all__ = [
     "Retries",
     "Threads",
     "Timeout",
+    "TopK",
     "auto_chooser",
     "parse_parallel",
     "parse_seconds",
@@ -159,6 +160,17 @@ ContextWindow = Annotated[
     int | None,
     typer.Option(
         "--context-window", min=1, help="openai: the model's context in tokens (enables chunking)."
+    ),
+]
+
+TopK = Annotated[
+    int | None,
+    typer.Option(
+        "--top-k",
+        min=1,
+        metavar="K",
+        help="Ask only the K chunks that best match the question (a BM25 pre-filter; "
+        "run: off unless given; eval: the isolated-topk strategy, 5 unless given).",
     ),
 ]
 

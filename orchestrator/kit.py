@@ -47,7 +47,7 @@ from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
 from .split import SplitProgress, split_monolithic
-from .stages import DocumentSplitter, Stages
+from .stages import DocumentSplitter, Stages, TopKSplitter
 from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
 from .store import ResultStore
 from .synthesize import Synthesis, collect_findings
@@ -230,7 +230,7 @@ class GraphKit:
         split = self.stages.split
         if mode == "monolithic":
             tasks = split_monolithic(request)
-        elif isinstance(split, DocumentSplitter):
+        elif isinstance(split, DocumentSplitter | TopKSplitter):
             tasks = split.split(scoped, progress)
         else:
             tasks = split(scoped)
@@ -436,8 +436,15 @@ class GraphKit:
 
     def result(self, state: FanoutState) -> RunResult[Any]:
         """The typed result of a finished run's state."""
-        sub_results = ordered(state["tasks"], state.get("sub_results", []))
+        tasks = state["tasks"]
+        sub_results = ordered(tasks, state.get("sub_results", []))
         stages = {"sub_agents": sum((r.usage for r in sub_results), Usage())}
+        asked = {t.document_id for t in tasks}
+        unasked = (
+            []
+            if None in asked  # one prompt held every document
+            else [d.id for d in state["request"].documents if d.id not in asked]
+        )
         stages.update(state.get("stage_usage", {}))
         raw = RunResult[Any](
             run_id=state["run_id"],
@@ -450,6 +457,7 @@ class GraphKit:
             invalid_citations=state.get("invalid_citations", []),
             uncited=state.get("uncited", []),
             unanswered=state.get("unanswered", []),
+            unasked=unasked,
             synthesis_error=state.get("synthesis_error"),
             usage=RunUsage.from_stages(
                 stages,

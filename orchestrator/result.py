@@ -209,6 +209,8 @@ class RunResult(BaseModel, Generic[DataT]):
     """Documents whose selected finding the answer does not cite (the synthesizer left it out)."""
     unanswered: list[str] = Field(default_factory=list)
     """Tasks that no document answers (every sub-agent abstained or failed)."""
+    unasked: list[str] = Field(default_factory=list)
+    """Documents no sub-agent read: the splitter left them out (a top-k pre-filter)."""
     synthesis_error: str | None = None
     """Why synthesis failed; the answer is then the ranked per-document findings, uncombined."""
     usage: RunUsage = Field(default_factory=RunUsage)
@@ -249,6 +251,12 @@ class RunResult(BaseModel, Generic[DataT]):
             lines.append(
                 f"Missing: {len(failed)} of {len(self.sub_results)} sub-agents failed: "
                 + "; ".join(parts)
+            )
+        if self.unasked:
+            shown = ", ".join(self.unasked[:10]) + (", ..." if len(self.unasked) > 10 else "")
+            lines.append(
+                f"Not asked: {len(self.unasked)} document(s) the splitter left out "
+                f"(a pre-filter kept the rest): {shown}"
             )
         if self.synthesis_error:
             lines.append(

@@ -15,10 +15,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from fanout.agents.errors import UserError
+
 from .citations import CheckedAnswer, check_citations
 from .context import RunContext
 from .reduce import reduce_chunks
-from .relevance import select_findings
+from .relevance import relevance_scores, select_findings
 from .result import DocumentAnswer, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress, chunk_budget, split_request
 from .subagent import SubAgent, answer_task
@@ -35,6 +37,7 @@ __all__ = [
     "Stages",
     "SubAgent",
     "Synthesizer",
+    "TopKSplitter",
     "check_answer",
     "rank_findings",
 ]
@@ -121,6 +124,44 @@ class DocumentSplitter:
             token_offsets=getattr(model, "token_offsets", None),
             progress=progress,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopKSplitter:
+    """Ask only the `k` sub-tasks most relevant to the question: a pre-filter before the fan-out.
+
+    Every sub-task of the wrapped splitter (a chunk of a document) is scored against the question
+    with BM25 (IDF over this request's chunks alone, as the ranker does) and the best `k` are kept;
+    the documents left out are never asked, and `RunResult.unasked` names them. BM25 sees words,
+    not meaning: a gold document worded apart from its question is lost here, which no later stage
+    can undo (the eval reports the share of questions whose gold document survives). Requests with
+    per-document instructions or known pairs are not filtered: every document must answer them.
+    """
+
+    k: int = 5
+    """Sub-tasks (chunks) kept per request."""
+    of: DocumentSplitter = field(default_factory=DocumentSplitter)
+    """The splitter whose sub-tasks are filtered."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UserError(f"must be at least 1, not {self.k}", parameter="k")
+
+    def __call__(self, ctx: RunContext[Any]) -> list[SubTask]:
+        """The `k` best sub-tasks of ``ctx.request``, in request order."""
+        return self.split(ctx)
+
+    def split(self, ctx: RunContext[Any], progress: SplitProgress | None = None) -> list[SubTask]:
+        """Split, then keep the `k` sub-tasks whose context best matches the question."""
+        tasks = self.of.split(ctx, progress)
+        request = ctx.request
+        if request.question is None or request.instructions or request.paired:
+            return tasks
+        if len(tasks) <= self.k:
+            return tasks
+        scores = relevance_scores(request.question, [t.context for t in tasks])
+        best = sorted(range(len(tasks)), key=lambda i: (-scores[i], i))[: self.k]
+        return [tasks[i] for i in sorted(best)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,6 +57,14 @@ class RunPlan(BaseModel):
         return len({t.document_id for t in self.tasks if t.document_id is not None})
 
     @property
+    def unasked(self) -> list[str]:
+        """Documents no sub-task reads (a pre-filter left them out; none for one prompt)."""
+        asked = {t.document_id for t in self.tasks}
+        if None in asked:
+            return []
+        return [d.id for d in self.request.documents if d.id not in asked]
+
+    @property
     def chunked(self) -> int:
         """(document, task) pairs whose document was cut into chunks."""
         return len({(t.document_id, t.task_index) for t in self.tasks if t.n_chunks > 1})

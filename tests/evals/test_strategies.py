@@ -173,3 +173,23 @@ def test_every_strategy_counts_its_calls_on_the_one_runtime() -> None:
 def test_unknown_strategy() -> None:
     with pytest.raises(UserError, match="unknown strategy 'solo'"):
         make_strategy("solo")
+
+
+def test_isolated_topk_asks_k_chunks_per_question_and_reports_its_recall() -> None:
+    from fanout.evals.metrics import cell_metrics
+
+    backend = ScriptedBackend(fn=oracle)
+    record = asyncio.run(
+        run_group(make_strategy("isolated-topk", top_k=1), GROUP, backend, POLICY, n=5, index=0)
+    )
+    assert len(backend.calls) == 5  # one sub-agent per question instead of five
+    assert all(len(a.document_outcomes) == 1 for a in record.answers)
+    (cell,) = cell_metrics([record], documents={GROUP.id: {d.id for d in GROUP.documents}})
+    found = sum(set(a.question.document_ids) <= set(a.document_outcomes) for a in record.answers)
+    assert cell.gold_asked == found / 5
+    assert cell.correct <= found  # a question whose document was not asked cannot be right
+    (full,) = cell_metrics(
+        [asyncio.run(run_group(make_strategy("isolated"), GROUP, backend, POLICY, n=5, index=0))],
+        documents={GROUP.id: {d.id for d in GROUP.documents}},
+    )
+    assert full.gold_asked == 1.0

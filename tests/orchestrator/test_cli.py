@@ -456,3 +456,18 @@ def test_auto_prints_its_plan_and_refuses_another_models_profile(
     assert_one_line_error(
         err, "was measured on gemma-3-270m.gguf, not on this run's model scripted"
     )
+
+
+def test_top_k_asks_only_the_best_matching_chunks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for i, colour in enumerate(["amber", "jade", "teal", "ivory"]):
+        (tmp_path / f"note-{i}.md").write_text(f"The {colour} chest code is {1000 + i}.")
+    code, _, err = run_cli(
+        capsys, "run", str(tmp_path), "-q", "What is the ivory chest code?", "--top-k", "1",
+        "--dry-run",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "1 sub-agent(s) over 1 document(s) (3 left out by the pre-filter)" in err
+    code, _, err = run_cli(capsys, "run", str(tmp_path), "-q", "Q", "--top-k", "0", "--dry-run")
+    assert code == 2 and "--top-k" in err

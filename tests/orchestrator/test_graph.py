@@ -22,6 +22,7 @@ from fanout.orchestrator import (
     RunHooks,
     RunPlan,
     RunResult,
+    Stages,
     SubResult,
 )
 
@@ -453,3 +454,26 @@ def test_bad_options_are_user_errors(bad: dict[str, Any]) -> None:
 
     with pytest.raises(UserError):
         Coordinator(ScriptedBackend(), **bad)
+
+
+def test_a_top_k_splitter_asks_only_the_best_chunks_and_names_the_rest() -> None:
+    from fanout.orchestrator import TopKSplitter
+
+    docs = tuple(
+        Document(id=f"n{i}.md", text=f"The {colour} chest code is {1000 + i}.")
+        for i, colour in enumerate(["amber", "jade", "teal", "ivory", "coral"])
+    )
+    backend = ScriptedBackend(fn=lambda r: r.prompt.context.split()[-1].rstrip("."))
+    result = Coordinator(backend, stages=Stages(split=TopKSplitter(k=1))).run(
+        Request(documents=docs, question="What is the code of the ivory chest?")
+    )
+    assert [c.tags["document_id"] for c in backend.calls] == ["n3.md"]
+    assert result.answer == "1003 [n3.md]"
+    assert result.unasked == ["n0.md", "n1.md", "n2.md", "n4.md"]
+    assert any(n.startswith("Not asked: 4 document(s)") for n in result.notes)
+    # instructions every document must answer are never filtered
+    every = Coordinator(ScriptedBackend(fn=lambda r: "x"), stages=Stages(split=TopKSplitter(k=1)))
+    ran = every.run(Request(documents=docs, instructions=["Summarise."]))
+    assert ran.unasked == [] and len(ran.sub_results) == 5
+    with pytest.raises(UserError):
+        TopKSplitter(k=0)
