@@ -35,8 +35,9 @@ from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.prompts import NOT_FOUND
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
-from fanout.orchestrator.stages import Stages, TopKSplitter
+from fanout.orchestrator.stages import ChunkReducer, Stages, TopKSplitter
 from fanout.orchestrator.subagent import SubAgent
+from fanout.orchestrator.synthesize import Synthesis
 from fanout.orchestrator.task import SubTask
 
 from .prompts import (
@@ -390,6 +391,11 @@ class _Turns(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+async def _no_synthesis(ctx: RunContext[Any], answers: Any) -> Synthesis:
+    """A baseline's run needs no answer text: `read` takes each sub-agent's data."""
+    return Synthesis(answer="")
+
+
 def _data(result: RunResult[Any], index: int, model: type[M]) -> M | str:
     """Sub-agent `index`'s structured output, or the error that failed it."""
     sub = result.sub_results[index]
@@ -408,12 +414,18 @@ class _Baseline(ABC):
     name: str
 
     def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
-        """This baseline's split and sub-agent on fanout's runtime (findings listed, no synthesis)."""
+        """This baseline's split and sub-agent on fanout's runtime; its answers are read from the
+        sub-agents' data, so nothing is synthesized.
+        """
         return Coordinator(
             backend,
             policy=policy,
-            stages=Stages(split=self.split, sub_agent=self.answer),
-            synthesis="collect",
+            stages=Stages(
+                split=self.split,
+                sub_agent=self.answer,
+                reduce=ChunkReducer(mode="join"),
+                synthesize=_no_synthesis,
+            ),
         )
 
     def asks(self, group: Group) -> list[Ask]:
@@ -562,8 +574,8 @@ class ChainStrategy(_Baseline):
         questions = [q.text for q in group.questions]
         notes = ""
         note_budget = min(32 + self.tokens_per_note * len(questions), 512)
-        for document in group.documents:
-            prompt = chain_worker_prompt(notes, document, questions)
+        for number, document in enumerate(group.documents, 1):
+            prompt = chain_worker_prompt(notes, document, questions, number=number)
             try:
                 completion = await ctx.model.complete(prompt, max_tokens=note_budget)
             except BackendError:

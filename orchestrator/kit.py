@@ -395,7 +395,7 @@ class GraphKit:
         rounds = 0
         monolithic = state.get("mode") == "monolithic"
         if monolithic:
-            checked = self.stages.check(ctx, answers[0].answer or "", answers)
+            checked = self.stages.check(ctx, Synthesis(answer=answers[0].answer or ""), answers)
         else:
             try:
                 synthesis = await self.stages.synthesize(ctx, answers)
@@ -405,12 +405,14 @@ class GraphKit:
                     error=f"{type(exc).__name__}: {exc}",
                 )
             error, rounds = synthesis.error, synthesis.rounds
-            checked = self.stages.check(ctx, synthesis.answer, answers)
+            checked = self.stages.check(ctx, synthesis, answers)
             backed = any(a.selected and a.document_id for a in answers)
             if backed and not checked.citations and error is None:
                 # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
                 error = "the synthesized answer cited no finding correctly"
-                listed = self.stages.check(ctx, collect_findings(request, answers), answers)
+                listed = self.stages.check(
+                    ctx, Synthesis(answer=collect_findings(request, answers)), answers
+                )
                 checked = replace(listed, invalid=checked.invalid + listed.invalid)
         selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
         unanswered = [

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from fanout.agents.errors import UserError
 
+from .aliases import DocumentAliases
 from .citations import CheckedAnswer, check_citations
 from .context import RunContext
 from .reduce import reduce_chunks
@@ -85,9 +86,9 @@ class CitationChecker(Protocol):
     """Which citations of an answer stand: each must be backed by the cited document."""
 
     def __call__(
-        self, ctx: RunContext[Any], text: str, answers: list[DocumentAnswer[Any]]
+        self, ctx: RunContext[Any], synthesis: Synthesis, answers: list[DocumentAnswer[Any]]
     ) -> CheckedAnswer:
-        """`text` with unsupported citations removed and recorded."""
+        """The synthesis' text with unsupported citations removed and recorded."""
         ...
 
 
@@ -198,21 +199,27 @@ def rank_findings(
 
 
 def check_answer(
-    ctx: RunContext[Any], text: str, answers: list[DocumentAnswer[Any]]
+    ctx: RunContext[Any], synthesis: Synthesis, answers: list[DocumentAnswer[Any]]
 ) -> CheckedAnswer:
     """The default check: a citation stands when the cited document's selected finding backs it.
 
-    One prompt's answer (every document in one context: no per-document finding) may cite any
-    document of the request.
+    The synthesis cites documents by the aliases its prompt showed (`Synthesis.sources`; the
+    request's order when None). One prompt's answer (every document in one context: no
+    per-document finding) may cite any document of the request.
     """
-    documents = [d.id for d in ctx.request.documents]
+    request = ctx.request
+    aliases = (
+        DocumentAliases.of(request)
+        if synthesis.sources is None
+        else DocumentAliases(synthesis.sources)
+    )
     if answers and all(a.document_id is None for a in answers):
-        return check_citations(text, documents=documents, findings=None)
+        return check_citations(synthesis.answer, aliases=aliases, findings=None)
     findings: dict[str, list[str]] = {}
     for a in answers:
         if a.selected and a.document_id is not None:
             findings.setdefault(a.document_id, []).append(a.answer or "")
-    return check_citations(text, documents=documents, findings=findings)
+    return check_citations(synthesis.answer, aliases=aliases, findings=findings)
 
 
 def _default_synthesizer() -> Synthesizer:
