@@ -414,8 +414,9 @@ class _Baseline(ABC):
     name: str
 
     def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
-        """This baseline's split and sub-agent on fanout's runtime; its answers are read from the
-        sub-agents' data, so nothing is synthesized.
+        """This baseline's split and sub-agent on fanout's runtime.
+
+        Its answers are read from the sub-agents' data, so nothing is synthesized.
         """
         return Coordinator(
             backend,
