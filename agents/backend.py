@@ -110,11 +110,19 @@ class Usage(BaseModel):
     model (one context serves one call at a time) or a batch slot."""
     cost_usd: float = 0.0
     """Cost from the backend's price table; 0 for local models."""
+    cached_prompt_tokens: int = 0
+    """Of `prompt_tokens`, those the model did not evaluate again: a prefix llama.cpp kept from
+    an earlier call, or what a provider's prompt cache served (billed at its cached price)."""
 
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        """Prompt tokens the model evaluated (or the provider billed in full)."""
+        return self.prompt_tokens - self.cached_prompt_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -124,6 +132,7 @@ class Usage(BaseModel):
             latency_s=self.latency_s + other.latency_s,
             queue_s=self.queue_s + other.queue_s,
             cost_usd=self.cost_usd + other.cost_usd,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
         )
 
 
@@ -149,6 +158,8 @@ class Completion(BaseModel):
     queue_s: float = 0.0
     """Seconds the call waited before the model started on it (a backend's lock or batch slot;
     the coordinator adds its own concurrency wait); not part of `latency_s`."""
+    cached_prompt_tokens: int = 0
+    """Of `prompt_tokens`, those not evaluated again: a reused prefix, or a provider's cache hit."""
 
     @property
     def usage(self) -> Usage:
@@ -160,6 +171,7 @@ class Completion(BaseModel):
             latency_s=self.latency_s,
             queue_s=self.queue_s,
             cost_usd=self.cost_usd,
+            cached_prompt_tokens=self.cached_prompt_tokens,
         )
 
 
@@ -171,11 +183,22 @@ class Prices:
     """Price of a million prompt tokens."""
     output_per_mtok: float = 0.0
     """Price of a million completion tokens."""
+    cached_input_per_mtok: float | None = None
+    """Price of a million prompt tokens served from the provider's prompt cache; None: the full
+    input price (no discount known)."""
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Cost of one call."""
+    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+        """Cost of one call; `cached_tokens` of the prompt at the cached price."""
+        cached_rate = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else (self.cached_input_per_mtok)
+        )
+        fresh = prompt_tokens - cached_tokens
         return (
-            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+            fresh * self.input_per_mtok
+            + cached_tokens * cached_rate
+            + completion_tokens * self.output_per_mtok
         ) / 1_000_000
 
 

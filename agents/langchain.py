@@ -182,22 +182,23 @@ class LangChainBackend(Closeable):
             raise
         except Exception as exc:
             raise error_for_exception(exc) from None
-        prompt_tokens, completion_tokens = usage
+        prompt_tokens, completion_tokens, cached = usage
         if data is None:
             data = parse_structured(request, text)
         return Completion(
             text=text.strip(),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cached_prompt_tokens=cached,
             latency_s=time.perf_counter() - started,
             model=self.name,
             data=data,
-            cost_usd=self.prices.cost(prompt_tokens, completion_tokens),
+            cost_usd=self.prices.cost(prompt_tokens, completion_tokens, cached),
         )
 
     async def _chat(
         self, request: CompletionRequest
-    ) -> tuple[str, dict[str, Any] | None, tuple[int, int]]:
+    ) -> tuple[str, dict[str, Any] | None, tuple[int, int, int]]:
         assert isinstance(self.model, BaseChatModel)
         messages: list[BaseMessage] = [
             _ROLES[m["role"]](content=m["content"]) for m in render_chat(request.prompt)
@@ -224,12 +225,13 @@ class LangChainBackend(Closeable):
             text = reply.text if isinstance(reply.text, str) else str(reply.content)
         counted = [u for u in usage.usage_metadata.values()]
         if counted:
-            tokens = (
-                sum(u["input_tokens"] for u in counted),
-                sum(u["output_tokens"] for u in counted),
+            prompt = sum(u["input_tokens"] for u in counted)
+            read = sum(
+                int(u.get("input_token_details", {}).get("cache_read") or 0) for u in counted
             )
+            tokens = (prompt, sum(u["output_tokens"] for u in counted), min(max(read, 0), prompt))
         else:  # the provider reported no usage
-            tokens = (self.count_tokens(_chat_text(messages)), self.count_tokens(text))
+            tokens = (self.count_tokens(_chat_text(messages)), self.count_tokens(text), 0)
         return text, data, tokens
 
     def _structured(self, schema: dict[str, Any], server: ServerInfo | None) -> Any:
@@ -250,7 +252,7 @@ class LangChainBackend(Closeable):
 
     async def _generate(
         self, request: CompletionRequest
-    ) -> tuple[str, dict[str, Any] | None, tuple[int, int]]:
+    ) -> tuple[str, dict[str, Any] | None, tuple[int, int, int]]:
         assert isinstance(self.model, BaseLLM)
         prompt = render_completion(request.prompt)
         kwargs = self._call_kwargs(request)
@@ -275,9 +277,16 @@ class LangChainBackend(Closeable):
         text = result.generations[0][0].text
         reported = (result.llm_output or {}).get("token_usage") or {}
         if "prompt_tokens" in reported:
-            tokens = (int(reported["prompt_tokens"]), int(reported.get("completion_tokens", 0)))
+            prompt_tokens = int(reported["prompt_tokens"])
+            details = reported.get("prompt_tokens_details") or {}
+            cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+            tokens = (
+                prompt_tokens,
+                int(reported.get("completion_tokens", 0)),
+                min(max(cached, 0), prompt_tokens),
+            )
         else:  # the provider reported no usage
-            tokens = (self.count_tokens(prompt), self.count_tokens(text))
+            tokens = (self.count_tokens(prompt), self.count_tokens(text), 0)
         return text, None, tokens
 
 

@@ -39,6 +39,7 @@ from .llama_completion import (
     BatchOutput,
     CompletionJob,
     SequenceDecoder,
+    common_prefix_length,
     completion_prompt_tokens,
     sampler_chain,
 )
@@ -72,16 +73,6 @@ class BatchStats:
     """``llama_decode`` calls: one per step, one per newcomer's prompt, one per shared prefix."""
     max_active: int = 0
     """Most sequences decoded in one step."""
-
-
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens `a` and `b` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @contextlib.contextmanager

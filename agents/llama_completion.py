@@ -22,6 +22,7 @@ __all__ = [
     "BatchOutput",
     "CompletionJob",
     "SequenceDecoder",
+    "common_prefix_length",
     "completion_prompt_tokens",
     "sampler_chain",
 ]
@@ -45,6 +46,16 @@ class BatchOutput:
     """"stop" at a stop sequence or end-of-generation token, "length" at the token budget."""
     queue_s: float = 0.0
     """Seconds from submission until a batch slot took the request."""
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def completion_prompt_tokens(llama: Any, text: str) -> list[int]:

@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,7 @@ from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 from .compute import compute_thread
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
+from .llama_completion import common_prefix_length, completion_prompt_tokens
 from .prompts import render_chat, render_completion, stop_sequences
 
 if TYPE_CHECKING:
@@ -179,6 +181,16 @@ def _auto_min_answer_tokens(n_gpu_layers: int) -> int | None:
 
     on_gpu = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
     return None if on_gpu else CPU_MIN_ANSWER_TOKENS
+
+
+def _reused_prefix(llama: Any, tokens: Sequence[int]) -> int:
+    """Prompt tokens llama-cpp-python will keep from the previous call instead of evaluating.
+
+    ``Llama.generate`` keeps the longest prefix its context shares with the new prompt, but always
+    evaluates at least the prompt's last token (it needs that token's logits).
+    """
+    kept = common_prefix_length(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+    return min(kept, max(len(tokens) - 1, 0))
 
 
 def _close_sampler(llama: Any) -> None:
@@ -446,6 +458,7 @@ class LlamaCppBackend(Closeable):
             text=out.text.strip(),
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,
+            cached_prompt_tokens=out.shared_prefix_tokens,
             latency_s=time.perf_counter() - started - out.queue_s,
             queue_s=out.queue_s,
             model=self.name,
@@ -488,11 +501,14 @@ class LlamaCppBackend(Closeable):
                         add_bos=False,
                         special=True,
                     )
+                    reused = _reused_prefix(llama, tokens)
                     out = llama.create_completion(prompt=tokens, stop=chat.stop, **kwargs)
                     text = out["choices"][0]["text"]
                 else:
+                    text_prompt = render_completion(request.prompt)
+                    reused = _reused_prefix(llama, completion_prompt_tokens(llama, text_prompt))
                     out = llama.create_completion(
-                        prompt=render_completion(request.prompt),
+                        prompt=text_prompt,
                         stop=[] if request.json_schema else stop_sequences(request.prompt),
                         **kwargs,
                     )
@@ -514,6 +530,7 @@ class LlamaCppBackend(Closeable):
             text=text.strip(),
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
+            cached_prompt_tokens=min(reused, usage["prompt_tokens"]),
             latency_s=time.perf_counter() - started,
             queue_s=started - requested_at,
             model=self.name,

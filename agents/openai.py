@@ -119,6 +119,18 @@ def map_openai_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendE
     return error_for_exception(exc)
 
 
+def cached_tokens(usage: Any, prompt_tokens: int) -> int:
+    """Prompt tokens the server says its prompt cache served; never above the prompt.
+
+    OpenAI reports ``usage.prompt_tokens_details.cached_tokens``; a server that says nothing: 0.
+    """
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if not isinstance(cached, int) or cached < 0:
+        return 0
+    return min(cached, prompt_tokens)
+
+
 def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> CallOutcome:
     """Only a failed connection says the endpoint is gone; a timeout may just be a slow model."""
     if isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError):
@@ -343,14 +355,16 @@ class OpenAIBackend(Closeable):
         data = parse_structured(request, text)
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
+        cached = cached_tokens(usage, prompt_tokens)
         return Completion(
             text=text.strip(),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cached_prompt_tokens=cached,
             latency_s=time.perf_counter() - started,
             model=self.name,
             data=data,
-            cost_usd=self.prices.cost(prompt_tokens, completion_tokens),
+            cost_usd=self.prices.cost(prompt_tokens, completion_tokens, cached),
         )
 
     def _release(self, index: int, outcome: CallOutcome) -> None:

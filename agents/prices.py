@@ -3,7 +3,10 @@
 ``fanout run --prices`` and ``fanout eval --prices`` read the same file, mapping model names to
 USD per million tokens::
 
-    {"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}}
+    {"gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6,
+                     "cached_input_per_mtok": 0.075}}
+
+``cached_input_per_mtok`` (optional) prices prompt tokens the provider served from its cache.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ class PriceTable(BaseModel):
     models: dict[str, Prices]
     """Model name -> prices."""
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+    ) -> float | None:
         """The cost of these tokens, or None when `model` is not in the table."""
         prices = self.models.get(model)
-        return None if prices is None else prices.cost(prompt_tokens, completion_tokens)
+        if prices is None:
+            return None
+        return prices.cost(prompt_tokens, completion_tokens, cached_tokens)
 
 
 def load_prices(path: str | Path) -> PriceTable:

@@ -48,6 +48,8 @@ class ScriptedBackend(Closeable):
         delay_s: awaited before answering, so concurrency is observable.
         record: keep every request in `calls`; off for runs too large to hold them all (the
             scale benchmark), where `calls` stays empty and `n_calls` still counts.
+        prefix_cache: report as cached the prompt's leading characters it shares with the
+            previous call's (in tokens, at most all but the last), as llama.cpp keeps a prefix.
     """
 
     def __init__(
@@ -60,12 +62,15 @@ class ScriptedBackend(Closeable):
         context_window: int | None = None,
         delay_s: float = 0.0,
         record: bool = True,
+        prefix_cache: bool = False,
     ) -> None:
         self.name = name
         self.prompt_style: PromptStyle = prompt_style
         self.context_window = context_window
         self.delay_s = delay_s
         self.record = record
+        self.prefix_cache = prefix_cache
+        self._last_prompt = ""
         self._steps: deque[Step] = deque(steps)
         self._fn = fn
         self.calls: list[CompletionRequest] = []
@@ -131,9 +136,24 @@ class ScriptedBackend(Closeable):
             return reply
         text = reply.strip()
         data = parse_structured(request, text)
+        rendered = self.render(request)
+        prompt_tokens = self.count_tokens(rendered)
+        cached = 0
+        if self.prefix_cache:
+            shared = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(self._last_prompt, rendered, strict=False))
+                    if a != b
+                ),
+                min(len(self._last_prompt), len(rendered)),
+            )
+            cached = min(self.count_tokens(rendered[:shared]), max(prompt_tokens - 1, 0))
+            self._last_prompt = rendered
         return Completion(
             text=text,
-            prompt_tokens=self.count_tokens(self.render(request)),
+            prompt_tokens=prompt_tokens,
+            cached_prompt_tokens=cached,
             completion_tokens=self.count_tokens(text),
             latency_s=self.delay_s,
             model=self.name,

@@ -121,6 +121,8 @@ class CellMetrics(BaseModel):
     """Completion tokens."""
     tokens_per_correct: float | None
     """All tokens / correct answers (None when nothing was right)."""
+    cached_prompt_tokens: int = 0
+    """Of the prompt tokens, those not evaluated again (a kept prefix, a provider's cache)."""
     wall_s: float
     """Wall time summed over groups."""
     wall_s_min: float = 0.0
@@ -156,6 +158,21 @@ class CellMetrics(BaseModel):
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_prompt_tokens(self) -> int:
+        """Prompt tokens the model evaluated (or the provider billed in full)."""
+        return self.prompt_tokens - self.cached_prompt_tokens
+
+    @property
+    def tokens_per_question(self) -> float:
+        """All tokens per question."""
+        return self.total_tokens / self.questions if self.questions else 0.0
+
+    @property
+    def uncached_prompt_tokens_per_question(self) -> float:
+        """Evaluated prompt tokens per question: what a prompt cache cannot save."""
+        return self.uncached_prompt_tokens / self.questions if self.questions else 0.0
 
     @property
     def wall_s_per_group(self) -> float:
@@ -311,6 +328,7 @@ def _cell(
         lost=sum(a.status == "failed" for a in answers),
         calls=sum(r.calls for r in clean),
         prompt_tokens=sum(r.prompt_tokens for r in clean),
+        cached_prompt_tokens=sum(r.cached_prompt_tokens for r in clean),
         completion_tokens=sum(r.completion_tokens for r in clean),
         tokens_per_correct=tokens / correct if correct else None,
         wall_s=sum(r.wall_s for r in clean),
@@ -352,7 +370,8 @@ def cell_metrics(
             continue
         prompt = sum(r.prompt_tokens for r in runs["clean"])
         completion = sum(r.completion_tokens for r in runs["clean"])
-        priced = prices.cost(model, prompt, completion) if prices else None
+        cached = sum(r.cached_prompt_tokens for r in runs["clean"])
+        priced = prices.cost(model, prompt, completion, cached) if prices else None
         cost = priced if priced is not None else sum(r.cost_usd for r in runs["clean"])
         out.append(_cell(strategy, n, runs["clean"], runs["faulted"], cost, documents or {}))
     return out

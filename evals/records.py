@@ -132,6 +132,9 @@ class GroupRecord(BaseModel):
     """One per question, in the group's order."""
     prompt_tokens: int = 0
     """Prompt tokens of the successful calls."""
+    cached_prompt_tokens: int = 0
+    """Of them, those not evaluated again: a prefix llama.cpp kept, or a provider's cache hit
+    (0 in results written before it was recorded)."""
     completion_tokens: int = 0
     """Completion tokens of the successful calls."""
     calls: int = 0

@@ -107,7 +107,8 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
     abstaining = any(c.abstention_recall is not None for c in cells)
     filtering = any(c.gold_asked is not None and c.gold_asked < 1 for c in cells)
     header = ["strategy", "routing", "N", "questions", "accuracy [95% CI]", "format fail"]
-    header += ["calls", "prompt tok", "completion tok", "tokens/correct", "wall s/request"]
+    header += ["calls", "prompt tok", "uncached prompt tok/q", "completion tok", "tokens/correct"]
+    header.append("wall s/request")
     header.append("cost $")
     if abstaining:
         header += ["abstain prec.", "abstain recall"]
@@ -131,6 +132,7 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
             _pct(c.format_failure_rate),
             str(c.calls),
             f"{c.prompt_tokens:,}",
+            _num(c.uncached_prompt_tokens_per_question, 0),
             f"{c.completion_tokens:,}",
             _num(c.tokens_per_correct, 0),
             _num(c.wall_s_per_group, 2),

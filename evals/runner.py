@@ -101,6 +101,7 @@ async def run_group(
             for q in group.questions
         ],
         prompt_tokens=usage.prompt_tokens,
+        cached_prompt_tokens=usage.cached_prompt_tokens,
         completion_tokens=usage.completion_tokens,
         calls=usage.calls,
         wall_s=wall,

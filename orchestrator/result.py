@@ -156,6 +156,8 @@ class RunUsage(BaseModel):
     """Seconds from the start of the run to its answer."""
     cost_usd: float = 0.0
     """From the backend's price table; 0 for local models."""
+    cached_prompt_tokens: int = 0
+    """Of the prompt tokens, those not evaluated again (a reused prefix, a provider's cache)."""
     stages: dict[str, Usage] = Field(default_factory=dict)
     """The same split by stage: sub_agents, reduce, synthesis."""
     synthesis_rounds: int = 0
@@ -179,6 +181,7 @@ class RunUsage(BaseModel):
             calls=total.calls,
             wall_s=wall_s,
             cost_usd=total.cost_usd,
+            cached_prompt_tokens=total.cached_prompt_tokens,
             stages=stages,
         )
 
