@@ -11,6 +11,7 @@ import logging
 import shlex
 import sqlite3
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -211,6 +212,22 @@ def run_command(
         typer.Option(min=1, help="Largest chunk per sub-agent (default: fits the context)."),
     ] = None,
     top_k: opts.TopK = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Spend at most N tokens: a call that could pass it is not made (exit 1, resumable).",
+        ),
+    ] = None,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(
+            min=0.000001,
+            metavar="DOLLARS",
+            help="Spend at most this much at the model's --prices (exit 1, resumable).",
+        ),
+    ] = None,
     synthesis: Annotated[
         SynthesisMode, typer.Option(help="One more call merging the answers, or just list them.")
     ] = "llm",
@@ -269,9 +286,13 @@ def run_command(
     )
     chooser = opts.auto_chooser(strategy == "auto", profile, objective, min_accuracy)
     failures = FailurePolicy.parse(failure_policy)
-    policy = opts.CallOptions(
-        max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
-    ).policy(parallel=parallel)
+    policy = replace(
+        opts.CallOptions(
+            max_concurrency=max_concurrency, timeout=timeout, retries=retries, max_tokens=max_tokens
+        ).policy(parallel=parallel),
+        budget_tokens=budget_tokens,
+        budget_usd=budget_usd,
+    )
     model_options = opts.ModelOptions(
         backend=backend, model=model, base_url=base_url, endpoint=endpoint,
         n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, threads=threads, parallel=parallel,
@@ -320,7 +341,12 @@ def run_command(
         )
         err = Console(stderr=True)
         plan = _plan(coordinator, request, run_id if saved else None, err, quiet=json_output)
-        _announce(plan, coordinator, log_json=log_json)
+        estimate = (
+            coordinator.kit.estimate(plan)
+            if budget_tokens is not None or budget_usd is not None or dry_run
+            else None
+        )
+        _announce(plan, coordinator, log_json=log_json, estimate=estimate)
         if dry_run:
             return 0
         try:
@@ -417,7 +443,9 @@ def _plan(
         )
 
 
-def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> None:
+def _announce(
+    plan: RunPlan, coordinator: Coordinator, *, log_json: bool, estimate: int | None = None
+) -> None:
     """Say on stderr, before any model call, how many sub-agents and model calls the run plans.
 
     Under ``--strategy auto``, `plan.choice` is what auto chose for this request, and why.
@@ -437,6 +465,7 @@ def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> Non
             sub_agents=len(tasks),
             documents=documents,
             unasked=len(plan.unasked),
+            **({"estimated_tokens": estimate} if estimate is not None else {}),
             chunked=chunked,
             sub_agent_calls=len(tasks),
             merge_calls_at_most=merges,
@@ -458,7 +487,13 @@ def _announce(plan: RunPlan, coordinator: Coordinator, *, log_json: bool) -> Non
             + (f", up to {merges:,} to merge chunk answers" if merges else "")
             + (", then synthesis calls as needed" if synthesis else "")
         )
-    sys.stderr.write(f"fanout: plan: {line} (retries add calls)\n")
+    if estimate is not None:
+        budget = coordinator.policy.budget_tokens
+        limit = f", budget {budget:,}" if budget is not None else ""
+        line += f" (retries add calls); sub-agent calls up to ~{estimate:,} tokens{limit}"
+    else:
+        line += " (retries add calls)"
+    sys.stderr.write(f"fanout: plan: {line}\n")
 
 
 def _run(

@@ -12,6 +12,7 @@ that works on the whole request (split, rank, synthesize) holds the request and 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol
@@ -110,15 +111,26 @@ class RunHooks:
 
 
 class UsageMeter:
-    """The run's running total of what its model calls cost, shared by every scope of the run."""
+    """The run's running total of what its model calls cost, shared by every scope of the run.
+
+    Calls in flight hold a reservation (their prompt and their whole completion budget) so that
+    concurrent calls cannot pass a run budget together.
+    """
 
     def __init__(self) -> None:
         self.total = Usage()
         """Usage of every successful call so far."""
+        self.reserved_tokens = 0
+        """Tokens the calls in flight may still spend."""
+        self.reserved_usd = 0.0
+        """Dollars the calls in flight may still spend."""
+        self.lock = threading.Lock()
+        """Held while a reservation is checked and taken (calls may come from several threads)."""
 
     def add(self, usage: Usage) -> None:
         """Count one call."""
-        self.total = self.total + usage
+        with self.lock:
+            self.total = self.total + usage
 
 
 class ScopedModel(ModelAccess, Protocol):

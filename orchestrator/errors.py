@@ -4,8 +4,11 @@ FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
 │   └── RunInUse                   another live process holds this run id's lease
 ├── RunFailed                      the failure policy stopped the run; partial results kept
-└── SubAgentTimeout                a sub-agent overran its deadline outside model calls (caught
-                                   into that sub-agent's failed SubResult)
+├── SubAgentTimeout                a sub-agent overran its deadline outside model calls (caught
+│                                  into that sub-agent's failed SubResult)
+└── BudgetExceeded                 a call would have passed the run's budget and was not made
+                                   (caught into that sub-agent's failed SubResult: a resume with
+                                   a larger budget runs it)
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from fanout.agents.errors import FanoutError, UserError
 
 from .result import SubResult
 
-__all__ = ["FanoutError", "RunFailed", "RunInUse", "SubAgentTimeout", "UserError"]
+__all__ = [
+    "BudgetExceeded",
+    "FanoutError",
+    "RunFailed",
+    "RunInUse",
+    "SubAgentTimeout",
+    "UserError",
+]
 
 
 class RunFailed(FanoutError):
@@ -36,3 +46,11 @@ class RunInUse(UserError):
 
 class SubAgentTimeout(FanoutError):
     """A sub-agent spent longer than `CallPolicy.sub_agent_timeout_s` outside its model calls."""
+
+
+class BudgetExceeded(FanoutError):
+    """A model call could have taken the run past `CallPolicy.budget_tokens` or `budget_usd`.
+
+    The call is not made. Sub-agents that meet it fail with it (so a resume with a larger budget
+    runs them); calls already running finish and are counted.
+    """

@@ -38,12 +38,14 @@ from pydantic import BaseModel
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
+from fanout.agents.prompts import prompt_text
 
 from ._subagent_run import SubAgentRunner
 from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
+from .prompts import task_prompt
 from .request import Request
 from .result import RunResult, RunUsage, SubResult
 from .split import SplitProgress, split_monolithic
@@ -237,6 +239,24 @@ class GraphKit:
         if not tasks:
             raise UserError("the splitter produced no sub-tasks")
         return RunPlan(request=request, tasks=tasks, mode=mode, choice=choice)
+
+    def estimate(self, plan: RunPlan) -> int:
+        """Tokens the plan's sub-agent calls may spend, before any of them is made.
+
+        Every prompt of the default sub-agent is counted with the model's tokenizer and every
+        completion budget is assumed spent; merges and synthesis come on top.
+        """
+        style = self.backend.prompt_style
+        overhead: dict[str, int] = {}
+        total = 0
+        for task in plan.tasks:
+            if task.task not in overhead:
+                probe = task.model_copy(update={"context": ""})
+                overhead[task.task] = self.backend.count_tokens(
+                    prompt_text(task_prompt(probe, style=style), style)
+                )
+            total += overhead[task.task] + self.backend.count_tokens(task.context)
+        return total + len(plan.tasks) * self.policy.max_tokens
 
     # -- nodes ---------------------------------------------------------------------------
 

@@ -23,7 +23,15 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from fanout.agents.backend import Backend, Completion, CompletionRequest, Prompt, PromptStyle, Usage
+from fanout.agents.backend import (
+    Backend,
+    Completion,
+    CompletionRequest,
+    Prices,
+    Prompt,
+    PromptStyle,
+    Usage,
+)
 from fanout.agents.errors import (
     BackendError,
     BackendTimeout,
@@ -32,8 +40,10 @@ from fanout.agents.errors import (
     UserError,
 )
 from fanout.agents.logs import log_event
+from fanout.agents.prompts import prompt_text
 from fanout.agents.secrets import scrub
 
+from .errors import BudgetExceeded
 from .tracing import call_span
 
 if TYPE_CHECKING:
@@ -69,6 +79,11 @@ class CallPolicy:
     """Deadline on the time a sub-agent spends outside its model calls (a user's sub-agent may
     await anything); model calls, queueing for them included, are bounded by `timeout_s` and the
     retries instead, so a long queue behind a busy model never counts. None: `timeout_s`."""
+    budget_tokens: int | None = None
+    """Most tokens (prompt plus completion) one run may spend; None: no limit. A call that could
+    pass it (its prompt counted, its completion budget assumed spent) is not made."""
+    budget_usd: float | None = None
+    """Most dollars one run may spend at the backend's prices; None: no limit."""
 
     @property
     def sub_agent_deadline_s(self) -> float | None:
@@ -100,6 +115,16 @@ class CallPolicy:
             raise UserError(
                 f"must be a positive, finite number of seconds (or None), not {seconds}",
                 parameter="sub_agent_timeout_s",
+            )
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise UserError(
+                f"must be at least 1, not {self.budget_tokens}", parameter="budget_tokens"
+            )
+        dollars = self.budget_usd
+        if dollars is not None and not (math.isfinite(dollars) and dollars > 0):
+            raise UserError(
+                f"must be a positive, finite number of dollars, not {dollars}",
+                parameter="budget_usd",
             )
 
 
@@ -287,8 +312,6 @@ class ModelCaller:
             self._in_calls_s += time.monotonic() - self._in_call_since
             self._in_call_since = None
         self.usage = self.usage + completion.usage
-        if self._ctx is not None:
-            self._ctx.meter.add(completion.usage)
         return completion
 
     def time_outside_calls(self, since: float) -> float:
@@ -302,6 +325,44 @@ class ModelCaller:
     async def _timed(self, request: CompletionRequest) -> Completion:
         async with asyncio.timeout(self._policy.timeout_s):
             return await self._backend.complete(request)
+
+    def _reserve(self, request: CompletionRequest) -> tuple[int, float]:
+        """Hold what this call may spend against the run's budget, or refuse to make it.
+
+        Raises:
+            BudgetExceeded: the call could take the run past its token or dollar budget.
+        """
+        policy, ctx = self._policy, self._ctx
+        if ctx is None or (policy.budget_tokens is None and policy.budget_usd is None):
+            return 0, 0.0
+        style = self._backend.prompt_style
+        prompt = self._backend.count_tokens(prompt_text(request.prompt, style))
+        tokens = prompt + request.max_tokens
+        prices: Prices | None = getattr(self._backend, "prices", None)
+        usd = prices.cost(prompt, request.max_tokens) if prices is not None else 0.0
+        meter = ctx.meter
+        with meter.lock:
+            spent = meter.total.total_tokens + meter.reserved_tokens
+            if policy.budget_tokens is not None and spent + tokens > policy.budget_tokens:
+                raise BudgetExceeded(
+                    f"this call (~{tokens:,} tokens) would take the run past its budget of "
+                    f"{policy.budget_tokens:,} tokens ({spent:,} spent or held)"
+                )
+            paid = meter.total.cost_usd + meter.reserved_usd
+            if policy.budget_usd is not None and paid + usd > policy.budget_usd:
+                raise BudgetExceeded(
+                    f"this call (~${usd:.4f}) would take the run past its budget of "
+                    f"${policy.budget_usd:.4f} (${paid:.4f} spent or held)"
+                )
+            meter.reserved_tokens += tokens
+            meter.reserved_usd += usd
+        return tokens, usd
+
+    def _release(self, tokens: int, usd: float) -> None:
+        if self._ctx is not None and (tokens or usd):
+            with self._ctx.meter.lock:
+                self._ctx.meter.reserved_tokens -= tokens
+                self._ctx.meter.reserved_usd -= usd
 
     async def _hooked(self, request: CompletionRequest, number: int) -> Completion:
         """One attempt between the bound context's call hooks."""
@@ -322,6 +383,7 @@ class ModelCaller:
                 await ctx.hooks.on_call_end(ctx, request, exc)
             raise
         if ctx is not None:
+            ctx.meter.add(completion.usage)  # counted before its reservation is released
             await ctx.hooks.on_call_end(ctx, request, completion)
         return completion
 
@@ -333,7 +395,11 @@ class ModelCaller:
                 waited = time.perf_counter() - started
                 if self._breaker is not None:
                     self._breaker.check()  # after queueing: the endpoint may have died meanwhile
-                completion = await self._hooked(request, number)
+                tokens, usd = self._reserve(request)
+                try:
+                    completion = await self._hooked(request, number)
+                finally:
+                    self._release(tokens, usd)
         except Exception as exc:
             if self._breaker is not None:
                 self._breaker.record(exc)

@@ -255,6 +255,12 @@ class RunResult(BaseModel, Generic[DataT]):
                 f"Missing: {len(failed)} of {len(self.sub_results)} sub-agents failed: "
                 + "; ".join(parts)
             )
+        budget = [r for r in failed if (r.error or "").startswith("BudgetExceeded")]
+        if budget:
+            lines.append(
+                f"Budget reached: {len(budget)} sub-agent(s) not run (a call would have passed "
+                "the run's budget); rerun the same run id with a larger budget to finish them"
+            )
         if self.unasked:
             shown = ", ".join(self.unasked[:10]) + (", ..." if len(self.unasked) > 10 else "")
             lines.append(

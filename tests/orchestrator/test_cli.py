@@ -215,11 +215,13 @@ def test_dry_run_prints_the_plan_and_calls_no_model(
         r"fanout: plan: ([\d,]+) sub-agent\(s\) over 2 document\(s\), 1 of them cut into chunks; "
         r"model calls: \1 for the sub-agents, up to 1 to merge chunk answers, then synthesis "
         r"calls as needed "
-        r"\(retries add calls\)",
+        r"\(retries add calls\); sub-agent calls up to ~([\d,]+) tokens",
         lines[1],
     )
     assert plan is not None, lines[1]
     assert int(plan.group(1).replace(",", "")) > 100
+    # a dry run says what the sub-agents may spend: the whole text, counted, and their answers
+    assert int(plan.group(2).replace(",", "")) > 1.1 * 2**20 / 8
     assert len(lines) == 2
 
 
