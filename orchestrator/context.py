@@ -165,31 +165,31 @@ class RunContext(Generic[DepsT]):
     """The run's usage so far, shared by every scope (read it as `usage`)."""
     scope: str = "run"
     """Which part of the run this context is for: run, sub_agent, or a stage's name."""
-    request_: Request | None = field(default=None, repr=False)
-    task_: SubTask | None = field(default=None, repr=False)
-    spawn: ModelFactory | None = field(default=None, repr=False)
+    _request: Request | None = field(default=None, repr=False)
+    _task: SubTask | None = field(default=None, repr=False)
+    _spawn: ModelFactory | None = field(default=None, repr=False)
     """How the runtime makes the model access of a narrower scope (None: reuse `model`)."""
 
     @property
     def request(self) -> Request:
         """The whole request (documents and tasks); not available inside a sub-agent."""
-        if self.request_ is None:
+        if self._request is None:
             raise UserError(
                 "a sub-agent's context holds only its own task (ctx.task), never the request: "
                 "that is what keeps sub-agents isolated",
                 parameter="ctx.request",
             )
-        return self.request_
+        return self._request
 
     @property
     def task(self) -> SubTask:
         """The sub-agent's one unit of work: its task and its document (or chunk)."""
-        if self.task_ is None:
+        if self._task is None:
             raise UserError(
                 f"only a sub-agent's context has a task; this one is for {self.scope}",
                 parameter="ctx.task",
             )
-        return self.task_
+        return self._task
 
     @property
     def usage(self) -> Usage:
@@ -198,7 +198,7 @@ class RunContext(Generic[DepsT]):
 
     def for_request(self, request: Request) -> RunContext[DepsT]:
         """This run's context for `request`: what split, rank and synthesis stages receive."""
-        return replace(self, scope="run", request_=request, task_=None)
+        return replace(self, scope="run", _request=request, _task=None)
 
     def for_sub_agent(self, task: SubTask) -> RunContext[DepsT]:
         """The context of the sub-agent that runs `task`: that task, its own model access."""
@@ -212,14 +212,14 @@ class RunContext(Generic[DepsT]):
     def for_stage(self, stage: str) -> RunContext[DepsT]:
         """The context of one stage of the run (reduce, rank, synthesis), counted apart."""
         tags = {"run_id": self.run_id, "sub_agent_id": stage, "document_id": "*"}
-        return self._narrowed(stage, tags, request=self.request_, task=None)
+        return self._narrowed(stage, tags, request=self._request, task=None)
 
     def _narrowed(
         self, scope: str, tags: dict[str, str], *, request: Request | None, task: SubTask | None
     ) -> RunContext[DepsT]:
-        if self.spawn is None:
-            return replace(self, scope=scope, request_=request, task_=task)
-        model = self.spawn(tags)
-        narrowed = replace(self, scope=scope, request_=request, task_=task, model=model)
+        if self._spawn is None:
+            return replace(self, scope=scope, _request=request, _task=task)
+        model = self._spawn(tags)
+        narrowed = replace(self, scope=scope, _request=request, _task=task, model=model)
         model.bind(narrowed)
         return narrowed

@@ -170,7 +170,7 @@ class GraphKit:
             deps=self.deps if deps is None else deps,
             hooks=hooks,
             meter=meter,
-            spawn=spawn,
+            _spawn=spawn,
         )
         model.bind(ctx)
         return ctx
