@@ -19,7 +19,7 @@ from fanout.agents.errors import OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
 from .citations import clean_model_text, sanitize_model_text
-from .context import RunContext, RunHooks
+from .context import RunContext
 from .errors import SubAgentTimeout
 from .grounding import is_grounded
 from .policy import CallPolicy, ModelCaller
@@ -44,19 +44,17 @@ class SubAgentRunner:
         policy: CallPolicy,
         result_store: ResultStore | None,
         output_schema: type[BaseModel] | None,
-        hooks_of: Callable[[RunContext[Any]], RunHooks],
         typed: Callable[[SubResult[Any]], SubResult[Any]],
     ) -> None:
         self.stages = stages
         self.policy = policy
         self.result_store = result_store
         self.output_schema = output_schema
-        self.hooks_of = hooks_of
         self.typed = typed
 
     async def run(self, run_ctx: RunContext[Any], task: SubTask) -> SubResult[Any]:
         """`task`'s result: from the store when an earlier attempt at this run finished it."""
-        hooks = self.hooks_of(run_ctx)
+        hooks = run_ctx.hooks
         if self.result_store is not None:
             # Off the event loop: a SQLite store waiting for the file's write lock would block
             # the loop, and with it the checkpointer's commit that would free the lock (deadlock).

@@ -146,7 +146,6 @@ class GraphKit:
             policy=self.policy,
             result_store=self.result_store,
             output_schema=self.output_schema,
-            hooks_of=self.run_hooks,
             typed=self.typed,
         )
 
@@ -209,15 +208,6 @@ class GraphKit:
             limiter = self._limiters[loop] = asyncio.Semaphore(self.policy.max_concurrency)
         return limiter
 
-    @property
-    def run_hooks(self) -> Callable[[RunContext[Any]], RunHooks]:
-        """The `RunHooks` of a context (a context's hooks may be plain call hooks)."""
-
-        def hooks_of(ctx: RunContext[Any]) -> RunHooks:
-            return ctx.hooks if isinstance(ctx.hooks, RunHooks) else self.hooks
-
-        return hooks_of
-
     # -- planning ------------------------------------------------------------------------
 
     def plan(
@@ -270,7 +260,7 @@ class GraphKit:
             plan = state.get("plan")
             if plan is None or plan.request != request:
                 plan = self.plan(ctx, request)
-            await self.run_hooks(ctx).on_run_start(ctx.for_request(request), plan)
+            await ctx.hooks.on_run_start(ctx.for_request(request), plan)
             return {
                 "run_id": run_id,
                 "plan": None,  # consumed: the checkpoint keeps tasks and choice, not a copy
@@ -373,7 +363,7 @@ class GraphKit:
                 {**state, **update, "stage_usage": spent, "finished_at": time.time()},
             )
             result = self.result(finished)
-            await self.run_hooks(ctx).on_run_end(ctx, result)
+            await ctx.hooks.on_run_end(ctx, result)
             self.forget(ctx.run_id)
             return {**update, "finished_at": finished["finished_at"], "result": result}
 

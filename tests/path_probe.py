@@ -100,7 +100,9 @@ def measure() -> dict[str, Any]:
             done.set()
 
     docs = Path(tempfile.mkdtemp())
-    (docs / "northwind.md").write_text("Northwind supplies oats. The account manager is Priya Shah.\n")
+    (docs / "northwind.md").write_text(
+        "Northwind supplies oats. The account manager is Priya Shah.\n"
+    )
     (docs / "harbor.md").write_text("Harbor sells granules. The account manager is Tom Becker.\n")
     from fanout.cli import main
 
