@@ -107,7 +107,7 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
     abstaining = any(c.abstention_recall is not None for c in cells)
     filtering = any(c.gold_asked is not None and c.gold_asked < 1 for c in cells)
     header = ["strategy", "routing", "N", "questions", "accuracy [95% CI]", "format fail"]
-    header += ["calls", "prompt tok", "uncached prompt tok/q", "completion tok", "tokens/correct"]
+    header += ["calls", "prompt tok/q", "uncached prompt tok/q", "completion tok", "tokens/correct"]
     header.append("wall s/request")
     header.append("cost $")
     if abstaining:
@@ -131,7 +131,7 @@ def _main_table(cells: Sequence[CellMetrics]) -> tuple[list[str], list[list[str]
             f"{c.accuracy:.0%} [{c.ci_low:.0%}-{c.ci_high:.0%}]",
             _pct(c.format_failure_rate),
             str(c.calls),
-            f"{c.prompt_tokens:,}",
+            _num(c.prompt_tokens / c.questions if c.questions else 0.0, 0),
             _num(c.uncached_prompt_tokens_per_question, 0),
             f"{c.completion_tokens:,}",
             _num(c.tokens_per_correct, 0),
