@@ -328,6 +328,7 @@ class Coordinator(Closeable, Generic[SchemaT]):
             sub_results=sub_results,
             citations=state.get("citations", []),
             invalid_citations=state.get("invalid_citations", []),
+            unsupported=state.get("unsupported", []),
             uncited=state.get("uncited", []),
             unanswered=state.get("unanswered", []),
             synthesis_error=state.get("synthesis_error"),

@@ -26,7 +26,7 @@ from fanout.agents.secrets import scrub
 from .aliases import DocumentAliases
 from .auto import Mode, StrategyChooser, StrategyPlan
 from .budget import chunk_budget
-from .citations import check_citations, clean_model_text, sanitize_model_text
+from .citations import Evidence, check_citations, clean_model_text, sanitize_model_text
 from .errors import RunFailed, SubAgentTimeout
 from .grounding import is_grounded
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
@@ -233,12 +233,15 @@ class CoordinatorNodes:
         """
         request, answers = state["request"], state["answers"]
         aliases = DocumentAliases.of(request)  # what the one prompt and `collect_findings` show
+        texts = {d.id: d.text for d in request.documents}
+        asked = [request.question or "", *request.tasks]
         callers: list[ModelCaller] = []
         error: str | None = None
         rounds = 0
         monolithic = self.mode(state) == "monolithic"
-        if monolithic:
-            checked = check_citations(answers[0].answer or "", aliases=aliases, findings=None)
+        if monolithic:  # one prompt read every document: the documents back its lines
+            evidence = Evidence(documents=texts, findings=None, request_text=asked)
+            checked = check_citations(answers[0].answer or "", aliases=aliases, evidence=evidence)
         else:
             try:
                 synthesis = await self.synthesizer.synthesize(
@@ -254,15 +257,20 @@ class CoordinatorNodes:
             for a in answers:
                 if a.selected and a.document_id is not None:
                     findings.setdefault(a.document_id, []).append(a.answer or "")
+            evidence = Evidence(documents=texts, findings=findings, request_text=asked)
             cited_by = aliases if synthesis.sources is None else DocumentAliases(synthesis.sources)
-            checked = check_citations(synthesis.answer, aliases=cited_by, findings=findings)
+            checked = check_citations(synthesis.answer, aliases=cited_by, evidence=evidence)
             if findings and not checked.citations and error is None:
                 # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
                 error = "the synthesized answer cited no finding correctly"
                 listed = check_citations(
-                    collect_findings(request, answers), aliases=aliases, findings=findings
+                    collect_findings(request, answers), aliases=aliases, evidence=evidence
                 )
-                checked = replace(listed, invalid=checked.invalid + listed.invalid)
+                checked = replace(
+                    listed,
+                    invalid=checked.invalid + listed.invalid,
+                    unsupported=checked.unsupported + listed.unsupported,
+                )
         selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
         unanswered = [
             task
@@ -278,6 +286,7 @@ class CoordinatorNodes:
             "answer": checked.text,
             "citations": checked.citations,
             "invalid_citations": checked.invalid,
+            "unsupported": checked.unsupported,
             "uncited": [d for d in dict.fromkeys(selected_docs) if d not in cited],
             "unanswered": unanswered,
             "synthesis_error": error,

@@ -10,7 +10,7 @@ from fanout.agents.backend import Usage
 
 from .auto import StrategyPlan
 from .request import Request
-from .result import DocumentAnswer, InvalidCitation, SubResult
+from .result import DocumentAnswer, InvalidCitation, SubResult, UnsupportedLine
 from .task import SubTask
 
 __all__ = ["CoordinatorInput", "CoordinatorState", "ResultLog", "SubAgentInput", "merge_usage"]
@@ -63,6 +63,7 @@ class CoordinatorState(TypedDict, total=False):
     answer: str
     citations: list[str]
     invalid_citations: list[InvalidCitation]
+    unsupported: list[UnsupportedLine]
     uncited: list[str]
     unanswered: list[str]
     synthesis_error: str | None
