@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import OutputInvalid, UserError
-from fanout.agents.secrets import scrub
+from fanout.agents.secrets import scrub, scrub_value
 
 from .aliases import DocumentAliases
 from .auto import Mode, StrategyChooser, StrategyPlan
@@ -61,6 +61,22 @@ def wave_size(max_concurrency: int) -> int:
     Waves keep LangGraph's per-superstep bookkeeping (quadratic in a superstep's tasks) small.
     """
     return max(512, 2 * max_concurrency)
+
+
+def _redacted(result: SubResult) -> SubResult:
+    """`result` with credentials scrubbed from its text and data, before it is stored anywhere.
+
+    A server may echo the key inside a 200 answer; the result store, the checkpoint, the JSON
+    output and the report all take the sub-result from here.
+    """
+    update: dict[str, Any] = {}
+    for name in ("output", "evidence", "error"):
+        value = getattr(result, name)
+        if value is not None and (clean := scrub(value)) != value:
+            update[name] = clean
+    if result.data is not None and (data := scrub_value(result.data)) != result.data:
+        update["data"] = data
+    return result.model_copy(update=update) if update else result
 
 
 def _total(callers: list[ModelCaller]) -> Usage:
@@ -183,8 +199,6 @@ class CoordinatorNodes:
         """The sub-agent node: run one sub-task; under fail_fast a failure stops the run."""
         task, run_id = inputs["task"], inputs["run_id"]
         result = await traced_sub_agent(task, lambda: self.run_sub_task(task, run_id))
-        if result.error is not None:  # before the state (and its checkpoint) keeps it
-            result = result.model_copy(update={"error": scrub(result.error)})
         if result.status == "failed" and self.failure_policy.mode == "fail_fast":
             raise RunFailed(
                 f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
@@ -252,14 +266,15 @@ class CoordinatorNodes:
                     answer=collect_findings(request, answers),
                     error=f"{type(exc).__name__}: {exc}",
                 )
-            error, rounds = synthesis.error, synthesis.rounds
+            error, rounds = synthesis.error and scrub(synthesis.error), synthesis.rounds
             findings: dict[str, list[str]] = {}
             for a in answers:
                 if a.selected and a.document_id is not None:
                     findings.setdefault(a.document_id, []).append(a.answer or "")
             evidence = Evidence(documents=texts, findings=findings, request_text=asked)
             cited_by = aliases if synthesis.sources is None else DocumentAliases(synthesis.sources)
-            checked = check_citations(synthesis.answer, aliases=cited_by, evidence=evidence)
+            answer = scrub(synthesis.answer)  # a key a server echoed is never stored or shown
+            checked = check_citations(answer, aliases=cited_by, evidence=evidence)
             if findings and not checked.citations and error is None:
                 # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
                 error = "the synthesized answer cited no finding correctly"
@@ -322,11 +337,13 @@ class CoordinatorNodes:
             raw = await self._within_deadline(self.sub_agent(task, caller), caller)
             fields = self._interpret(raw, task)
         except Exception as exc:  # isolate the failure to this sub-agent
-            error = f"{type(exc).__name__}: {exc}"
+            error = scrub(f"{type(exc).__name__}: {exc}")
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
             )
-        result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
+        result = _redacted(
+            SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
+        )
         if self.result_store is not None:
             # Off the event loop: a durable write waits for the disk, and a SQLite writer must not
             # block the loop that LangGraph's own checkpointer needs to finish its transaction.
