@@ -10,7 +10,8 @@ configured with (`register_secret`) and the credentials in its base URL (`regist
 What `scrub` replaces with ``***``:
 
 - a registered secret as it is, in any letter case, with any of its characters percent-encoded
-  (``sk%2D...``) or JSON-escaped (``\u002d``), split by up to three whitespace characters, line
+  (``sk%2D...``, or twice: ``%252D``), an HTML entity (``&#45;``, ``&#x2d;``) or JSON-escaped
+  (``\u002d``), split by up to three whitespace characters, line
   breaks or their escapes (``\n``, ``%0A``) between any two characters, and base64-encoded
   (standard or URL-safe alphabet, at any alignment inside a longer encoded string);
 - any ``Bearer`` token and ``Basic`` credential (8 or more base64 characters), registered or not;
@@ -67,9 +68,16 @@ _base64_pattern: re.Pattern[str] | None = None
 
 def _char(ch: str) -> str:
     """One character of a secret in every written form `scrub` recognises."""
-    forms = {re.escape(ch), re.escape("".join(f"%{b:02x}" for b in ch.encode()))}
+    encoded = ch.encode()
+    forms = {
+        re.escape(ch),
+        re.escape("".join(f"%{b:02x}" for b in encoded)),  # URL-encoded
+        re.escape("".join(f"%25{b:02x}" for b in encoded)),  # URL-encoded twice
+        re.escape(f"&#{ord(ch)};"),  # HTML entities, decimal and hex
+        re.escape(f"&#x{ord(ch):x};"),
+    }
     if ord(ch) < 0x10000:
-        forms.add(re.escape(f"\\u{ord(ch):04x}"))
+        forms.add(re.escape(f"\\u{ord(ch):04x}"))  # JSON escape
     return "(?:" + "|".join(sorted(forms)) + ")"
 
 

@@ -47,8 +47,9 @@ _BRACKET = re.compile(r"\[([^\[\]\n]*)\]")
 _ALIAS_TOKEN = re.compile(r"[^,;\s]+")
 _DIGITS = re.compile(r"[0-9]+")
 _RESERVED = re.compile(
-    r"^\s*(?:fanout\s*:\s*)?(?:missing|uncited|no document answers|removed citations|"
-    r"synthesis failed|unsupported|not used|not answered|no supported answer)\b.*$|^\s*-{3,}\s*$",
+    r"^\s*(?:fanout\s*:\s*)?(?:(?:missing|uncited|no document answers|removed citations|"
+    r"synthesis failed)\b|unsupported:|not used \(|not answered:|no supported answer:).*$|"
+    r"^\s*-{3,}\s*$",
     re.I | re.M,
 )
 # Words that carry no claim: English stop words (negations kept: "is not Priya Shah" must be
@@ -177,22 +178,42 @@ class Evidence:
         self.documents = documents
         self.findings = findings
         self._free = _NO_CLAIM.union(*(_words(t) for t in request_text))
-        self._said: dict[str, frozenset[str]] = {}
+        self._found: dict[str, frozenset[str]] = {}
+        self._text: dict[str, frozenset[str]] = {}
         self._by_word: dict[str, list[str]] | None = None
 
     def claim_words(self, claim: str) -> frozenset[str]:
         """The words of `claim` that claim something."""
         return _words(claim) - self._free
 
-    def said_by(self, document_id: str) -> frozenset[str]:
-        """Every word the document's findings and text hold."""
-        said = self._said.get(document_id)
-        if said is None:
-            texts = [self.documents.get(document_id, "")]
-            if self.findings is not None:
-                texts += self.findings.get(document_id, ())
-            said = self._said[document_id] = frozenset().union(*(_words(t) for t in texts))
-        return said
+    def _found_words(self, document_id: str) -> frozenset[str]:
+        words = self._found.get(document_id)
+        if words is None:
+            found = self.findings.get(document_id, ()) if self.findings is not None else ()
+            words = self._found[document_id] = frozenset().union(*(_words(f) for f in found))
+        return words
+
+    def _text_words(self, document_id: str) -> frozenset[str]:
+        words = self._text.get(document_id)
+        if words is None:
+            words = self._text[document_id] = _words(self.documents.get(document_id, ""))
+        return words
+
+    def unbacked(self, words: frozenset[str], document_ids: Iterable[str]) -> frozenset[str]:
+        """The `words` that neither the documents' findings nor their texts hold.
+
+        Findings are read first: a line that states its finding never has its document's whole
+        text tokenized (a listed answer of 100,000 findings stays linear and cheap).
+        """
+        ids = list(document_ids)
+        left = words
+        for doc_id in ids:
+            left = left - self._found_words(doc_id)
+        for doc_id in ids:
+            if not left:
+                break
+            left = left - self._text_words(doc_id)
+        return left
 
     def agrees(self, claim: str, document_id: str) -> bool:
         """Whether `claim` states one of the document's findings (always, without findings)."""
@@ -205,21 +226,24 @@ class Evidence:
         pool = self.findings if self.findings is not None else self.documents
         if self._by_word is None:  # which documents' findings (or texts) hold each word
             self._by_word = {}
-            for doc_id, texts in pool.items():
+            for doc_id in pool:
                 held = (
-                    _words(texts)
-                    if isinstance(texts, str)
-                    else frozenset().union(*(_words(t) for t in texts))
+                    self._found_words(doc_id)
+                    if self.findings is not None
+                    else self._text_words(doc_id)
                 )
                 for word in held:
                     self._by_word.setdefault(word, []).append(doc_id)
         near = {d for w in words for d in self._by_word.get(w, ())}
-        return [d for d in pool if d in near and words <= self.said_by(d) and self.agrees(claim, d)]
+        return [
+            d for d in pool if d in near and not self.unbacked(words, [d]) and self.agrees(claim, d)
+        ]
 
 
 def _bracket_ids(
     inside: str,
     claim: str,
+    words: frozenset[str],
     aliases: DocumentAliases,
     evidence: Evidence,
     invalid: list[InvalidCitation],
@@ -230,7 +254,6 @@ def _bracket_ids(
     if tokens and all(doc_id is None for _, doc_id in resolved):
         # No alias at all ("[northwind.md]", a name copied from a document): one citation, as written.
         resolved = [(inside.strip(), None)]
-    words = evidence.claim_words(claim)
     kept: list[str] = []
     for written, doc_id in resolved:
         if doc_id is None:
@@ -239,7 +262,7 @@ def _bracket_ids(
             reason = "no finding from that document"
         elif not evidence.agrees(claim, doc_id):
             reason = "disagrees with that document's own finding"
-        elif evidence.findings is None and words and not words & evidence.said_by(doc_id):
+        elif evidence.findings is None and words and evidence.unbacked(words, [doc_id]) == words:
             reason = "that document does not say it"
         else:
             kept.append(doc_id)
@@ -287,16 +310,16 @@ def check_citations(
     lines: list[CitedLine] = []
     for line in sanitize_model_text(text).splitlines():
         claim = _LEADER.sub("", _BRACKET.sub("", line)).strip()
+        words = evidence.claim_words(claim)
         before = len(invalid)
         parts: list[Part] = []
         at = 0
         for match in _BRACKET.finditer(line):
             parts.append(line[at : match.start()])
-            parts.append(_bracket_ids(match.group(1), claim, aliases, evidence, invalid))
+            parts.append(_bracket_ids(match.group(1), claim, words, aliases, evidence, invalid))
             at = match.end()
         parts.append(line[at:])
         checked = CitedLine(tuple(parts))
-        words = evidence.claim_words(claim)
         cited = checked.ids
         if len(invalid) > before and not cited:
             continue  # every source it named was invalid: an unsupported claim is dropped
@@ -308,7 +331,7 @@ def check_citations(
                 )
                 continue
             checked = CitedLine((line.rstrip() + " ", tuple(cited)))  # the coordinator cites it
-        unbacked = words - frozenset().union(*(evidence.said_by(d) for d in cited))
+        unbacked = evidence.unbacked(words, cited)
         if unbacked:
             unsupported.append(
                 UnsupportedLine(

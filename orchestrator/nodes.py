@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import OutputInvalid, UserError
-from fanout.agents.secrets import scrub, scrub_value
+from fanout.agents.secrets import scrub
 
 from .aliases import DocumentAliases
 from .auto import Mode, StrategyChooser, StrategyPlan
@@ -61,22 +61,6 @@ def wave_size(max_concurrency: int) -> int:
     Waves keep LangGraph's per-superstep bookkeeping (quadratic in a superstep's tasks) small.
     """
     return max(512, 2 * max_concurrency)
-
-
-def _redacted(result: SubResult) -> SubResult:
-    """`result` with credentials scrubbed from its text and data, before it is stored anywhere.
-
-    A server may echo the key inside a 200 answer; the result store, the checkpoint, the JSON
-    output and the report all take the sub-result from here.
-    """
-    update: dict[str, Any] = {}
-    for name in ("output", "evidence", "error"):
-        value = getattr(result, name)
-        if value is not None and (clean := scrub(value)) != value:
-            update[name] = clean
-    if result.data is not None and (data := scrub_value(result.data)) != result.data:
-        update["data"] = data
-    return result.model_copy(update=update) if update else result
 
 
 def _total(callers: list[ModelCaller]) -> Usage:
@@ -341,9 +325,8 @@ class CoordinatorNodes:
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
             )
-        result = _redacted(
-            SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
-        )
+        result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
+        result = result.redacted()  # before any store, checkpoint or output sees it
         if self.result_store is not None:
             # Off the event loop: a durable write waits for the disk, and a SQLite writer must not
             # block the loop that LangGraph's own checkpointer needs to finish its transaction.

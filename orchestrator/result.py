@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeVar
 
 from fanout.agents.backend import Usage
+from fanout.agents.secrets import scrub, scrub_value
 
 from .aliases import inline_id
 from .auto import StrategyPlan
@@ -100,6 +101,21 @@ class SubResult(BaseModel, Generic[DataT]):
         if isinstance(data, dict) and data.get("status") == "failed":
             return {**data, "outcome": "failed"}
         return data
+
+    def redacted(self) -> SubResult[DataT]:
+        """A copy with credentials scrubbed from its text and data (`fanout.agents.secrets`).
+
+        A server may echo the key inside a 200 answer: the coordinator stores, checkpoints and
+        shows sub-results only as this returns them.
+        """
+        update: dict[str, Any] = {}
+        for name in ("output", "evidence", "error"):
+            value = getattr(self, name)
+            if value is not None and (clean := scrub(value)) != value:
+                update[name] = clean
+        if self.data is not None and (data := scrub_value(self.data)) != self.data:
+            update["data"] = data
+        return self.model_copy(update=update) if update else self
 
 
 class DocumentAnswer(BaseModel, Generic[DataT]):
