@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UserError
+from .secrets import redact_url as redact_credentials
 
 __all__ = ["CallOutcome", "EndpointPool", "EndpointStats", "parse_base_urls", "redact_url"]
 
@@ -27,17 +27,10 @@ connect; or abandoned by its caller (a coordinator timeout), which says nothing 
 
 
 def redact_url(url: str | None) -> str:
-    """`url` fit for logs and repr: a password in it (``http://user:pw@host``) becomes ``***``."""
+    """`url` fit for logs and repr: its user part and secret query values become ``***``."""
     if url is None:
         return _OPENAI
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{f'[{host}]' if ':' in host else host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_credentials(url)
 
 
 def parse_base_urls(base_url: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ from .classify import error_for_exception
 from .errors import BackendError, OutputInvalid
 from .portal import on_portal
 from .prompts import render_chat, render_completion, stop_sequences
-from .secrets import register_secret
+from .secrets import register_secret, register_url_secrets
 from .servers import ServerInfo, completion_schema_body, probe_server
 from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
@@ -112,6 +112,7 @@ class LangChainBackend(Closeable):
         self._closed = False
         self.limit_field = _limit_field(model) if limit_field == "auto" else limit_field
         self._server_url = _openai_compatible_url(model)
+        register_url_secrets(self._server_url)
         self._server: ServerInfo | None = None
         self._structured_method = structured_method
         self.tokens = TokenCounter(self.name, self._find_tokenizer)

@@ -9,21 +9,24 @@ it too) instead gives the ``fanout`` logger its own handler that renders every e
 as console text or as JSON lines, on stderr.
 
 API keys never reach an event: backends keep them in `SecretStr`, events carry only ids, counts,
-timings and error messages, and every text value is scrubbed of registered keys and ``Bearer``
-tokens (a server may echo them back in an error).
+timings and error messages, and every text value (nested ones too) is scrubbed of credentials (a
+server may echo them back in an error; see `fanout.agents.secrets`) and has its control characters
+shown as escapes, so a server's error or a file name cannot rewrite the terminal a log is read on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 
-from .secrets import scrub
+from .safe_text import visible
+from .secrets import scrub_value
 
 __all__ = ["LOGGER_NAME", "LogLevel", "configure_logging", "log_event"]
 
@@ -44,9 +47,20 @@ def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> 
     """
     if not logger.isEnabledFor(level):
         return
-    fields = {key: scrub(v) if isinstance(v, str) else v for key, v in fields.items()}
+    fields = {key: _safe(scrub_value(v)) for key, v in fields.items()}
     text = " ".join([event, *(f"{key}={_plain(value)}" for key, value in fields.items())])
     logger.log(level, "%s", text, extra={_EVENT: event, _FIELDS: fields})
+
+
+def _safe(value: Any) -> Any:
+    """A field value with every string in it scrubbed of secrets and its controls made visible."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_safe(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> str:
@@ -93,8 +107,13 @@ def configure_logging(
     an application's own root handlers do not print the same event twice. Logs go to stderr so that
     ``--json`` output on stdout stays machine-readable.
     """
+    target = stream or sys.stderr
+    # Colours only on a terminal (and not under NO_COLOR): a log file or pipe gets plain text.
+    colors = target.isatty() and not os.environ.get("NO_COLOR")
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=colors)
     )
     handler = _FanoutHandler(stream)
     handler.setFormatter(

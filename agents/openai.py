@@ -48,7 +48,7 @@ from .fleet import CallOutcome, EndpointPool, EndpointStats, parse_base_urls, re
 from .logs import log_event
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
-from .secrets import register_secret, scrub
+from .secrets import register_secret, register_url_secrets, scrub
 from .servers import SchemaFormat, ServerInfo, completion_schema_body, probe_server
 from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
@@ -193,6 +193,8 @@ class OpenAIBackend(Closeable):
             )
         self._api_key = SecretStr(key or _NO_KEY)
         register_secret(key)
+        for url in self.base_urls:  # a password or token in a URL is a key too
+            register_url_secrets(url)
         self.endpoint = endpoint
         self.prompt_style: PromptStyle = "chat" if endpoint == "chat" else "completion"
         self.context_window = context_window

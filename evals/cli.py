@@ -24,8 +24,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from fanout.agents.errors import UserError
+from fanout.agents.safe_text import CELL_LIMIT, console, for_terminal, rich_text
+from fanout.agents.secrets import scrub
 from fanout.orchestrator import cli_options as opts
 
 from .compare import Comparison, compare_results, load_results
@@ -84,7 +87,7 @@ class _RichProgress:
         self._progress.update(self._task, total=total, completed=done)
 
     def advance(self, label: str) -> None:
-        self._progress.update(self._task, advance=1, description=label)
+        self._progress.update(self._task, advance=1, description=for_terminal(label, limit=80))
 
 
 class _LineProgress:
@@ -97,7 +100,7 @@ class _LineProgress:
         self._started = time.monotonic()
 
     def _line(self, text: str) -> None:
-        self._stream.write(f"fanout eval: {text}\n")
+        self._stream.write(f"fanout eval: {for_terminal(text)}\n")
         self._stream.flush()
 
     def start(self, total: int, done: int) -> None:
@@ -112,21 +115,28 @@ class _LineProgress:
 
 
 def _stdout() -> Console:
-    """stdout; when it is a pipe or a file, wide enough that the table is never squeezed."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    """stdout; when it is a pipe or a file, wide enough that the table is never squeezed.
+
+    It reads no markup: names in results (models, strategies, paths) reach it as `rich_text`.
+    """
+    out = console()
+    return out if out.is_terminal else console(width=160)
 
 
-def _print_summary(report: EvalReport, console: Console) -> None:
+def _cell(text: str) -> Text:
+    return rich_text(text, multiline=False, limit=CELL_LIMIT)
+
+
+def _print_summary(report: EvalReport, out: Console) -> None:
     faults = any(c.faults is not None for c in report.cells)
-    table = Table(title=f"{report.config.suite} on {report.config.model}")
+    table = Table(title=_cell(f"{report.config.suite} on {report.config.model}"))
     headers = ["strategy", "N", "accuracy [95% CI]", "fmt fail", "calls", "tokens", "s/request"]
     headers += ["blast", "cascade"] if faults else []
     for header in headers:
         table.add_column(header, justify="left" if header == "strategy" else "right")
     for c in report.cells:
-        row = [
-            c.strategy,
+        row: list[Text | str] = [
+            _cell(c.strategy),
             str(c.n),
             f"{c.accuracy:.0%} [{c.ci_low * 100:.0f}-{c.ci_high * 100:.0f}]",
             f"{c.format_failure_rate:.0%}",
@@ -142,18 +152,18 @@ def _print_summary(report: EvalReport, console: Console) -> None:
                 "-" if cascade is None else f"{cascade:.0%}",
             ]
         table.add_row(*row)
-    console.print(table)
+    out.print(table)
     for crossover in report.crossovers:
-        console.print(crossover.recommendation, markup=False, highlight=False)
+        out.print(rich_text(crossover.recommendation))
     for check in report.auto_checks:
         ran = ", ".join(f"{name} {count}" for name, count in check.chosen.items())
         verdict = auto_verdict(check)
-        console.print(
-            f"auto N={check.n} ({ran}): {check.accuracy:.0%} vs best fixed {check.best} "
-            f"{check.best_accuracy:.0%} [{check.best_ci_low:.0%}-{check.best_ci_high:.0%}], "
-            f"tokens {check.tokens:,} vs {check.best_tokens:,}: {verdict}",
-            markup=False,
-            highlight=False,
+        out.print(
+            rich_text(
+                f"auto N={check.n} ({ran}): {check.accuracy:.0%} vs best fixed {check.best} "
+                f"{check.best_accuracy:.0%} [{check.best_ci_low:.0%}-{check.best_ci_high:.0%}], "
+                f"tokens {check.tokens:,} vs {check.best_tokens:,}: {verdict}"
+            )
         )
 
 
@@ -244,7 +254,7 @@ def eval_command(
         results = EvalResults.load(out / RESULTS_FILE).rescored()
         report = write_report(build_report(results, prices=price_table), out)
         _print_summary(report, _stdout())
-        Console(stderr=True).print(f"rewrote the report in {out}")
+        console(stderr=True).print(rich_text(f"rewrote the report in {out}"))
         return 0
     if suite is None:
         raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
@@ -268,11 +278,11 @@ def eval_command(
         n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, threads=threads, parallel=parallel,
         context_window=context_window,
     )  # fmt: skip
-    err = Console(stderr=True)
+    err = console(stderr=True)
     with (
         model_options.open_backend(timeout_s=timeout) as the_backend,
         Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -297,7 +307,8 @@ def eval_command(
             progress=_RichProgress(bar) if err.is_terminal else _LineProgress(sys.stderr),
         )
     _print_summary(report, _stdout())
-    err.print(f"wrote {', '.join(sorted(Path(p).name for p in report.files.values()))} to {out}")
+    written = ", ".join(sorted(Path(p).name for p in report.files.values()))
+    err.print(rich_text(f"wrote {written} to {out}"))
     return 0
 
 
@@ -305,9 +316,9 @@ def _acc(c: CellMetrics) -> str:
     return f"{c.accuracy:.0%} [{c.ci_low * 100:.0f}-{c.ci_high * 100:.0f}]"
 
 
-def _print_comparison(comparison: Comparison, console: Console) -> None:
+def _print_comparison(comparison: Comparison, out: Console) -> None:
     a, b = comparison.a, comparison.b
-    table = Table(title=f"{comparison.suite}: A = {a}, B = {b}")
+    table = Table(title=_cell(f"{comparison.suite}: A = {a}, B = {b}"))
     headers = ["strategy", "N", "A accuracy [95% CI]", "B accuracy [95% CI]", "B - A"]
     headers += ["beyond noise", "A tokens/q", "B tokens/q"]
     for header in headers:
@@ -316,26 +327,25 @@ def _print_comparison(comparison: Comparison, console: Console) -> None:
         verdict = {"a": "yes: A better", "b": "yes: B better", None: "no"}[c.better]
         per_q = [f"{x.total_tokens / x.questions:,.0f}" if x.questions else "-" for x in (c.a, c.b)]
         table.add_row(
-            c.strategy, str(c.n), _acc(c.a), _acc(c.b), f"{c.difference * 100:+.0f} pts", verdict,
-            *per_q,
+            _cell(c.strategy), str(c.n), _acc(c.a), _acc(c.b), f"{c.difference * 100:+.0f} pts",
+            verdict, *per_q,
         )  # fmt: skip
-    console.print(table)
+    out.print(table)
     wins_b = sum(c.better == "b" for c in comparison.cells)
     wins_a = sum(c.better == "a" for c in comparison.cells)
-    console.print(
+    out.print(
         f"B better beyond the 95% intervals in {wins_b} of {len(comparison.cells)} cells, "
-        f"A better in {wins_a}; the rest are within noise.",
-        markup=False,
-        highlight=False,
+        f"A better in {wins_a}; the rest are within noise."
     )
     for line in comparison.differences:
-        console.print(f"differs: {line}", markup=False, highlight=False)
+        out.print(rich_text(f"differs: {line}", multiline=False))
     if comparison.only_in_a or comparison.only_in_b:
-        console.print(
-            f"only in A: {', '.join(comparison.only_in_a) or '-'}; "
-            f"only in B: {', '.join(comparison.only_in_b) or '-'}",
-            markup=False,
-            highlight=False,
+        out.print(
+            rich_text(
+                f"only in A: {', '.join(comparison.only_in_a) or '-'}; "
+                f"only in B: {', '.join(comparison.only_in_b) or '-'}",
+                multiline=False,
+            )
         )
 
 
@@ -355,7 +365,7 @@ def report_command(
         load_results(first), load_results(second), a_path=first, b_path=second
     )
     if json_output:
-        sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(scrub(comparison.model_dump_json(indent=2)) + "\n")
     else:
         _print_comparison(comparison, _stdout())
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fanout.agents.safe_text import for_plot
+
 from .metrics import CellMetrics
 
 __all__ = ["plot_all"]
@@ -54,7 +56,7 @@ def _line_plot(
             marker=_MARKERS[i % len(_MARKERS)],
             linestyle=_DASHES[i % len(_DASHES)],
             markersize=7 - i % 3,
-            label=strategy,
+            label=for_plot(strategy),
         )
         if band is not None:
             low, high = band
@@ -73,7 +75,7 @@ def _line_plot(
     axes.set_xticklabels([str(n) for n in ns])
     axes.set_xlabel("N (instances per request)")
     axes.set_ylabel(ylabel)
-    axes.set_title(title)
+    axes.set_title(title)  # built from `for_plot` text (see `plot_all`)
     if percent:
         axes.set_ylim(-0.02, 1.02)
         axes.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -88,6 +90,7 @@ def _line_plot(
 
 def plot_all(cells: Sequence[CellMetrics], folder: Path, *, subtitle: str) -> list[Path]:
     """Accuracy (with 95% bands), tokens and wall time vs N; blast radius when faults were run."""
+    subtitle = for_plot(subtitle)  # model and suite names come from results files
     paths = [
         _line_plot(
             cells,

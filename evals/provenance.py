@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.backend import Backend
+from fanout.agents.secrets import scrub
 
 __all__ = ["COMMAND_LINE", "Provenance", "collect_provenance", "file_sha256"]
 
@@ -139,6 +140,7 @@ def collect_provenance(backend: Backend, *, command: str | None = None) -> Prove
             if Path(sys.argv[0]).name == "fanout"
             else "library call"
         )
+    command = scrub(command)  # a URL typed with its password, a key given as an option
     endpoint = None
     if isinstance(base_url, str):
         from fanout.agents.fleet import redact_url

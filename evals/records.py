@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanout.agents.errors import UserError
+from fanout.agents.secrets import scrub
 
 from .provenance import Provenance
 from .scoring import extract_answer, is_correct, is_hijacked
@@ -239,11 +240,11 @@ class EvalResults(BaseModel):
         return self.model_copy(update={"records": records})
 
     def save(self, path: Path) -> None:
-        """Write atomically, so an interrupted run never leaves half a file."""
+        """Write atomically, so an interrupted run never leaves half a file; secrets redacted."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(self.model_dump_json(indent=1), encoding="utf-8")
+            tmp.write_text(scrub(self.model_dump_json(indent=1)), encoding="utf-8")
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)

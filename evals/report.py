@@ -2,17 +2,19 @@
 
 Markdown and HTML are rendered from the same table rows, so the two never disagree; plots are
 optional extras and their absence (say, a headless box without fonts) never loses the numbers.
+Every value comes from a results file (model and strategy names, dataset paths, the command line),
+so each goes through `fanout.agents.safe_text` (escaped, secrets redacted) on its way in.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fanout.agents.safe_text import for_html, for_markdown, for_markdown_code
 from fanout.orchestrator.profile import PROFILE_FILE
 
 from .auto_check import AutoCheck, check_auto
@@ -269,25 +271,27 @@ _NOTES = (
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; every cell goes through `for_markdown` (names come from results files)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(for_markdown(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
     """The report as Markdown (plots referenced by file name)."""
     config = report.config
-    parts = [f"# fanout eval: {config.suite} on {config.model}", ""]
-    parts += [f"- **{k}**: {v}" for k, v in _settings(config)]
+    parts = [f"# fanout eval: {for_markdown(f'{config.suite} on {config.model}')}", ""]
+    parts += [f"- **{k}**: {for_markdown(v)}" for k, v in _settings(config)]
     provenance = _provenance(report.results)
     if provenance:
         parts += ["", "## Provenance", ""]
         parts += [
-            f"- **{k}**: `{v}`" if k == "command" else f"- **{k}**: {v}" for k, v in provenance
+            f"- **{k}**: {for_markdown_code(v) if k == 'command' else for_markdown(v)}"
+            for k, v in provenance
         ]
     if report.crossovers:
         parts += ["", "## Recommendation", ""]
-        parts += [f"- {x.recommendation}" for x in report.crossovers]
+        parts += [f"- {for_markdown(x.recommendation)}" for x in report.crossovers]
     parts += ["", "## Results", "", _md_table(*_main_table(report.cells))]
     auto = _auto_table(report.auto_checks)
     if auto is not None:
@@ -297,7 +301,7 @@ def render_markdown(report: EvalReport, plots: Sequence[str] = ()) -> str:
         parts += ["", "## Cascading failure", "", _md_table(*faults)]
     if plots:
         parts += ["", "## Plots", ""]
-        parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+        parts += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]  # our own file names
     parts += ["", _NOTES, ""]
     return "\n".join(parts)
 
@@ -307,9 +311,9 @@ def _data_uri(png: Path) -> str:
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{for_html(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{for_html(v)}</td>" for v in row) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -324,21 +328,21 @@ _CSS = (
 def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
     """The report as one self-contained HTML page: plots are embedded, so it survives being mailed."""
     config = report.config
-    title = html.escape(f"fanout eval: {config.suite} on {config.model}")
+    title = for_html(f"fanout eval: {config.suite} on {config.model}")
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>",
         f"<style>{_CSS}</style></head><body><h1>{title}</h1><ul>",
     ]
-    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _settings(config)]
+    parts += [f"<li><b>{for_html(k)}</b>: {for_html(v)}</li>" for k, v in _settings(config)]
     parts.append("</ul>")
     provenance = _provenance(report.results)
     if provenance:
         parts.append("<h2>Provenance</h2><ul>")
-        parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in provenance]
+        parts += [f"<li><b>{for_html(k)}</b>: {for_html(v)}</li>" for k, v in provenance]
         parts.append("</ul>")
     if report.crossovers:
         parts.append("<h2>Recommendation</h2><ul>")
-        parts += [f"<li>{html.escape(x.recommendation)}</li>" for x in report.crossovers]
+        parts += [f"<li>{for_html(x.recommendation)}</li>" for x in report.crossovers]
         parts.append("</ul>")
     parts += ["<h2>Results</h2>", _html_table(*_main_table(report.cells))]
     auto = _auto_table(report.auto_checks)
@@ -349,11 +353,9 @@ def render_html(report: EvalReport, plots: Sequence[str] = ()) -> str:
         parts += ["<h2>Cascading failure</h2>", _html_table(*faults)]
     if plots:
         parts.append("<h2>Plots</h2><div>")
-        parts += [
-            f"<img src='{_data_uri(Path(p))}' alt='{html.escape(Path(p).stem)}'>" for p in plots
-        ]
+        parts += [f"<img src='{_data_uri(Path(p))}' alt='{for_html(Path(p).stem)}'>" for p in plots]
         parts.append("</div>")
-    parts += [f"<p>{html.escape(_NOTES)}</p>", "</body></html>"]
+    parts += [f"<p>{for_html(_NOTES)}</p>", "</body></html>"]
     return "".join(parts)
 
 

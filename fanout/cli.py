@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from fanout import __version__
 from fanout.agents.errors import UserError, validation_message
@@ -26,6 +27,7 @@ from fanout.agents.factory import BackendKind
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.logs import configure_logging, log_event
 from fanout.agents.prices import apply_prices, load_prices
+from fanout.agents.safe_text import CELL_LIMIT, console, for_terminal, rich_text
 from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command, report_command
@@ -104,30 +106,30 @@ def _answer_cell(a: DocumentAnswer) -> str:
     return f"{a.answer or ''}" + (f"  ({'; '.join(marks)})" if marks else "")
 
 
-def _print_plan(plan: StrategyChoice, console: Console) -> None:
+def _print_plan(plan: StrategyChoice, out: Console) -> None:
     """What auto chose and why: the estimate it expects, then the profile rows it read."""
     source = "profile" if plan.source == "profile" else "no profile"
-    console.print(f"[bold]Strategy[/bold] (auto, {source}): ran {plan.strategy}")
-    console.print(plan.reason, markup=False, highlight=False)
+    out.print(Text.assemble(("Strategy", "bold"), f" (auto, {source}): ran {plan.strategy}"))
+    out.print(rich_text(plan.reason))  # names from the profile file
     if plan.expected is not None:
         e = plan.expected
-        console.print(
+        out.print(
             f"expected {e.accuracy:.0%} [{e.ci_low:.0%}-{e.ci_high:.0%}] accuracy, "
-            f"~{e.tokens:,.0f} tokens" + (" (extrapolated)" if plan.extrapolated else ""),
-            markup=False,
-            highlight=False,
+            f"~{e.tokens:,.0f} tokens" + (" (extrapolated)" if plan.extrapolated else "")
         )
     if plan.rows:
-        console.print(
-            "profile rows: " + "; ".join(row.cell() for row in plan.rows),
-            markup=False,
-            highlight=False,
-        )
+        out.print(rich_text("profile rows: " + "; ".join(row.cell() for row in plan.rows)))
 
 
-def _print_result(result: RunResult, console: Console, *, priced: bool) -> None:
+def _cell(text: str) -> Text:
+    """A table cell of untrusted text: one line, controls visible, long values cut (JSON keeps all)."""
+    return rich_text(text, multiline=False, limit=CELL_LIMIT)
+
+
+def _print_result(result: RunResult, out: Console, *, priced: bool) -> None:
+    """The table, the answer and the notes; every untrusted string goes through `rich_text`."""
     if result.choice is not None:
-        _print_plan(result.choice, console)
+        _print_plan(result.choice, out)
     multi_task = len({a.task_index for a in result.answers}) > 1
     table = Table(title="Per-document answers", show_lines=False)
     table.add_column("document")
@@ -136,28 +138,26 @@ def _print_result(result: RunResult, console: Console, *, priced: bool) -> None:
     table.add_column("outcome")
     table.add_column("answer", overflow="fold")
     for a in sorted(result.answers, key=lambda a: (a.task_index, a.rank or 10**9)):
-        row: list[str] = [a.document_id or "(all)"]
+        row = [_cell(a.document_id or "(all)")]
         if multi_task:
-            row.append(a.task)
-        row += [a.outcome.replace("_", " "), _answer_cell(a)]
-        table.add_row(*[str(c) for c in row])
-    console.print(table)
-    console.print("[bold]Answer[/bold]")
-    console.print(result.answer or "(none)", markup=False, highlight=False)
+            row.append(_cell(a.task))
+        row += [Text(a.outcome.replace("_", " ")), _cell(_answer_cell(a))]
+        table.add_row(*row)
+    out.print(table)
+    out.print(Text("Answer", style="bold"))
+    out.print(rich_text(result.answer or "(none)"))
     notes = result.notes
     if notes:
         # The coordinator's own report, from its fields: model text never reaches this section.
-        console.print("[bold]Coordinator[/bold]")
+        out.print(Text("Coordinator", style="bold"))
         for line in notes:
-            console.print(line, markup=False, highlight=False)
+            out.print(rich_text(line, multiline=False))
     u = result.usage
     cost = f" · cost ${u.cost_usd:.4f}" if priced else ""  # unknown prices are not $0
-    console.print(
+    out.print(
         f"tokens {u.total_tokens:,} (prompt {u.prompt_tokens:,} + completion "
         f"{u.completion_tokens:,}) · calls {u.calls} · sub-agents {len(result.sub_results)} "
-        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s{cost}",
-        markup=False,
-        highlight=False,
+        f"({len(result.failed)} failed) · wall {u.wall_s:.2f} s{cost}"
     )
 
 
@@ -339,7 +339,7 @@ def run_command(
             checkpointer=saved.checkpointer if saved else None,
             result_store=saved.result_store if saved else None,
         )
-        err = Console(stderr=True)
+        err = console(stderr=True)
         plan = _plan(coordinator, request, run_id if saved else None, err, quiet=json_output)
         estimate = (
             coordinator.kit.estimate(plan)
@@ -354,19 +354,19 @@ def run_command(
         except RunFailed as exc:
             kept = sum(r.status == "ok" for r in exc.partial)
             where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
-            sys.stderr.write(scrub(f"fanout: run stopped: {exc}{where}") + "\n")
+            sys.stderr.write(for_terminal(f"fanout: run stopped: {exc}{where}") + "\n")
             return 1
         except sqlite3.DatabaseError as exc:  # damage found only mid-run; finished work is stored
             raise UserError(f"checkpoint {checkpoint}: {exc}") from None
-    if json_output:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    if json_output:  # JSON escapes controls itself and keeps every value whole
+        sys.stdout.write(scrub(result.model_dump_json(indent=2)) + "\n")
     else:
-        _print_result(result, Console(soft_wrap=True), priced=prices is not None)
+        _print_result(result, console(soft_wrap=True), priced=prices is not None)
     hint = (
         _endpoint_hint(result, chosen.name) if backend == "openai" and endpoint == "chat" else None
     )
     if hint is not None:
-        sys.stderr.write(hint + "\n")
+        sys.stderr.write(for_terminal(hint) + "\n")
     return 0 if result.ok else 1
 
 
@@ -402,7 +402,7 @@ def _check_options(
 
 def _progress(err: Console, *, quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -475,7 +475,9 @@ def _announce(
         )
         return
     if choice is not None:
-        sys.stderr.write(f"fanout: auto chose {choice.strategy}: {choice.reason}\n")
+        sys.stderr.write(
+            for_terminal(f"fanout: auto chose {choice.strategy}: {choice.reason}") + "\n"
+        )
     if monolithic:
         line = "1 sub-agent holding every document; model calls: 1"
     else:
@@ -509,7 +511,7 @@ app.command("report")(report_command)
 
 
 def _fail(message: str) -> int:
-    line = scrub(" ".join(message.split()))
+    line = for_terminal(" ".join(message.split()))
     sys.stderr.write(f"fanout: error: {line}\n")
     return 2
 

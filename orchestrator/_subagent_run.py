@@ -65,8 +65,6 @@ class SubAgentRunner:
         ctx = run_ctx.for_sub_agent(task)
         await hooks.on_sub_agent_start(ctx)
         result = await traced_sub_agent(task, lambda: self._run(ctx, task))
-        if result.error is not None:  # before the state (and its checkpoint) keeps it
-            result = result.model_copy(update={"error": scrub(result.error)})
         if result.status == "ok" and self.result_store is not None:
             # Off the event loop: a durable write waits for the disk, and a SQLite writer must not
             # block the loop that LangGraph's own checkpointer needs to finish its transaction.
@@ -90,11 +88,12 @@ class SubAgentRunner:
             raw = await self._within_deadline(self.stages.sub_agent(ctx), caller)
             fields = self._interpret(raw, task)
         except Exception as exc:  # isolate the failure to this sub-agent
-            error = f"{type(exc).__name__}: {exc}"
+            error = scrub(f"{type(exc).__name__}: {exc}")
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
             )
-        return SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
+        result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
+        return result.redacted()  # before any store, checkpoint or output sees it
 
     async def _within_deadline(self, work: Awaitable[object], caller: ModelCaller) -> object:
         """Await `work`, cancelling it once it has spent the deadline outside its model calls."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from fanout.agents.safe_text import visible
+
 from .request import Request
 
 __all__ = ["DocumentAliases", "inline_id"]
 
 _ALIAS = re.compile(r"[1-9][0-9]*")
-# Characters that would break a line apart or rewrite a terminal if an id were printed raw.
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class DocumentAliases:
@@ -68,4 +68,4 @@ def inline_id(document_id: str) -> str:
 
     The exact id stays in `RunResult.citations` and the JSON; this is only how text shows it.
     """
-    return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode(), document_id)
+    return visible(document_id)

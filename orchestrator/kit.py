@@ -39,6 +39,7 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 from fanout.agents.prompts import prompt_text
+from fanout.agents.secrets import scrub
 
 from ._subagent_run import SubAgentRunner
 from .auto import RunMode, StrategyChooser
@@ -404,7 +405,7 @@ class GraphKit:
         error: str | None = None
         rounds = 0
         monolithic = state.get("mode") == "monolithic"
-        if monolithic:
+        if monolithic:  # one prompt read every document: the documents back its lines
             checked = self.stages.check(ctx, Synthesis(answer=answers[0].answer or ""), answers)
         else:
             try:
@@ -414,7 +415,9 @@ class GraphKit:
                     answer=collect_findings(request, answers),
                     error=f"{type(exc).__name__}: {exc}",
                 )
-            error, rounds = synthesis.error, synthesis.rounds
+            error, rounds = synthesis.error and scrub(synthesis.error), synthesis.rounds
+            # a key a server echoed is never stored or shown
+            synthesis = synthesis.model_copy(update={"answer": scrub(synthesis.answer)})
             checked = self.stages.check(ctx, synthesis, answers)
             backed = any(a.selected and a.document_id for a in answers)
             if backed and not checked.citations and error is None:
@@ -423,7 +426,11 @@ class GraphKit:
                 listed = self.stages.check(
                     ctx, Synthesis(answer=collect_findings(request, answers)), answers
                 )
-                checked = replace(listed, invalid=checked.invalid + listed.invalid)
+                checked = replace(
+                    listed,
+                    invalid=checked.invalid + listed.invalid,
+                    unsupported=checked.unsupported + listed.unsupported,
+                )
         selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
         unanswered = [
             task
@@ -439,6 +446,7 @@ class GraphKit:
             "answer": checked.text,
             "citations": checked.citations,
             "invalid_citations": checked.invalid,
+            "unsupported": checked.unsupported,
             "uncited": [d for d in dict.fromkeys(selected_docs) if d not in cited],
             "unanswered": unanswered,
             "synthesis_error": error,
@@ -467,6 +475,7 @@ class GraphKit:
             sub_results=sub_results,
             citations=state.get("citations", []),
             invalid_citations=state.get("invalid_citations", []),
+            unsupported=state.get("unsupported", []),
             uncited=state.get("uncited", []),
             unanswered=state.get("unanswered", []),
             unasked=unasked,

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
+from fanout.agents.secrets import scrub
+
 from .citations import clean_model_text
 from .context import ModelAccess
 from .prompts import NOT_FOUND, reduce_prompt
@@ -94,10 +96,11 @@ async def _reduce_group(
         parts = "\n".join(f"(part {r.chunk_index + 1}/{r.n_chunks}) {r.output}" for r in found)
         prompt = reduce_prompt(first.task, parts)
         try:
-            answer = clean_model_text((await llm().complete(prompt)).text)
+            answer = scrub(clean_model_text((await llm().complete(prompt)).text))
         except Exception as exc:  # keep the partial answers rather than lose the document
             answer = "; ".join(distinct)
-            error = "; ".join(filter(None, [error, f"reduce failed ({type(exc).__name__}): {exc}"]))
+            failure = scrub(f"reduce failed ({type(exc).__name__}): {exc}")
+            error = "; ".join(filter(None, [error, failure]))
     return DocumentAnswer(
         **base,
         status="ok",

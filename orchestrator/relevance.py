@@ -93,12 +93,18 @@ def select_findings(
         key=lambda i: (i not in chosen, answers[i].grounded is False, -scores.get(i, 0.0), i),
     )
     ranks = {i: r for r, i in enumerate(order, 1)}
+    found_set, relevant_set = set(found), set(relevant)  # sets: 100,000 findings in one task
     return [
         a.model_copy(
             update={
                 "selected": i in chosen,
                 "rank": ranks.get(i),
                 "relevance": round(scores[i], 4) if i in scores else None,
+                "excluded": None
+                if i in chosen or i not in found_set
+                else "ungrounded"
+                if i in relevant_set
+                else "outranked",
             }
         )
         for i, a in enumerate(answers)

@@ -14,23 +14,44 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeVar
 
 from fanout.agents.backend import Usage
+from fanout.agents.secrets import scrub, scrub_value
 
+from .aliases import inline_id
 from .auto import StrategyChoice
 
 __all__ = [
+    "NOTE_ID_LIMIT",
     "DocumentAnswer",
+    "Exclusion",
     "InvalidCitation",
     "Outcome",
     "RunResult",
     "RunUsage",
     "Status",
     "SubResult",
+    "UnsupportedLine",
 ]
+
+NOTE_ID_LIMIT = 60
+"""Characters of a model-invented id shown in a note (the result keeps it whole)."""
+_EXCLUSION = {
+    "outranked": "outranked by a finding that matches the question better",
+    "ungrounded": "neither its quote nor its answer is in the document",
+}
+
+
+def _shown_id(text: str) -> str:
+    shown = inline_id(text)
+    return shown if len(shown) <= NOTE_ID_LIMIT else shown[:NOTE_ID_LIMIT] + "…"
+
 
 DataT = TypeVar("DataT", default=Any)
 """The type of structured data: the output schema's model, or Any (JSON objects) without one."""
 
 Status = Literal["ok", "failed"]
+Exclusion = Literal["outranked", "ungrounded"]
+"""Why a found answer was not used: another document's finding matched the question much better,
+or neither its quote nor its answer is in its document while a supported finding exists."""
 Outcome = Literal["found", "not_found", "failed"]
 """What a sub-agent (or a document, after its chunks are merged) made of its task: an answer with
 its evidence, an explicit "this document does not answer it", or a failure."""
@@ -81,6 +102,21 @@ class SubResult(BaseModel, Generic[DataT]):
             return {**data, "outcome": "failed"}
         return data
 
+    def redacted(self) -> SubResult[DataT]:
+        """A copy with credentials scrubbed from its text and data (`fanout.agents.secrets`).
+
+        A server may echo the key inside a 200 answer: the coordinator stores, checkpoints and
+        shows sub-results only as this returns them.
+        """
+        update: dict[str, Any] = {}
+        for name in ("output", "evidence", "error"):
+            value = getattr(self, name)
+            if value is not None and (clean := scrub(value)) != value:
+                update[name] = clean
+        if self.data is not None and (data := scrub_value(self.data)) != self.data:
+            update["data"] = data
+        return self.model_copy(update=update) if update else self
+
 
 class DocumentAnswer(BaseModel, Generic[DataT]):
     """The answer to one task from one document, after its chunks' partial answers were reduced."""
@@ -110,6 +146,8 @@ class DocumentAnswer(BaseModel, Generic[DataT]):
     selected: bool = False
     """Whether the answer was built from this finding (found, grounded if any finding is, and
     relevant enough: see `fanout.orchestrator.relevance`)."""
+    excluded: Exclusion | None = None
+    """Why a found answer was not selected (None when selected or not found)."""
     rank: int | None = None
     """1 for the finding that best matches the task, among the found ones."""
     data: DataT | None = None
@@ -139,6 +177,21 @@ class InvalidCitation(BaseModel):
     reason: str
     """not a document of the request; no finding from that document; or disagrees with that
     document's own finding."""
+
+
+class UnsupportedLine(BaseModel):
+    """A line the coordinator removed from the model's answer: nothing it cites says it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    """The claim as the model wrote it, without list marker and citations."""
+    cited: list[str]
+    """The documents it cited (or that the coordinator found for it); empty when none."""
+    reason: str
+    """says what its documents do not; or nothing selected says it (a line citing nothing)."""
+    unbacked: list[str] = Field(default_factory=list)
+    """Its words that no cited document holds."""
 
 
 class RunUsage(BaseModel):
@@ -208,6 +261,9 @@ class RunResult(BaseModel, Generic[DataT]):
     invalid_citations: list[InvalidCitation] = Field(default_factory=list)
     """Citations removed from the answer: invented ids, documents without a finding, or claims
     that disagree with the cited document's finding."""
+    unsupported: list[UnsupportedLine] = Field(default_factory=list)
+    """Lines removed from the answer because no cited document (or, for a line citing none, no
+    selected finding) says what they say."""
     uncited: list[str] = Field(default_factory=list)
     """Documents whose selected finding the answer does not cite (the synthesizer left it out)."""
     unanswered: list[str] = Field(default_factory=list)
@@ -236,49 +292,89 @@ class RunResult(BaseModel, Generic[DataT]):
 
     @property
     def notes(self) -> list[str]:
-        """The coordinator's own report lines, built from fields and never from model text."""
-        lines: list[str] = []
-        for task in self.unanswered:
-            lines.append(f"No document answers: {task}")
-        failed = self.failed
-        if failed:
-            multi_task = len({r.task_index for r in self.sub_results}) > 1
-            parts = []
-            for r in failed:
-                where = r.document_id or "all documents"
-                if r.n_chunks > 1:
-                    where += f" chunk {r.chunk_index + 1}/{r.n_chunks}"
-                if multi_task:
-                    where += f" task {r.task_index + 1}"
-                parts.append(f"{where} ({r.error})")
+        """The coordinator's own report lines, built from fields and never from model text.
+
+        Document ids in them are shown on one line (`inline_id`); an id the model invented is cut
+        to `NOTE_ID_LIMIT` characters.
+        """
+        lines = [self._unanswered_note(task) for task in self.unanswered]
+        lines += self._failure_notes()
+        if self.unasked:
+            shown = ", ".join(inline_id(d) for d in self.unasked[:10])
             lines.append(
-                f"Missing: {len(failed)} of {len(self.sub_results)} sub-agents failed: "
-                + "; ".join(parts)
+                f"Not asked: {len(self.unasked)} document(s) the splitter left out "
+                f"(a pre-filter kept the rest): {shown}"
+                + (", ..." if len(self.unasked) > 10 else "")
             )
+        if self.synthesis_error:
+            lines.append(
+                f"Synthesis failed ({self.synthesis_error}): the findings are listed as found"
+            )
+        for reason in ("outranked", "ungrounded"):
+            dropped = [a for a in self.answers if a.excluded == reason and a.document_id]
+            if dropped:
+                why = _EXCLUSION[reason]
+                names = ", ".join(dict.fromkeys(inline_id(a.document_id or "") for a in dropped))
+                lines.append(f"Not used ({why}): {names}")
+        if self.uncited:
+            lines.append("Uncited: " + ", ".join(inline_id(d) for d in self.uncited))
+        if self.invalid_citations:
+            lines.append(
+                "Removed citations: "
+                + "; ".join(
+                    f"{_shown_id(c.document_id)} ({c.reason})" for c in self.invalid_citations
+                )
+            )
+        if self.unsupported:
+            lines.append(
+                f"Unsupported: {len(self.unsupported)} answer line(s) removed: "
+                + "; ".join(
+                    f"citing {', '.join(inline_id(d) for d in u.cited) or 'nothing'} ({u.reason})"
+                    for u in self.unsupported
+                )
+            )
+        return lines
+
+    def _failure_notes(self) -> list[str]:
+        """Which sub-agents failed and why; and when a budget stopped some, how to finish."""
+        failed = self.failed
+        if not failed:
+            return []
+        multi_task = len({r.task_index for r in self.sub_results}) > 1
+        parts = []
+        for r in failed:
+            where = inline_id(r.document_id) if r.document_id else "all documents"
+            if r.n_chunks > 1:
+                where += f" chunk {r.chunk_index + 1}/{r.n_chunks}"
+            if multi_task:
+                where += f" task {r.task_index + 1}"
+            parts.append(f"{where} ({r.error})")
+        lines = [
+            f"Missing: {len(failed)} of {len(self.sub_results)} sub-agents failed: "
+            + "; ".join(parts)
+        ]
         budget = [r for r in failed if (r.error or "").startswith("BudgetExceeded")]
         if budget:
             lines.append(
                 f"Budget reached: {len(budget)} sub-agent(s) not run (a call would have passed "
                 "the run's budget); rerun the same run id with a larger budget to finish them"
             )
-        if self.unasked:
-            shown = ", ".join(self.unasked[:10]) + (", ..." if len(self.unasked) > 10 else "")
-            lines.append(
-                f"Not asked: {len(self.unasked)} document(s) the splitter left out "
-                f"(a pre-filter kept the rest): {shown}"
-            )
-        if self.synthesis_error:
-            lines.append(
-                f"Synthesis failed ({self.synthesis_error}): the findings are listed as found"
-            )
-        if self.uncited:
-            lines.append("Uncited: " + ", ".join(self.uncited))
-        if self.invalid_citations:
-            lines.append(
-                "Removed citations: "
-                + "; ".join(f"{c.document_id} ({c.reason})" for c in self.invalid_citations)
-            )
         return lines
+
+    def _unanswered_note(self, task: str) -> str:
+        """Why a task has no answer: every sub-agent failed, none was backed, or none answers."""
+        mine = [a for a in self.answers if a.task == task] or self.answers
+        failed = sum(a.status == "failed" for a in mine)
+        if mine and failed == len(mine):
+            return f"Not answered: every sub-agent failed ({failed} of {len(mine)}): {task}"
+        if self.unsupported or self.invalid_citations:
+            return f"No supported answer: the answer's lines were removed: {task}"
+        if failed:
+            return (
+                f"No document answers: {task} ({failed} of {len(mine)} documents could not be "
+                "asked: the answer may be in them)"
+            )
+        return f"No document answers: {task}"
 
     def report(self) -> str:
         """The answer, then the coordinator's notes after a rule, so model text cannot pose as them."""

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from fanout.agents.errors import UserError
 
 from .aliases import DocumentAliases
-from .citations import CheckedAnswer, check_citations
+from .citations import CheckedAnswer, Evidence, check_citations
 from .context import RunContext
 from .reduce import reduce_chunks
 from .relevance import relevance_scores, select_findings
@@ -213,13 +213,18 @@ def check_answer(
         if synthesis.sources is None
         else DocumentAliases(synthesis.sources)
     )
+    texts = {d.id: d.text for d in request.documents}
+    asked = [request.question or "", *request.tasks]
     if answers and all(a.document_id is None for a in answers):
-        return check_citations(synthesis.answer, aliases=aliases, findings=None)
+        # one prompt read every document: the documents themselves back its lines
+        evidence = Evidence(documents=texts, findings=None, request_text=asked)
+        return check_citations(synthesis.answer, aliases=aliases, evidence=evidence)
     findings: dict[str, list[str]] = {}
     for a in answers:
         if a.selected and a.document_id is not None:
             findings.setdefault(a.document_id, []).append(a.answer or "")
-    return check_citations(synthesis.answer, aliases=aliases, findings=findings)
+    evidence = Evidence(documents=texts, findings=findings, request_text=asked)
+    return check_citations(synthesis.answer, aliases=aliases, evidence=evidence)
 
 
 def _default_synthesizer() -> Synthesizer:

@@ -21,7 +21,7 @@ from fanout.agents.backend import Usage
 
 from .auto import RunMode, StrategyChoice
 from .request import Request
-from .result import DocumentAnswer, InvalidCitation, RunResult, SubResult
+from .result import DocumentAnswer, InvalidCitation, RunResult, SubResult, UnsupportedLine
 from .task import SubTask
 
 __all__ = [
@@ -131,6 +131,7 @@ class FanoutState(FanoutInput, total=False):
     answer: str
     citations: list[str]
     invalid_citations: list[InvalidCitation]
+    unsupported: list[UnsupportedLine]
     uncited: list[str]
     unanswered: list[str]
     synthesis_error: str | None

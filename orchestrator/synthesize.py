@@ -15,7 +15,7 @@ the coordinator maps back to ids (`fanout.orchestrator.aliases`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from fanout.agents.prompts import prompt_text
 
 from .aliases import DocumentAliases
-from .citations import CitedLine, check_citations, relabel, sanitize_model_text
+from .citations import CitedLine, Evidence, check_citations, relabel, sanitize_model_text
 from .context import ModelAccess, RunContext
 from .prompts import synthesis_prompt
 from .request import Request
@@ -119,16 +119,19 @@ class LLMSynthesizer:
     async def __call__(self, ctx: RunContext[Any], answers: list[DocumentAnswer[Any]]) -> Synthesis:
         """Answer the question (or each instruction) from the findings (``ctx.model`` calls)."""
         request = ctx.request
+        texts = {d.id: d.text for d in request.documents}
 
         def llm() -> ModelAccess:
             return ctx.model
 
         if request.question is not None:
             findings = [f for i in range(len(request.tasks)) for f in selected_findings(answers, i)]
-            return await self._merge(request.question, findings, llm, bool(request.instructions))
+            return await self._merge(
+                request.question, findings, texts, llm, bool(request.instructions)
+            )
         parts = await asyncio.gather(
             *(
-                self._merge(task, selected_findings(answers, i), llm, False)
+                self._merge(task, selected_findings(answers, i), texts, llm, False)
                 for i, task in enumerate(request.tasks)
             )
         )
@@ -152,6 +155,7 @@ class LLMSynthesizer:
         self,
         question: str,
         findings: list[DocumentAnswer],
+        texts: Mapping[str, str],
         llm: Callable[[], ModelAccess],
         with_task: bool,
     ) -> Synthesis:
@@ -162,7 +166,7 @@ class LLMSynthesizer:
         if len(findings) == 1 and not with_task:
             return Synthesis(answer=lines[0].render(shown.alias)[2:], sources=shown.ids)
         try:
-            text, aliases, rounds = await self._merge_in_rounds(question, lines, llm)
+            text, aliases, rounds = await self._merge_in_rounds(question, lines, texts, llm)
         except Exception as exc:  # keep every finding rather than lose the run
             return Synthesis(
                 answer="\n".join(line.render(shown.alias) for line in lines),
@@ -172,7 +176,11 @@ class LLMSynthesizer:
         return Synthesis(answer=text, sources=aliases.ids, rounds=rounds)
 
     async def _merge_in_rounds(
-        self, question: str, lines: list[CitedLine], llm: Callable[[], ModelAccess]
+        self,
+        question: str,
+        lines: list[CitedLine],
+        texts: Mapping[str, str],
+        llm: Callable[[], ModelAccess],
     ) -> tuple[str, DocumentAliases, int]:
         """Merge finding lines in as many rounds as their size needs; (answer, its aliases, rounds)."""
         rounds = 0
@@ -195,7 +203,7 @@ class LLMSynthesizer:
                 return outputs[0], groups[0][1], rounds
             merged: list[CitedLine] = []
             for (group, aliases), output in zip(groups, outputs, strict=True):
-                merged += _provenanced(output, group, aliases)
+                merged += _provenanced(output, group, aliases, texts, question)
             if len(merged) >= len(lines) or rounds >= _MAX_ROUNDS:
                 # the model cannot shorten it: list it
                 listed = _aliases_of(i for line in merged for i in line.ids)
@@ -253,7 +261,13 @@ def _list_item(line: CitedLine) -> CitedLine:
     return CitedLine(("- ", *line.parts))
 
 
-def _provenanced(output: str, batch: list[CitedLine], aliases: DocumentAliases) -> list[CitedLine]:
+def _provenanced(
+    output: str,
+    batch: list[CitedLine],
+    aliases: DocumentAliases,
+    texts: Mapping[str, str],
+    question: str,
+) -> list[CitedLine]:
     """A round's output reduced to checked claims, plus every batch line it did not carry.
 
     An intermediate line survives only when its citation passes the same check as the final
@@ -266,7 +280,8 @@ def _provenanced(output: str, batch: list[CitedLine], aliases: DocumentAliases) 
     for line in batch:
         for doc_id in line.ids:
             findings.setdefault(doc_id, []).append(line.claim)
-    checked = check_citations(output, aliases=aliases, findings=findings)
+    evidence = Evidence(documents=texts, findings=findings, request_text=[question])
+    checked = check_citations(output, aliases=aliases, evidence=evidence)
     kept = [_list_item(line) for line in checked.lines if line.ids]
     covered = {i for line in kept for i in line.ids}
     return kept + [line for line in batch if not covered & set(line.ids)]

@@ -45,10 +45,10 @@ def bench_command(
     ] = None,
 ) -> int:
     """Measure overhead, fan-out, local throughput, memory and batching; write JSON and a table."""
-    from rich.console import Console
     from rich.table import Table
 
     from fanout.agents.logs import configure_logging
+    from fanout.agents.safe_text import console, rich_text
 
     chosen = _sections(sections, scale)
     configure_logging(level="warning")
@@ -57,7 +57,7 @@ def bench_command(
         out.touch()
     except OSError as exc:
         raise UserError(f"cannot write the report to {out}: {exc.strerror}") from None
-    err = Console(stderr=True)
+    err = console(stderr=True)  # reads no markup: a path like "[/x]" is text
     report = run.run_bench(
         quick=quick, sections=chosen, progress=lambda line: err.print(line, style="dim")
     )
@@ -65,12 +65,14 @@ def bench_command(
     m = report.machine
     load = f"; load {m.load_avg[0]:g} -> {m.load_avg[1]:g}" if m.load_avg else ""
     table = Table(
-        title=f"fanout bench ({m.cpu_count} CPU, {m.cpu}{load}; {report.duration_s:.0f} s)"
+        title=rich_text(
+            f"fanout bench ({m.cpu_count} CPU, {m.cpu}{load}; {report.duration_s:.0f} s)"
+        )
     )
     for column in ("section", "measured", "goal", "verdict"):
         table.add_column(column, overflow="fold")
     for row in report.rows():
         table.add_row(*row)
-    Console().print(table)
-    err.print(f"wrote {out}")
+    console().print(table)
+    err.print(rich_text(f"wrote {out}"))
     return 0

@@ -151,10 +151,11 @@ def test_secrets_stay_out_of_repr_and_stats() -> None:
     shown = repr(backend) + repr(backend.stats())
     assert "hunter2" not in shown
     assert "sk-secret" not in shown
-    assert "http://user:***@a:8000/v1" in shown
+    assert "http://***@a:8000/v1" in shown
     assert redact_url(None) == "api.openai.com"
     assert redact_url("http://a/v1") == "http://a/v1"
-    assert redact_url("http://u:pw@[::1]:8080/v1") == "http://u:***@[::1]:8080/v1"
+    assert redact_url("http://u:pw@[::1]:8080/v1") == "http://***@[::1]:8080/v1"
+    assert redact_url("http://tok@h/v1?api_key=k1&x=1") == "http://***@h/v1?api_key=***&x=1"
 
 
 def test_single_endpoint_keeps_its_old_shape() -> None:
