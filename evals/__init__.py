@@ -11,6 +11,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .asks import Answer, Ask, EvalStrategy
+    from .baselines import BatchStrategy, ChainStrategy, SequentialStrategy
     from .crossover import Crossover
     from .faults import FaultSpec, FaultyBackend
     from .metrics import CellMetrics, FaultMetrics, PriceTable, wilson_interval
@@ -18,15 +20,9 @@ if TYPE_CHECKING:
     from .report import EvalReport
     from .runner import arun_sweep, evaluate
     from .strategies import (
-        Answer,
-        Ask,
-        BatchStrategy,
-        ChainStrategy,
         CoordinatorStrategy,
-        EvalStrategy,
         IsolatedStrategy,
         MonolithicStrategy,
-        SequentialStrategy,
     )
     from .suites import Group, Question, Suite, make_suite
 
@@ -75,15 +71,15 @@ _HOMES = {
     "EvalReport": ".report",
     "arun_sweep": ".runner",
     "evaluate": ".runner",
-    "Answer": ".strategies",
-    "BatchStrategy": ".strategies",
-    "ChainStrategy": ".strategies",
+    "Answer": ".asks",
+    "BatchStrategy": ".baselines",
+    "ChainStrategy": ".baselines",
     "IsolatedStrategy": ".strategies",
     "MonolithicStrategy": ".strategies",
-    "SequentialStrategy": ".strategies",
-    "Ask": ".strategies",
+    "SequentialStrategy": ".baselines",
+    "Ask": ".asks",
     "CoordinatorStrategy": ".strategies",
-    "EvalStrategy": ".strategies",
+    "EvalStrategy": ".asks",
     "Group": ".suites",
     "Question": ".suites",
     "Suite": ".suites",

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fanout.agents.errors import UserError
 from fanout.agents.secrets import scrub
 
+from .asks import Answer, AnswerStatus
 from .provenance import Provenance
 from .scoring import extract_answer, is_correct, is_hijacked
-from .strategies import Answer, AnswerStatus
 from .suites.group import Question
 
 __all__ = [

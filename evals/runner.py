@@ -21,19 +21,13 @@ from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.profile import model_identity
 
+from .asks import Answer, Ask, EvalStrategy, failed_answers
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
 from .provenance import collect_provenance
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
-from .strategies import (
-    Answer,
-    Ask,
-    AutoStrategy,
-    EvalStrategy,
-    failed_answers,
-    make_strategy,
-)
+from .strategies import AutoStrategy, make_strategy
 from .suites import Suite, make_suite
 from .suites.group import Group
 

@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -39,8 +39,8 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 from fanout.agents.prompts import prompt_text
-from fanout.agents.secrets import scrub
 
+from ._finish import ordered, run_result, synthesize_checked
 from ._subagent_run import SubAgentRunner
 from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
@@ -48,23 +48,16 @@ from .errors import RunFailed
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .prompts import task_prompt
 from .request import Request
-from .result import RunResult, RunUsage, SubResult
+from .result import RunResult, SubResult
 from .split import SplitProgress, split_monolithic
 from .stages import DocumentSplitter, Stages, TopKSplitter
 from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
 from .store import ResultStore
-from .synthesize import Synthesis, collect_findings
 from .task import SubTask
 
-__all__ = ["GraphKit", "build_graph", "ordered", "wave_size"]
+__all__ = ["GraphKit", "wave_size"]
 
 Node = Runnable[Any, Any]
-
-
-def ordered(tasks: list[Any], results: list[SubResult]) -> list[SubResult]:
-    """Sub-results in the order of their tasks (they finish in any order)."""
-    order = {t.id: i for i, t in enumerate(tasks)}
-    return sorted(results, key=lambda r: order.get(r.sub_agent_id, len(order)))
 
 
 def wave_size(max_concurrency: int) -> int:
@@ -330,7 +323,10 @@ class GraphKit:
                 )
             ctx = self._stage(state, "reduce")
             answers = await self.stages.reduce(ctx, sub_results)
-            return {"answers": answers, "stage_usage": {"reduce": _spent(ctx)}}
+            return {
+                "answers": answers,
+                "stage_usage": {"reduce": getattr(ctx.model, "usage", Usage())},
+            }
 
         return _AsyncNode(reduce, "reduce")
 
@@ -357,7 +353,7 @@ class GraphKit:
 
         async def synthesize(state: FanoutState) -> dict[str, Any]:
             ctx = self._stage(state, "synthesis")
-            update = await self._synthesize(ctx, state)
+            update = await synthesize_checked(ctx, self.stages, state)
             spent = merge_usage(state.get("stage_usage", {}), update["stage_usage"])
             finished = cast(
                 FanoutState,
@@ -400,93 +396,9 @@ class GraphKit:
     def _stage(self, state: FanoutState, stage: str) -> RunContext[Any]:
         return self._context(state["run_id"]).for_request(state["request"]).for_stage(stage)
 
-    async def _synthesize(self, ctx: RunContext[Any], state: FanoutState) -> dict[str, Any]:
-        request, answers = state["request"], state["answers"]
-        error: str | None = None
-        rounds = 0
-        monolithic = state.get("mode") == "monolithic"
-        if monolithic:  # one prompt read every document: the documents back its lines
-            checked = self.stages.check(ctx, Synthesis(answer=answers[0].answer or ""), answers)
-        else:
-            try:
-                synthesis = await self.stages.synthesize(ctx, answers)
-            except Exception as exc:  # a custom synthesizer's failure loses no finding either
-                synthesis = Synthesis(
-                    answer=collect_findings(request, answers),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            error, rounds = synthesis.error and scrub(synthesis.error), synthesis.rounds
-            # a key a server echoed is never stored or shown
-            synthesis = synthesis.model_copy(update={"answer": scrub(synthesis.answer)})
-            checked = self.stages.check(ctx, synthesis, answers)
-            backed = any(a.selected and a.document_id for a in answers)
-            if backed and not checked.citations and error is None:
-                # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
-                error = "the synthesized answer cited no finding correctly"
-                listed = self.stages.check(
-                    ctx, Synthesis(answer=collect_findings(request, answers)), answers
-                )
-                checked = replace(
-                    listed,
-                    invalid=checked.invalid + listed.invalid,
-                    unsupported=checked.unsupported + listed.unsupported,
-                )
-        selected_docs = [a.document_id for a in answers if a.selected and a.document_id]
-        unanswered = [
-            task
-            for index, task in enumerate(request.tasks)
-            if not any(a.selected and a.task_index == index for a in answers)
-        ]
-        if request.question is not None and request.instructions:
-            unanswered = [] if selected_docs else [request.question]
-        if monolithic:
-            unanswered = [] if checked.text and answers[0].outcome == "found" else request.tasks
-        cited = set(checked.citations)  # a set: a list here is quadratic at 100,000 documents
-        return {
-            "answer": checked.text,
-            "citations": checked.citations,
-            "invalid_citations": checked.invalid,
-            "unsupported": checked.unsupported,
-            "uncited": [d for d in dict.fromkeys(selected_docs) if d not in cited],
-            "unanswered": unanswered,
-            "synthesis_error": error,
-            "synthesis_rounds": rounds,
-            "stage_usage": {"synthesis": _spent(ctx)},
-        }
-
     def result(self, state: FanoutState) -> RunResult[Any]:
         """The typed result of a finished run's state."""
-        tasks = state["tasks"]
-        sub_results = ordered(tasks, state.get("sub_results", []))
-        stages = {"sub_agents": sum((r.usage for r in sub_results), Usage())}
-        asked = {t.document_id for t in tasks}
-        unasked = (
-            []
-            if None in asked  # one prompt held every document
-            else [d.id for d in state["request"].documents if d.id not in asked]
-        )
-        stages.update(state.get("stage_usage", {}))
-        raw = RunResult[Any](
-            run_id=state["run_id"],
-            strategy=state.get("mode", self.mode),
-            choice=state.get("choice"),
-            answer=state["answer"],
-            answers=state["answers"],
-            sub_results=sub_results,
-            citations=state.get("citations", []),
-            invalid_citations=state.get("invalid_citations", []),
-            unsupported=state.get("unsupported", []),
-            uncited=state.get("uncited", []),
-            unanswered=state.get("unanswered", []),
-            unasked=unasked,
-            synthesis_error=state.get("synthesis_error"),
-            usage=RunUsage.from_stages(
-                stages,
-                state["finished_at"] - state["started_at"],
-                synthesis_rounds=state.get("synthesis_rounds", 0),
-            ),
-        )
-        typed: RunResult[Any] = self.typed(raw)
+        typed: RunResult[Any] = self.typed(run_result(state, mode=self.mode))
         return typed
 
     def typed(self, result: Any) -> Any:

@@ -7,17 +7,11 @@ import pytest
 from fanout.agents.backend import CompletionRequest
 from fanout.agents.errors import BackendRejected, UserError
 from fanout.agents.testing import ScriptedBackend
+from fanout.evals.asks import Answer, Ask, EvalStrategy
+from fanout.evals.baselines import BatchStrategy
 from fanout.evals.records import AnswerRecord
 from fanout.evals.runner import run_group
-from fanout.evals.strategies import (
-    STRATEGIES,
-    Answer,
-    Ask,
-    BatchStrategy,
-    CoordinatorStrategy,
-    EvalStrategy,
-    make_strategy,
-)
+from fanout.evals.strategies import STRATEGIES, CoordinatorStrategy, make_strategy
 from fanout.evals.suites import Group, KeyValueSuite
 from fanout.orchestrator import Request, RunResult
 from fanout.orchestrator.policy import CallPolicy
