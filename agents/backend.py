@@ -72,6 +72,10 @@ class Prompt(BaseModel):
     """How the task is introduced ("Question", "Instruction")."""
     answer_label: str = "Answer"
     """The cue a completion model continues after."""
+    task_first: bool = False
+    """Show the task before the context as well as after it (Lost in the Middle's query-aware
+    contextualization): the calls that share a task then share every token before the context,
+    which llama.cpp and API prompt caches evaluate once."""
 
 
 class CompletionRequest(BaseModel):

@@ -165,8 +165,9 @@ def eval_command(
     dataset: Annotated[
         Path | None,
         typer.Option(
-            help="Data file (nq: default the shipped slice; jsonl: one instance a line, format "
-            "below; mti: MTI Bench's JSON)."
+            help="Data file (nq, mdqa: an NQ-open oracle file, default the shipped slice; "
+            "kvretrieval: a kv-retrieval file of Lost in the Middle; jsonl: one instance a line, "
+            "format below; mti: MTI Bench's JSON)."
         ),
     ] = None,
     strategies: Annotated[
@@ -207,8 +208,20 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per call for 'batch'.")] = 4,
     doc_tokens: Annotated[int, typer.Option(min=1, help="Synthetic document length.")] = 120,
     position: Annotated[
-        Position, typer.Option(help="Where the synthetic fact sits in its document.")
+        Position,
+        typer.Option(
+            help="Where the fact sits in its document (synthetic suites), or the gold passage "
+            "(mdqa) or gold pair (kvretrieval) among the others."
+        ),
     ] = "random",
+    items: Annotated[
+        str | None,
+        typer.Option(
+            metavar="START:END",
+            help="nq, mdqa, kvretrieval: the items of the file to read, from 0 (default: the "
+            "development range, 0:1000 for NQ and 0:300 for KV; the rest is kept for acceptance).",
+        ),
+    ] = None,
     prices: opts.PricesFile = None,
     report_only: Annotated[
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
@@ -247,7 +260,9 @@ def eval_command(
         return 0
     if suite is None:
         raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
-    the_suite = make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
+    the_suite = make_suite(
+        suite, dataset=dataset, doc_tokens=doc_tokens, position=position, items=items
+    )
     sizes = parse_instances(instances)
     for n in sizes:
         the_suite.check(n, groups)

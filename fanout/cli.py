@@ -29,6 +29,7 @@ from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
 from fanout.evals.cli import eval_command, report_command
 from fanout.evals.provenance import COMMAND_LINE
+from fanout.models_cli import models_app
 from fanout.orchestrator import cli_options as opts
 from fanout.orchestrator.auto import StrategyPlan
 from fanout.orchestrator.checkpoint import open_checkpoint
@@ -462,6 +463,7 @@ def _run(
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
 app.command("report")(report_command)
+app.add_typer(models_app, name="models")
 
 
 def _fail(message: str) -> int:
