@@ -13,14 +13,22 @@ __all__ = ["prompt_text", "render_chat", "render_completion", "stop_sequences"]
 
 
 def _block(
-    context_label: str, context: str, task_label: str, task: str, *, task_first: bool = False
+    context_label: str,
+    context: str,
+    task_label: str,
+    task: str,
+    *,
+    task_first: bool = False,
+    closing: str = "",
 ) -> str:
     task_line = f"{task_label}: {task.strip()}"
+    if closing.strip():
+        task_line = f"{task_line}\n\n{closing.strip()}"
     if not context:
         return task_line
     context_line = f"{context_label}: {context.strip()}"
     if task_first:  # everything before the context is shared by the calls of one task
-        return f"{task_line}\n\n{context_line}\n\n{task_line}"
+        return f"{task_label}: {task.strip()}\n\n{context_line}\n\n{task_line}"
     return f"{context_line}\n{task_line}"
 
 
@@ -38,7 +46,7 @@ def render_completion(prompt: Prompt) -> str:
         parts.append(f"{block}\n{prompt.answer_label}: {ex.answer.strip()}")
     block = _block(
         prompt.context_label, prompt.context, prompt.task_label, prompt.task,
-        task_first=prompt.task_first,
+        task_first=prompt.task_first, closing=prompt.closing,
     )  # fmt: skip
     parts.append(f"{block}\n{prompt.answer_label}:")
     return "\n\n".join(parts)
@@ -61,7 +69,7 @@ def render_chat(prompt: Prompt) -> list[dict[str, str]]:
         messages.append({"role": "assistant", "content": ex.answer.strip()})
     block = _block(
         prompt.context_label, prompt.context, prompt.task_label, prompt.task,
-        task_first=prompt.task_first,
+        task_first=prompt.task_first, closing=prompt.closing,
     )  # fmt: skip
     messages.append({"role": "user", "content": block})
     return messages

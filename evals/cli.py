@@ -37,7 +37,7 @@ from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, Position, make_suite
 
-__all__ = ["eval_command", "parse_instances", "report_command"]
+__all__ = ["eval_command", "ladder_command", "parse_instances", "report_command"]
 
 
 def parse_instances(text: str) -> list[int]:
@@ -368,4 +368,33 @@ def report_command(
         sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
     else:
         _print_comparison(comparison, _stdout())
+    return 0
+
+
+def ladder_command(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Eval runs: results.json files or the folders with them.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for crossover.md and the position plots.")
+    ] = Path("ladder-out"),
+) -> int:
+    """Several eval runs side by side: the crossover table and accuracy against the gold position.
+
+    Runs of one model and suite are pooled (runs at other gold positions add their questions up);
+    the table gives, per model and suite, the smallest N where blind isolated's 95% interval lies
+    above monolithic's, with the token ratio there, or what one prompt did. mdqa and kvretrieval
+    runs at --position start, middle and end give one plot per model, suite and N.
+    """
+    from .ladder import crossover_markdown, crossover_table, plot_positions
+
+    loaded = [load_results(path) for path in runs]
+    _writable(out)
+    table = crossover_markdown(crossover_table(loaded))
+    (out / "crossover.md").write_text(table)
+    plots = plot_positions(loaded, out)
+    sys.stdout.write(table)
+    Console(stderr=True).print(
+        f"wrote crossover.md and {len(plots)} position plot(s) to {out}", markup=False
+    )
     return 0

@@ -27,7 +27,7 @@ from fanout.agents.logs import configure_logging, log_event
 from fanout.agents.prices import apply_prices, load_prices
 from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
-from fanout.evals.cli import eval_command, report_command
+from fanout.evals.cli import eval_command, ladder_command, report_command
 from fanout.evals.provenance import COMMAND_LINE
 from fanout.models_cli import models_app
 from fanout.orchestrator import cli_options as opts
@@ -463,6 +463,7 @@ def _run(
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
 app.command("report")(report_command)
+app.command("ladder")(ladder_command)
 app.add_typer(models_app, name="models")
 
 

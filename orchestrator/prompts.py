@@ -52,19 +52,19 @@ _QA_EXAMPLES = (
         answer="green\nEvidence: The old bridge was painted green in 1998 by the city council.",
     ),
 )
-# Chat models: no few-shot turns (on SmolLM2-135M-Instruct a system prompt with few-shot turns
-# answered 1 of 4 shipping memos right, one plain message 4 of 4). The line of evidence comes
-# before the answer: measured on Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON object (5.2k
-# tokens), every prompt that offered "not found" beside "answer in a few words" was answered "not
-# found" though the key was there, while asked to copy the line that answers first, it found it.
-# "Copied from that line" keeps the document's words ("thirty-three", not "33"). The question
-# comes first, so the sub-agents of one question share every token before their document, and
-# again after it (Lost in the Middle's query-aware contextualization).
-_QA_CHAT_INSTRUCTION = (
-    "Answer the question using only the document. First copy the line of the document that "
-    "gives the answer, then give the answer in a few words copied from that line, as:\n"
-    "Evidence: <the line>\nAnswer: <the answer>\n"
-    f"If no line of the document gives the answer, reply exactly: {NOT_FOUND}"
+# Chat models get one plain user message, the request last: on SmolLM2-135M-Instruct a system
+# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. The
+# line of evidence comes before the answer: on Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON
+# object (5.2k tokens), every request that offered "not found" beside "answer in a few words" was
+# answered "not found" though the key was there (4 wordings, 2 cases), while asked to copy the
+# line that answers first, it found the value. The same request put before the document (in a
+# system message, or after the question ahead of the document) lost that case: this small model
+# follows the instruction it read last. "Copied from that line" keeps the document's words
+# ("thirty-three", not "33").
+_QA_CHAT_REQUEST = (
+    "Copy the line of the document that answers the question, then give the answer in a few "
+    "words copied from that line, as:\nEvidence: <the line>\nAnswer: <the answer>\n"
+    f"If no line of the document answers it, reply exactly: {NOT_FOUND}"
 )
 _QA_JSON_INSTRUCTION = (
     "Answer the question using only the document. Reply with one JSON object: found (false when "
@@ -110,7 +110,9 @@ def parse_evidence_answer(text: str) -> tuple[str, str | None]:
     if match is None:
         return text.strip(), None
     answer = (match.group("answer").strip().splitlines() or [""])[0].strip(_WRAPPING)
-    quote = (match.group("quote") or "").strip().strip(_WRAPPING)
+    quote = (
+        match.group("quote") or ""
+    ).strip()  # grounding strips its edges; a JSON line keeps them
     if quote.lower().strip(" .") in ("none", ""):
         return answer, None
     return answer, quote
@@ -164,7 +166,7 @@ def task_prompt(
         return Prompt(instruction=_QA_JSON_INSTRUCTION, context=task.context, task=task.task)
     if style == "chat":
         return Prompt(
-            instruction=_QA_CHAT_INSTRUCTION, context=task.context, task=task.task, task_first=True
+            instruction="", context=task.context, task=task.task, closing=_QA_CHAT_REQUEST
         )
     return Prompt(
         instruction=_QA_INSTRUCTION,
