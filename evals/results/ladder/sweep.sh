@@ -17,15 +17,18 @@ run() {  # run NAME ARGS...: one eval, logged; a failure is reported and the swe
     "$FANOUT" eval "$@" || echo "== $name exited $?"
 }
 
+mdqa() {  # mdqa MODEL POSITION
+    run "$1 mdqa $2" --suite mdqa --dataset "$LITM/nq-open-oracle.jsonl.gz" --model "$1" \
+        "${COMMON[@]}" --instances 10,20 --groups 3 --position "$2" --out "$OUT/$1/mdqa-$2"
+}
+
 for model in "$@"; do
-    for position in middle start end; do
-        run "$model mdqa $position" --suite mdqa --dataset "$LITM/nq-open-oracle.jsonl.gz" \
-            --model "$model" "${COMMON[@]}" --instances 10,20 --groups 3 --position "$position" \
-            --out "$OUT/$model/mdqa-$position"
-    done
+    mdqa "$model" middle
     run "$model kvretrieval" --suite kvretrieval --dataset "$LITM/kv-retrieval-75_keys.jsonl.gz" \
         --model "$model" "${COMMON[@]}" --instances 10,25,75 --groups 3 --position random \
         --out "$OUT/$model/kvretrieval"
+    mdqa "$model" start
+    mdqa "$model" end
     run "$model nq" --suite nq --model "$model" "${COMMON[@]}" --instances 1,5,10 --groups 2 \
         --out "$OUT/$model/nq"
     run "$model keyvalue" --suite keyvalue --model "$model" "${COMMON[@]}" --instances 1,5,10 \
