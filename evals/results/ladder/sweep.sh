@@ -10,6 +10,8 @@ FANOUT=${FANOUT:-.venv/bin/fanout}
 LITM=${LITM:?set LITM to the folder with the Lost in the Middle files}
 OUT=${OUT:-eval-out/ladder}
 COMMON=(--strategies isolated,monolithic --retries 0)
+# --timeout is per call: a 5k-token prompt took more than the default 300 s on the loaded 2-core VM
+# (the first kvretrieval run lost its first call that way and was discarded).
 
 run() {  # run NAME ARGS...: one eval, logged; a failure is reported and the sweep goes on
     local name=$1; shift
@@ -23,10 +25,11 @@ mdqa() {  # mdqa MODEL POSITION
 }
 
 for model in "$@"; do
-    mdqa "$model" middle
+    # the case first: one object of 75 pairs (groups of N run in the order listed)
     run "$model kvretrieval" --suite kvretrieval --dataset "$LITM/kv-retrieval-75_keys.jsonl.gz" \
-        --model "$model" "${COMMON[@]}" --instances 10,25,75 --groups 3 --position random \
-        --out "$OUT/$model/kvretrieval"
+        --model "$model" "${COMMON[@]}" --instances 75,10,25 --groups 3 --position random \
+        --timeout 1800 --out "$OUT/$model/kvretrieval"
+    mdqa "$model" middle
     mdqa "$model" start
     mdqa "$model" end
     run "$model nq" --suite nq --model "$model" "${COMMON[@]}" --instances 1,5,10 --groups 2 \
