@@ -153,6 +153,8 @@ def crossover_table(
         a, b = mine[at], theirs[at]
         if wins:
             verdict = f"N={at}: {challenger} {_pct(a)} vs {baseline} {_pct(b)}"
+        elif all(theirs[n].correct == mine[n].correct for n in common):
+            verdict = f"a tie at every N measured (N={at}: {_pct(a)} each)"
         elif all(theirs[n].accuracy >= mine[n].accuracy for n in common):
             beyond = [n for n in common if theirs[n].interval[0] > mine[n].interval[1]]
             where = f"; beyond the interval at N={','.join(map(str, beyond))}" if beyond else ""
