@@ -55,9 +55,9 @@ _QA_EXAMPLES = (
 # Chat models get one plain user message, the request last: on SmolLM2-135M-Instruct a system
 # prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. The
 # line of evidence comes before the answer: on Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON
-# object (5.2k tokens), every request that offered "not found" beside "answer in a few words" was
-# answered "not found" though the key was there (4 wordings, 2 cases), while asked to copy the
-# line that answers first, it found the value. The same request put before the document (in a
+# object (5.2k tokens), requests that offered "not found" beside an answer were answered "not
+# found" in 8 of 9 calls (5 wordings, 2 items) though the key was there, while asked to copy the
+# line that answers first, it found the value (evals/results/ladder/kv-prompt-probe.md). The same request put before the document (in a
 # system message, or after the question ahead of the document) lost that case: this small model
 # follows the instruction it read last. "Copied from that line" keeps the document's words
 # ("thirty-three", not "33").
