@@ -72,6 +72,13 @@ class Prompt(BaseModel):
     """How the task is introduced ("Question", "Instruction")."""
     answer_label: str = "Answer"
     """The cue a completion model continues after."""
+    task_first: bool = False
+    """Show the task before the context as well as after it (Lost in the Middle's query-aware
+    contextualization): the calls that share a task then share every token before the context,
+    which llama.cpp and API prompt caches evaluate once."""
+    closing: str = ""
+    """Said last, after the task: what the reply must look like. Small models follow the
+    instruction they read last far better than one read before a long document."""
 
 
 class CompletionRequest(BaseModel):

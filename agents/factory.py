@@ -21,13 +21,15 @@ def make_backend(
     base_url: str | None = None,
     endpoint: Literal["chat", "completions"] = "chat",
     n_gpu_layers: int = 0,
-    n_ctx: int = 2048,
+    n_ctx: int | None = None,
     n_threads: int | None = None,
     context_window: int | None = None,
     n_parallel: int | Literal["auto"] = "auto",
     timeout_s: float | None = None,
 ) -> Backend:
-    """A backend by name: "llama" (in-process GGUF; `model` is a path) or "openai" (`model` a name).
+    """A backend by name: "llama" (in-process GGUF; `model` a path or a model's name) or "openai".
+
+    `n_ctx` None gives a local model the context it was trained with.
 
     `timeout_s` bounds every network wait of a remote backend (its start-up check included).
 

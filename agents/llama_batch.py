@@ -45,6 +45,7 @@ from .llama_completion import (
 )
 
 __all__ = [
+    "SEQUENCE_CTX",
     "BatchOutput",
     "BatchStats",
     "LlamaBatchEngine",
@@ -53,6 +54,10 @@ __all__ = [
     "completion_prompt_tokens",
 ]
 
+SEQUENCE_CTX = 4096
+"""Most tokens one batched sequence holds: each owns a KV stream this long, and a model's whole
+trained context (32k for Gemma 3) times eight sequences would be gigabytes. Longer calls take the
+sequential path."""
 MIN_COPY_TOKENS = 16
 """Shortest shared prefix worth copying from another sequence (a copy moves its whole stream)."""
 
@@ -183,8 +188,9 @@ class LlamaBatchEngine:
         max_sequences: sequences decoded together (llama.cpp ``n_seq_max``).
         share_prefix: reuse cached prompt prefixes; off only to measure what sharing saves.
 
-    Each sequence owns a KV stream as long as the model's context, so memory grows with
-    ``max_sequences``: for the embedded Gemma 3 270M at 2048 tokens, about 40 MB a sequence.
+    Each sequence owns a KV stream as long as the model's context, at most `SEQUENCE_CTX`
+    tokens, so memory grows with ``max_sequences``: for the embedded Gemma 3 270M at 2048 tokens,
+    about 40 MB a sequence.
     """
 
     def __init__(
@@ -197,7 +203,7 @@ class LlamaBatchEngine:
             raise ValueError("max_sequences must be at least 1")
         self.max_sequences = max_sequences
         self.share_prefix = share_prefix
-        self.n_ctx: int = llama.n_ctx()
+        self.n_ctx: int = min(llama.n_ctx(), SEQUENCE_CTX)
         self.n_batch: int = llama.n_batch
         self._llama = llama
         self._lock = lock

@@ -29,6 +29,7 @@ from .compute import compute_thread
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
 from .llama_completion import common_prefix_length, completion_prompt_tokens
+from .model_cache import PULLED_MODELS, cached_model_path
 from .prompts import render_chat, render_completion, stop_sequences
 
 if TYPE_CHECKING:
@@ -43,12 +44,22 @@ def default_model_path() -> Path:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """A GGUF path from a path, an embedded model's name (``smollm2``), or None for the default."""
+    """A GGUF path from a path, a model's name (``smollm2``, ``qwen2.5-coder-1.5b``), or None.
+
+    None is the embedded default; a pulled model's name is its file in the model cache (one line
+    naming ``fanout models pull`` when it is not there yet).
+    """
     if model is None:
         return default_model_path()
     if isinstance(model, str) and model in EMBEDDED_MODELS:
         return embedded_model_path(model)
+    if isinstance(model, str) and model in PULLED_MODELS:
+        return cached_model_path(model)
     return Path(model)
+
+
+def _known_models() -> str:
+    return ", ".join([*EMBEDDED_MODELS, *PULLED_MODELS])
 
 
 @dataclass(frozen=True)
@@ -282,9 +293,11 @@ class LlamaCppBackend(Closeable):
     are freed then.
 
     Args:
-        model_path: a .gguf file, or the name of an embedded model ("gemma3-270m", "smollm2");
-            None uses the embedded Gemma 3 270M base model.
-        n_ctx: context window in tokens.
+        model_path: a .gguf file, the name of an embedded model ("gemma3-270m", "smollm2") or of
+            a pulled one ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", see
+            `fanout.agents.model_cache`); None uses the embedded Gemma 3 270M base model.
+        n_ctx: context window in tokens; None: the context the model was trained with, read
+            from the GGUF (a fixed 4,096 cut documents that the model could read whole).
         n_gpu_layers: layers offloaded to the GPU (-1 = all; 0 = CPU only).
         n_threads: CPU threads; None lets llama.cpp choose.
         seed: sampling seed (temperature 0 is greedy regardless).
@@ -313,7 +326,7 @@ class LlamaCppBackend(Closeable):
         self,
         model_path: str | Path | None = None,
         *,
-        n_ctx: int = 2048,
+        n_ctx: int | None = None,
         n_gpu_layers: int = 0,
         n_threads: int | None = None,
         seed: int = 0,
@@ -325,10 +338,12 @@ class LlamaCppBackend(Closeable):
     ) -> None:
         path = resolve_model(model_path)
         if not path.is_file():
-            known = ", ".join(EMBEDDED_MODELS)
             raise UserError(
-                f"model file not found: {path} (embedded models: {known})", parameter="model_path"
+                f"model file not found: {path} (named models: {_known_models()})",
+                parameter="model_path",
             )
+        if n_ctx is not None and n_ctx < 1:
+            raise UserError(f"must be at least 1 token, not {n_ctx}", parameter="n_ctx")
         auto = n_parallel == "auto"
         if not auto and (not isinstance(n_parallel, int) or n_parallel < 1):
             raise UserError(
@@ -337,7 +352,10 @@ class LlamaCppBackend(Closeable):
             )
         fixed = 1 if auto else int(n_parallel)
         invariant = fixed > 1 if batch_invariant is None else batch_invariant
-        self._key = _ModelKey(str(path.resolve()), n_ctx, n_gpu_layers, n_threads, seed, invariant)
+        # llama.cpp reads 0 as "the trained context"
+        self._key = _ModelKey(
+            str(path.resolve()), n_ctx or 0, n_gpu_layers, n_threads, seed, invariant
+        )
         self._model = _load(self._key)
         self._closed = False
         self._prefix_reuse = prefix_reuse
@@ -352,7 +370,7 @@ class LlamaCppBackend(Closeable):
         self.n_gpu_layers = n_gpu_layers
         """Layers offloaded to the GPU (-1: all)."""
         self.prices = prices or Prices()
-        self.context_window: int | None = n_ctx
+        self.context_window: int | None = int(self._model.llama.n_ctx())
         if chat is None:
             chat = bool(self._model.llama.metadata.get("tokenizer.chat_template"))
         self.prompt_style: PromptStyle = "chat" if chat else "completion"
@@ -429,7 +447,7 @@ class LlamaCppBackend(Closeable):
             engine = self._batch = self._model.batch_engine(
                 AUTO_SEQUENCES, share_prefix=self._prefix_reuse
             )
-        if engine is not None and batchable:
+        if engine is not None and batchable and self._fits_sequence(engine, request):
             completion = await self._complete_batched(engine, request)
         else:
             cancelled = threading.Event()
@@ -442,6 +460,13 @@ class LlamaCppBackend(Closeable):
         if self._auto is not None and batchable:
             self._auto.record(completion.completion_tokens)
         return completion
+
+    def _fits_sequence(self, engine: LlamaBatchEngine, request: CompletionRequest) -> bool:
+        """Whether the call fits one batched sequence (shorter than the model's whole context)."""
+        if engine.n_ctx >= self._model.llama.n_ctx():
+            return True
+        prompt = self.count_tokens(render_completion(request.prompt))
+        return prompt + request.max_tokens < engine.n_ctx
 
     async def _complete_batched(
         self, engine: LlamaBatchEngine, request: CompletionRequest

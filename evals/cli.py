@@ -40,7 +40,7 @@ from .runner import RESULTS_FILE, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, Position, make_suite
 
-__all__ = ["eval_command", "parse_instances", "report_command"]
+__all__ = ["eval_command", "ladder_command", "parse_instances", "report_command"]
 
 
 def parse_instances(text: str) -> list[int]:
@@ -175,8 +175,9 @@ def eval_command(
     dataset: Annotated[
         Path | None,
         typer.Option(
-            help="Data file (nq: default the shipped slice; jsonl: one instance a line, format "
-            "below; mti: MTI Bench's JSON)."
+            help="Data file (nq, mdqa: an NQ-open oracle file, default the shipped slice; "
+            "kvretrieval: a kv-retrieval file of Lost in the Middle; jsonl: one instance a line, "
+            "format below; mti: MTI Bench's JSON)."
         ),
     ] = None,
     strategies: Annotated[
@@ -218,8 +219,20 @@ def eval_command(
     top_k: opts.TopK = None,
     doc_tokens: Annotated[int, typer.Option(min=1, help="Synthetic document length.")] = 120,
     position: Annotated[
-        Position, typer.Option(help="Where the synthetic fact sits in its document.")
+        Position,
+        typer.Option(
+            help="Where the fact sits in its document (synthetic suites), or the gold passage "
+            "(mdqa) or gold pair (kvretrieval) among the others."
+        ),
     ] = "random",
+    items: Annotated[
+        str | None,
+        typer.Option(
+            metavar="START:END",
+            help="nq, mdqa, kvretrieval: the items of the file to read, from 0 (default: the "
+            "development range, 0:1000 for NQ and 0:300 for KV; the rest is kept for acceptance).",
+        ),
+    ] = None,
     prices: opts.PricesFile = None,
     report_only: Annotated[
         bool, typer.Option(help="Re-score OUT/results.json and rewrite the report; no model.")
@@ -258,7 +271,9 @@ def eval_command(
         return 0
     if suite is None:
         raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
-    the_suite = make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
+    the_suite = make_suite(
+        suite, dataset=dataset, doc_tokens=doc_tokens, position=position, items=items
+    )
     sizes = parse_instances(instances)
     for n in sizes:
         the_suite.check(n, groups)
@@ -368,4 +383,33 @@ def report_command(
         sys.stdout.write(scrub(comparison.model_dump_json(indent=2)) + "\n")
     else:
         _print_comparison(comparison, _stdout())
+    return 0
+
+
+def ladder_command(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Eval runs: results.json files or the folders with them.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for crossover.md and the position plots.")
+    ] = Path("ladder-out"),
+) -> int:
+    """Several eval runs side by side: the crossover table and accuracy against the gold position.
+
+    Runs of one model and suite are pooled (runs at other gold positions add their questions up);
+    the table gives, per model and suite, the smallest N where blind isolated's 95% interval lies
+    above monolithic's, with the token ratio there, or what one prompt did. mdqa and kvretrieval
+    runs at --position start, middle and end give one plot per model, suite and N.
+    """
+    from .ladder import crossover_markdown, crossover_table, plot_positions
+
+    loaded = [load_results(path) for path in runs]
+    _writable(out)
+    table = crossover_markdown(crossover_table(loaded))
+    (out / "crossover.md").write_text(table)
+    plots = plot_positions(loaded, out)
+    sys.stdout.write(table)
+    Console(stderr=True).print(
+        f"wrote crossover.md and {len(plots)} position plot(s) to {out}", markup=False
+    )
     return 0

@@ -245,6 +245,7 @@ def evaluate(
     dataset: str | Path | None = None,
     doc_tokens: int = 120,
     position: str = "random",
+    items: str | None = None,
     batch_size: int = 4,
     top_k: int = 5,
     policy: CallPolicy | None = None,
@@ -265,7 +266,9 @@ def evaluate(
         faults: e.g. "error=0.1,timeout=0.05": each group also runs faulted, for blast radius.
         dataset: data file for the nq, jsonl and mti suites.
         doc_tokens: document length of the synthetic suites.
-        position: where synthetic facts sit (start, middle, end, random).
+        position: where the fact, gold passage or gold pair sits (start, middle, end, random).
+        items: the items of a Lost in the Middle file to read, "START:END" (nq, mdqa,
+            kvretrieval); None reads the development range.
         batch_size: questions per call of the batch strategy.
         top_k: sub-tasks the isolated-topk pre-filter keeps per question.
         policy: call policy; default one attempt per call (faults show), 64-token answers.
@@ -277,7 +280,7 @@ def evaluate(
             auto is checked on.
     """
     the_suite = (
-        make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position)
+        make_suite(suite, dataset=dataset, doc_tokens=doc_tokens, position=position, items=items)
         if isinstance(suite, str)
         else suite
     )

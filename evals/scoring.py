@@ -8,8 +8,8 @@ win by being scored more kindly than another.
 from __future__ import annotations
 
 import re
-import string
 
+from .suites.answers import normalize
 from .suites.group import MatchMode, Question
 
 __all__ = [
@@ -28,17 +28,9 @@ MAX_SUBSPAN_WORDS = 30
 """Subspan mode scores only an answer's first words, so copying a whole passage (which holds the
 answer somewhere) is not rewarded as if it were an answer."""
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
 _CITATION = re.compile(r"\[[^\[\]]*\]")
 _TAGGED = re.compile(r"<task(\d+)>(.*?)(?:<task\1/>|</task\1>)", re.S)
 _PREFIX = re.compile(r"^\s*(?:final\s+)?(?:answer|a)\s*[:\-]\s*", re.I)
-
-
-def normalize(text: str) -> str:
-    """Lower-case, drop punctuation and articles, squeeze spaces (SQuAD / lost-in-the-middle)."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def extract_answer(text: str) -> str:

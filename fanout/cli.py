@@ -30,8 +30,9 @@ from fanout.agents.prices import apply_prices, load_prices
 from fanout.agents.safe_text import CELL_LIMIT, console, for_terminal, rich_text
 from fanout.agents.secrets import scrub
 from fanout.evals.bench import bench_command
-from fanout.evals.cli import eval_command, report_command
+from fanout.evals.cli import eval_command, ladder_command, report_command
 from fanout.evals.provenance import COMMAND_LINE
+from fanout.models_cli import models_app
 from fanout.orchestrator import cli_options as opts
 from fanout.orchestrator.auto import StrategyChoice
 from fanout.orchestrator.checkpoint import open_checkpoint
@@ -508,6 +509,8 @@ def _run(
 app.command("eval")(eval_command)
 app.command("bench")(bench_command)
 app.command("report")(report_command)
+app.command("ladder")(ladder_command)
+app.add_typer(models_app, name="models")
 
 
 def _fail(message: str) -> int:

@@ -70,9 +70,9 @@ _POLICY = CallPolicy()
 
 BACKEND: BackendKind = "llama"
 ENDPOINT: Endpoint = "chat"
-N_CTX = 4096
-"""Room for the monolithic baseline of eval's default sweep (N up to 10) with twice the margin,
-while each KV cache, one per batched sequence with ``--parallel``, stays small."""
+N_CTX: int | None = None
+"""The model's own trained context (read from the GGUF): what a model can read is the model's to
+say, not a fixed number's (4,096 cut a 5k-token document the 32k-context Qwen models read whole)."""
 N_GPU_LAYERS = 0
 PARALLEL = "auto"
 MAX_CONCURRENCY = _POLICY.max_concurrency
@@ -115,7 +115,8 @@ Model = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="llama: a GGUF path or an embedded model (gemma3-270m, the default; smollm2). "
+        help="llama: a GGUF path or a model's name: gemma3-270m (the default), smollm2, "
+        "qwen2.5-coder-0.5b, qwen2.5-coder-1.5b (the last two: fanout models pull NAME first). "
         "openai: the model name (default $OPENAI_MODEL).",
     ),
 ]
@@ -134,7 +135,14 @@ EndpointOption = Annotated[
 NGpuLayers = Annotated[
     int, typer.Option("--n-gpu-layers", min=-1, help="llama: layers on the GPU (-1 all).")
 ]
-NCtx = Annotated[int, typer.Option("--n-ctx", min=1, help="llama: context window in tokens.")]
+NCtx = Annotated[
+    int | None,
+    typer.Option(
+        "--n-ctx",
+        min=1,
+        help="llama: context window in tokens (default: the context the model was trained with).",
+    ),
+]
 Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="llama: CPU threads (default: every core).")
 ]
@@ -261,8 +269,8 @@ class ModelOptions:
     """Chat or completions (openai)."""
     n_gpu_layers: int = N_GPU_LAYERS
     """Layers offloaded to the GPU (llama)."""
-    n_ctx: int = N_CTX
-    """Context window (llama)."""
+    n_ctx: int | None = N_CTX
+    """Context window (llama); None: the model's trained context."""
     threads: int | None = None
     """CPU threads; None uses every core (llama)."""
     parallel: int | str = PARALLEL

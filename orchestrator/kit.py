@@ -235,7 +235,8 @@ class GraphKit:
         total = 0
         for task in plan.tasks:
             if task.task not in overhead:
-                probe = task.model_copy(update={"context": ""})
+                # a one-character document: a prompt may show the task on both sides of it
+                probe = task.model_copy(update={"context": "."})
                 overhead[task.task] = self.backend.count_tokens(
                     prompt_text(task_prompt(probe, style=style), style)
                 )

@@ -7,6 +7,7 @@ evaluation). Base models get few-shot completion prompts; chat models get the sa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fanout.agents.backend import Example, Prompt, PromptStyle
@@ -16,6 +17,7 @@ from .task import SubTask
 __all__ = [
     "NOT_FOUND",
     "is_not_found",
+    "parse_evidence_answer",
     "parse_qa_output",
     "reduce_prompt",
     "synthesis_prompt",
@@ -50,11 +52,19 @@ _QA_EXAMPLES = (
         answer="green\nEvidence: The old bridge was painted green in 1998 by the city council.",
     ),
 )
-# Chat models get one plain user message: measured through llama_cpp.server on SmolLM2-135M-Instruct,
-# a system prompt with few-shot turns answered 1 of 4 shipping memos right, this layout 4 of 4.
+# Chat models get one plain user message, the request last: on SmolLM2-135M-Instruct a system
+# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. The
+# line of evidence comes before the answer: on Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON
+# object (5.2k tokens), requests that offered "not found" beside an answer were answered "not
+# found" in 8 of 9 calls (5 wordings, 2 items) though the key was there, while asked to copy the
+# line that answers first, it found the value (evals/results/ladder/kv-prompt-probe.md). The same request put before the document (in a
+# system message, or after the question ahead of the document) lost that case: this small model
+# follows the instruction it read last. "Copied from that line" keeps the document's words
+# ("thirty-three", not "33").
 _QA_CHAT_REQUEST = (
-    "Answer in a few words using only the document. If the document does not answer the "
-    f"question, reply exactly: {NOT_FOUND}"
+    "Copy the line of the document that answers the question, then give the answer in a few "
+    "words copied from that line, as:\nEvidence: <the line>\nAnswer: <the answer>\n"
+    f"If no line of the document answers it, reply exactly: {NOT_FOUND}"
 )
 _QA_JSON_INSTRUCTION = (
     "Answer the question using only the document. Reply with one JSON object: found (false when "
@@ -82,6 +92,30 @@ def is_not_found(text: str | None) -> bool:
     if not norm or norm in _ABSTAIN_EXACT or norm.startswith(NOT_FOUND):
         return True
     return any(r in norm for r in _REFUSALS) and any(w in norm for w in _SOURCE_WORDS)
+
+
+_EVIDENCE_THEN_ANSWER = re.compile(
+    r"^\s*(?:evidence\s*:\s*(?P<quote>.*?)\s*)?\banswer\s*:\s*(?P<answer>.*)$", re.I | re.S
+)
+_WRAPPING = " \t\"'`“”‘’"
+
+
+def parse_evidence_answer(text: str) -> tuple[str, str | None]:
+    """(answer, quote) from a reply of the chat QA prompt: "Evidence: <line>", then "Answer: ...".
+
+    A reply without an answer line is all answer ("not found", or a model that skipped the
+    layout); an answer runs to the end of its line.
+    """
+    match = _EVIDENCE_THEN_ANSWER.match(text)
+    if match is None:
+        return text.strip(), None
+    answer = (match.group("answer").strip().splitlines() or [""])[0].strip(_WRAPPING)
+    quote = (
+        match.group("quote") or ""
+    ).strip()  # grounding strips its edges; a JSON line keeps them
+    if quote.lower().strip(" .") in ("none", ""):
+        return answer, None
+    return answer, quote
 
 
 def parse_qa_output(text: str) -> tuple[str, str | None]:
@@ -134,9 +168,7 @@ def task_prompt(
         return Prompt(instruction=_QA_JSON_INSTRUCTION, context=task.context, task=task.task)
     if style == "chat":
         return Prompt(
-            instruction="",
-            context=task.context,
-            task=f"{task.task}\n\n{_QA_CHAT_REQUEST}",
+            instruction="", context=task.context, task=task.task, closing=_QA_CHAT_REQUEST
         )
     return Prompt(
         instruction=_QA_INSTRUCTION,

@@ -332,8 +332,9 @@ def chunk_budget(backend: Tokenizing, request: Request, *, max_tokens: int) -> i
     overhead = max(
         backend.count_tokens(
             prompt_text(
+                # a one-character document: a prompt may show the task on both sides of it
                 task_prompt(
-                    SubTask(id="probe", document_id="probe", task=t, context=""),
+                    SubTask(id="probe", document_id="probe", task=t, context="."),
                     style=backend.prompt_style,
                 ),
                 backend.prompt_style,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from fanout.agents.errors import OutputInvalid
 
 from .context import RunContext
-from .prompts import is_not_found, parse_qa_output, task_prompt
+from .prompts import is_not_found, parse_evidence_answer, parse_qa_output, task_prompt
 from .task import SubTask
 
 __all__ = [
@@ -68,7 +68,7 @@ async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
     if task.document_id is None:
         return completion.text
     if llm.prompt_style == "chat":
-        answer, quote = completion.text.strip(), None
+        answer, quote = parse_evidence_answer(completion.text)
     else:
         answer, quote = parse_qa_output(completion.text)
     if is_not_found(answer):

@@ -16,6 +16,7 @@ from fanout.agents.errors import UserError, validation_message
 
 from .dataset import DatasetSuite, read_jsonl
 from .group import Document, Group, Question
+from .litm import DEV_NQ_ITEMS, ItemRange
 
 __all__ = ["DEFAULT_NQ", "load_nq"]
 
@@ -67,16 +68,27 @@ def _instance(lineno: int, raw: dict[str, Any], max_passages: int | None) -> Gro
     )
 
 
-def load_nq(path: str | Path | None = None, *, max_passages: int | None = None) -> DatasetSuite:
+def load_nq(
+    path: str | Path | None = None,
+    *,
+    max_passages: int | None = None,
+    items: ItemRange | None = None,
+) -> DatasetSuite:
     """Load a lost-in-the-middle NQ file (.jsonl or .jsonl.gz); default: the shipped dev slice.
 
     Args:
         path: the file; None uses `DEFAULT_NQ`.
         max_passages: keep only the first passages of each question (None keeps all).
+        items: which items (lines, from 0) to read; None reads the development range.
     """
     path = Path(path) if path is not None else DEFAULT_NQ
+    item_range = items or DEV_NQ_ITEMS
     instances: list[Group] = []
     for lineno, raw in read_jsonl(path):
+        if lineno - 1 >= item_range.end:
+            break
+        if lineno - 1 not in item_range:
+            continue
         try:
             instances.append(_instance(lineno, raw, max_passages))
         except ValidationError as exc:
@@ -84,5 +96,7 @@ def load_nq(path: str | Path | None = None, *, max_passages: int | None = None) 
         except UserError as exc:
             raise UserError(f"{path}:{lineno}: {exc}") from None
     if not instances:
-        raise UserError(f"{path}: no questions in the file")
-    return DatasetSuite(name="nq", source=str(path), instances=instances)
+        raise UserError(f"{path}: no questions in the items {item_range}")
+    # The default range keeps the source as it was, so earlier sweeps still resume.
+    source = str(path) if items is None or items == DEV_NQ_ITEMS else f"{path} items {item_range}"
+    return DatasetSuite(name="nq", source=source, instances=instances)

@@ -431,3 +431,22 @@ def test_a_sequential_call_runs_between_the_steps_of_a_long_batch(exact_backends
 
     asyncio.run(run())
     assert finished[0] == "structured", finished
+
+
+@pytest.mark.integration
+def test_the_context_defaults_to_the_trained_one_and_batched_sequences_stay_short(
+    gemma_path: Path,
+) -> None:
+    """No n_ctx: the GGUF's trained context (32,768 for Gemma 3 270M), not a fixed 4,096; a batched
+    sequence holds at most SEQUENCE_CTX tokens, and a call longer than that runs sequentially."""
+    from fanout.agents.llama_batch import SEQUENCE_CTX
+    from fanout.agents.llama_cpp import LlamaCppBackend
+
+    with LlamaCppBackend(gemma_path, n_threads=2, n_parallel=2) as backend:
+        assert backend.context_window == backend.llama._model.n_ctx_train() == 32768
+        long = Prompt(instruction="Repeat.", context="word " * 5000, task="Say ok.")
+        done = asyncio.run(backend.complete(CompletionRequest(prompt=long, max_tokens=2)))
+        assert done.prompt_tokens > SEQUENCE_CTX  # fitted nowhere but the sequential path
+        engine = backend.batch_engine
+        assert engine is not None and engine.n_ctx == SEQUENCE_CTX
+        assert engine.stats.prompt_tokens == 0  # the batch engine never saw it

@@ -68,6 +68,10 @@ def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBack
         (["--suite", "keyvalue", "--faults", "boom=0.1"], "unknown fault kind 'boom'"),
         (["--suite", "nq", "--instances", "5,500"], "N=500 is larger than the dataset"),
         (["--suite", "multitask", "--instances", "30"], "at most 20 questions"),
+        (["--suite", "keyvalue", "--items", "0:10"], "the keyvalue suite reads no item range"),
+        (["--suite", "mdqa", "--items", "5"], "takes START:END"),
+        (["--suite", "mdqa", "--items", "0:50", "--instances", "60"], "N=60 passages need 59"),
+        (["--suite", "kvretrieval"], "the kvretrieval suite needs a data file"),
     ],
 )
 def test_bad_input_is_a_one_line_user_error(app: typer.Typer, scripted: list[ScriptedBackend],

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from fanout.agents.backend import CompletionRequest
+from fanout.agents.testing import ScriptedBackend
+from fanout.cli import main
+from fanout.evals import evaluate
+from fanout.evals.compare import load_results
+from fanout.evals.ladder import crossover_table, pool_cells
+from tests.evals.test_litm_suites import kv_file
+
+
+def reads_short_objects(request: CompletionRequest) -> str:
+    """Finds the key's value in an object of up to 8 pairs; past that, answers the first value:
+    a model whose one prompt suffers from length while each sub-agent's chunk stays short."""
+    prompt = request.prompt
+    if prompt.context_label == "Findings":
+        return prompt.context.splitlines()[0].removeprefix("- ")
+    key = re.search(r'key "([^"]+)"', prompt.task)
+    pairs = re.findall(r'"([^"]+)": "([^"]+)"', prompt.context)
+    if key is None or not pairs:
+        return "not found"
+    if len(pairs) > 8:
+        return pairs[0][1]
+    values = dict(pairs)
+    return values.get(key.group(1), "not found")
+
+
+CONTEXT = 220  # chunks of at most 47 tokens: up to 7 pairs, which the scripted model reads right
+
+
+def test_the_table_finds_the_crossover_and_the_plots_show_each_position(tmp_path: Path) -> None:
+    data = kv_file(tmp_path, count=6, pairs=10)
+    folders = []
+    for position in ("start", "middle", "end"):
+        folder = tmp_path / position
+        evaluate(
+            ScriptedBackend(fn=reads_short_objects, prompt_style="chat", context_window=CONTEXT),
+            suite="kvretrieval",
+            dataset=data,
+            position=position,
+            strategies=("isolated", "monolithic"),
+            instances=(4, 10),
+            groups=6,
+            out=folder,
+        )
+        folders.append(folder)
+    runs = [load_results(f) for f in folders]
+    pooled = {(c.strategy, c.n): c for c in pool_cells(runs)}
+    assert pooled["isolated", 10].questions == 18
+    assert pooled["isolated", 10].accuracy == 1.0
+    assert pooled["monolithic", 10].accuracy < 0.5
+    (row,) = crossover_table(runs)
+    assert row.suite == "kvretrieval" and row.measured == [4, 10]
+    assert row.crossover == 10 and row.token_ratio is not None and row.token_ratio > 1
+
+    out = tmp_path / "ladder"
+    main_args = ["ladder", *map(str, folders), "--out", str(out)]
+    try:
+        main(main_args)
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    table = (out / "crossover.md").read_text()
+    assert "| kvretrieval |" in table and "N=10: isolated 100%" in table
+    assert sorted(p.name for p in out.glob("positions-*.png")) == [
+        "positions-scripted-kvretrieval-n10.png",
+        "positions-scripted-kvretrieval-n4.png",
+    ]
+    assert json.loads((folders[0] / "results.json").read_text())["config"]["source"].endswith(
+        "gold start"
+    )
