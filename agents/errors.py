@@ -6,6 +6,8 @@ The tree::
     ├── UserError                    the caller's mistake (bad config, missing file): one line in the CLI;
     │                                also a ValueError, like pydantic's ValidationError for a bad model
     └── BackendError                 a model call failed; ``transient`` decides whether it is retried
+        ├── BackendClosed            the backend was closed, or the interpreter is exiting: a shutdown,
+        │                            never a sub-agent's result (the run stops; a resume retries)
         ├── BackendTimeout           the call ran past its deadline (transient)
         ├── BackendUnavailable       connection refused / reset, 5xx (transient)
         │   └── CircuitOpen          too many connection failures in a row: calls fail fast (not retried)
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 
 __all__ = [
     "AuthenticationFailed",
+    "BackendClosed",
     "BackendError",
     "BackendRejected",
     "BackendTimeout",
@@ -76,6 +79,14 @@ class BackendError(FanoutError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class BackendClosed(BackendError):
+    """The backend was closed (or the interpreter is exiting) before or during the call.
+
+    A shutdown, not an answer: the coordinator stops the run instead of recording it as the
+    sub-agent's failure, so a resume computes that sub-agent again.
+    """
 
 
 class BackendTimeout(BackendError):

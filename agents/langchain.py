@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from .backend import Closeable, Completion, CompletionRequest, Prices, PromptStyle, parse_structured
 from .classify import error_for_exception
-from .errors import BackendError, OutputInvalid
+from .errors import BackendClosed, BackendError, OutputInvalid
 from .portal import on_portal
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret
@@ -170,7 +170,7 @@ class LangChainBackend(Closeable):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One call; any provider's error becomes fanout's transient or permanent error."""
         if self._closed:
-            raise BackendError(f"the LangChain backend for {self.name} is closed")
+            raise BackendClosed(f"the LangChain backend for {self.name} is closed")
         started = time.perf_counter()
         try:
             # On the portal loop: the model's own async client outlives any caller's loop.

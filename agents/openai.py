@@ -37,6 +37,7 @@ from .classify import error_for_exception, error_for_status
 from .echo import ECHO_HINT, echo_reason
 from .errors import (
     AuthenticationFailed,
+    BackendClosed,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
@@ -224,7 +225,7 @@ class OpenAIBackend(Closeable):
 
     def _client(self, index: int) -> openai.AsyncOpenAI:
         if self._closed:
-            raise BackendError(f"the OpenAI backend for {self.name} is closed")
+            raise BackendClosed(f"the OpenAI backend for {self.name} is closed")
         client = self._clients.get(index)
         if client is None:
             if not self._uses_pool:

@@ -25,6 +25,7 @@ logging.getLogger("fanout").addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from fanout.agents import (
         Backend,
+        BackendClosed,
         BackendError,
         Completion,
         CompletionRequest,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         StrategyPlan,
         SubResult,
         SubTask,
+        cooperative,
         graph_sub_agent,
         load_documents,
     )
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendClosed",
     "BackendError",
     "CallPolicy",
     "Completion",
@@ -91,6 +94,7 @@ __all__ = [
     "UserError",
     "__version__",
     "configure_logging",
+    "cooperative",
     "evaluate",
     "graph_sub_agent",
     "load_documents",
@@ -101,6 +105,7 @@ _HOMES = {
     **dict.fromkeys(
         (
             "Backend",
+            "BackendClosed",
             "BackendError",
             "Completion",
             "CompletionRequest",
@@ -135,6 +140,7 @@ _HOMES = {
             "RunResult",
             "SubResult",
             "SubTask",
+            "cooperative",
             "graph_sub_agent",
             "load_documents",
         ),

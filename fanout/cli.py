@@ -1,12 +1,14 @@
 """The ``fanout`` command line, the one front door: ``run``, ``eval``, ``bench`` and ``report``.
 
 Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
-2 a usage or input error, reported as one line on stderr, never a traceback.
+2 a usage or input error, reported as one line on stderr, never a traceback; 128 + the signal's
+number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped it (`fanout.signals`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import shlex
 import sqlite3
@@ -42,10 +44,14 @@ from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
 from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.orchestrator.task import SubTask
+from fanout.signals import Interrupted, exit_code, stop_on_signals
 
 __all__ = ["app", "main"]
 
 logger = logging.getLogger(__name__)
+
+_ON_INTERRUPT: contextvars.ContextVar[str] = contextvars.ContextVar("on_interrupt", default="")
+"""What the "interrupted" line adds: how to resume what the command was doing."""
 
 Strategy = Literal["isolated", "monolithic", "auto"]
 Synthesis = Literal["llm", "collect"]
@@ -259,6 +265,7 @@ def run_command(
 ) -> int:
     """Answer a question (and/or instructions) over documents."""
     configure_logging(json_lines=log_json, level="info" if log_json else "warning")
+    _ON_INTERRUPT.set(_resume_hint(run_id, checkpoint))
     _check_options(
         question=question,
         instruction=instruction,
@@ -339,6 +346,16 @@ def run_command(
     if hint is not None:
         sys.stderr.write(hint + "\n")
     return 0 if result.ok else 1
+
+
+def _resume_hint(run_id: str | None, checkpoint: str | None) -> str:
+    """How to pick an interrupted run up again (or why it cannot be)."""
+    if run_id is None or checkpoint is None:
+        return "; nothing was saved (--run-id ID --checkpoint FILE.db make a run resumable)"
+    return (
+        f"; rerun with --run-id {shlex.quote(run_id)} --checkpoint {shlex.quote(checkpoint)} "
+        "to resume"
+    )
 
 
 def _check_options(
@@ -498,7 +515,11 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     COMMAND_LINE.set(shlex.join(["fanout", *(sys.argv[1:] if argv is None else argv)]))
     try:
-        code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
+        with stop_on_signals():
+            code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt) as exc:  # the run was cancelled before anything closed
+        sys.stderr.write(f"fanout: interrupted{_ON_INTERRUPT.get()}\n")
+        code = exit_code(exc)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:  # typer's own (vendored click) usage errors
@@ -509,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(_user_error(exc, command))
     except ValidationError as exc:  # a request or config model built from the options
         code = _fail(validation_message(exc))
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:
         sys.stderr.write("fanout: interrupted\n")
         code = 130
     sys.exit(code if isinstance(code, int) else 0)

@@ -14,6 +14,7 @@ from .subagent import (
     ModelAccess,
     SubAgent,
     answer_task,
+    cooperative,
     graph_sub_agent,
     structured_answerer,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Synthesis",
     "Synthesizer",
     "answer_task",
+    "cooperative",
     "graph_sub_agent",
     "load_documents",
     "structured_answerer",

@@ -7,6 +7,7 @@ interrupted fan-out step, which the checkpointer alone does not.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import types
 import typing
@@ -47,9 +48,14 @@ class Checkpoint(Closeable):
         return RunLease(self.result_store.path, run_id)
 
     async def aclose(self) -> None:
-        """Close both connections to the database file."""
+        """Close both connections to the database file, the result store's first.
+
+        The store waits for its last commit, which may wait for the checkpointer's write lock; that
+        write commits on the portal loop, so the store is closed off the loop (closing it on the
+        loop, after an interruption, deadlocked until SQLite's busy timeout).
+        """
+        await asyncio.to_thread(self.result_store.close)
         await on_portal(self.checkpointer.conn.close())
-        self.result_store.close()
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:

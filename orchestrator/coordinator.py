@@ -21,10 +21,11 @@ from fanout.agents.backend import Backend, Closeable, Usage, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
+from .attempts import ordered
 from .auto import StrategyChooser, StrategyPlan
 from .errors import RunFailed
 from .graph import build_graph
-from .nodes import CoordinatorNodes, Splitter, Strategy, ordered
+from .nodes import CoordinatorNodes, Splitter, Strategy
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
 from .request import Request
@@ -163,6 +164,7 @@ class Coordinator(Closeable, Generic[SchemaT]):
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(self.nodes).compile(
             checkpointer=checkpointer, name="fanout"
         )
+        self._closed = False
 
     @property
     def backend(self) -> Backend:
@@ -180,7 +182,8 @@ class Coordinator(Closeable, Generic[SchemaT]):
         return self.nodes.policy
 
     async def aclose(self) -> None:
-        """Close the backend (checkpoints are closed by whoever opened them)."""
+        """Close the backend (checkpoints are closed by whoever opened them); runs end here."""
+        self._closed = True
         await release(self.backend)
 
     # -- public entry points -------------------------------------------------------------
@@ -207,9 +210,17 @@ class Coordinator(Closeable, Generic[SchemaT]):
         """Answer `request`, telling `observer` about the plan and each sub-agent as it finishes.
 
         With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
-        finished one returns its stored result without calling any model. `config` is merged into
-        the graph's: its ``callbacks`` (LangChain handlers, LangSmith) see every node and every
-        LangChain model call, nested under the node that made it.
+        finished one returns its stored result without calling any model. Only successes are
+        final: a resumed run, finished or not, runs its failed sub-agents again. `config` is merged
+        into the graph's: its ``callbacks`` (LangChain handlers, LangSmith) see every node and
+        every LangChain model call, nested under the node that made it.
+
+        Cancelling this coroutine stops the run: no new model call starts, calls in flight are
+        cancelled, and the sub-agents it cut off are not recorded (a resume computes them).
+
+        Raises:
+            UserError: the coordinator is closed, or `run_id` was started with another request.
+            BackendClosed: the backend was closed while the run was in flight.
         """
         run_id = run_id or uuid.uuid4().hex[:12]
         with run_span(run_id, self.strategy) as span:
@@ -226,15 +237,35 @@ class Coordinator(Closeable, Generic[SchemaT]):
         observer: RunObserver | None,
         config: RunnableConfig,
     ) -> RunResult:
+        if self._closed:
+            raise UserError("this Coordinator is closed (and its backend with it): make a new one")
         inputs: CoordinatorInput | None = {"request": request, "run_id": run_id}
         if self.graph.checkpointer is not None:
             snapshot = await self.graph.aget_state(config)
             if snapshot.values:
-                if snapshot.values.get("request") != request:
+                values = cast(CoordinatorState, snapshot.values)
+                if values.get("request") != request:
                     raise UserError(f"run id '{run_id}' was started with a different request")
-                if not snapshot.next and "answer" in snapshot.values:
-                    return self.result(cast(CoordinatorState, snapshot.values))
+                failed = any(
+                    r.status == "failed"
+                    for r in ordered(values.get("tasks", []), values.get("sub_results", []))
+                )
+                if not snapshot.next and "answer" in values and not failed:
+                    return self.result(values)
+                if failed and not {"dispatch", "sub_agent"} & set(snapshot.next):
+                    # Finished, or stopped after its sub-agents (a quorum not met): go back to
+                    # the fan-out, whose first dispatch sends the failed sub-agents again.
+                    await self.graph.aupdate_state(config, None, as_node="split")
                 inputs = None  # resume from the last checkpoint
+        self.nodes.begin_attempt(run_id)
+        try:
+            return await self._stream(inputs, observer, config)
+        finally:
+            self.nodes.end_attempt(run_id)
+
+    async def _stream(
+        self, inputs: CoordinatorInput | None, observer: RunObserver | None, config: RunnableConfig
+    ) -> RunResult:
         final: Any = None
         finished: list[SubResult] = []
         try:

@@ -4,8 +4,10 @@ FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
 │   └── RunInUse                   another live process holds this run id's lease
 ├── RunFailed                      the failure policy stopped the run; partial results kept
-└── SubAgentTimeout                a sub-agent overran its deadline outside model calls (caught
-                                   into that sub-agent's failed SubResult)
+├── SubAgentTimeout               a sub-agent overran its deadline outside model calls (caught
+│                                  into that sub-agent's failed SubResult)
+└── SubAgentCancelled              a sub-agent's own code raised CancelledError (fanout did not
+                                   cancel it): that sub-agent's failure, not the run's
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from fanout.agents.errors import FanoutError, UserError
 
 from .result import SubResult
 
-__all__ = ["FanoutError", "RunFailed", "RunInUse", "SubAgentTimeout", "UserError"]
+__all__ = [
+    "FanoutError",
+    "RunFailed",
+    "RunInUse",
+    "SubAgentCancelled",
+    "SubAgentTimeout",
+    "UserError",
+]
 
 
 class RunFailed(FanoutError):
@@ -36,3 +45,11 @@ class RunInUse(UserError):
 
 class SubAgentTimeout(FanoutError):
     """A sub-agent spent longer than `CallPolicy.sub_agent_timeout_s` outside its model calls."""
+
+
+class SubAgentCancelled(FanoutError):
+    """A sub-agent ended in ``CancelledError`` (or another exit) that fanout did not cause.
+
+    Cancelling something of its own and letting the error escape is that sub-agent's failure; a
+    run that is itself cancelled or interrupted stops instead, and records nothing for it.
+    """

@@ -1,18 +1,20 @@
 """The coordinator graph's nodes: split, one sub-agent, reduce chunks, synthesize.
 
 Each node reads the state and returns only what it writes. A sub-agent's failure is caught in its
-own node and becomes a failed `SubResult`: one bad document never sinks the run.
+own node and becomes a failed `SubResult`: one bad document never sinks the run. A shutdown is not
+a failure: a cancelled run or a closed backend stops the run and records nothing for the sub-agents
+it cut off. Only successes are final: each new attempt at a run (a resume) retries what failed
+before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -20,13 +22,15 @@ from langgraph.types import Send
 from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
-from fanout.agents.errors import OutputInvalid, UserError
+from fanout.agents.errors import BackendClosed, OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
+from .attempts import Attempts, ordered
 from .auto import Mode, StrategyChooser, StrategyPlan
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
-from .errors import RunFailed, SubAgentTimeout
+from .errors import RunFailed
+from .execution import run_sub_agent
 from .grounding import is_grounded
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .prompts import NOT_FOUND, is_not_found
@@ -42,16 +46,10 @@ from .synthesize import Synthesis, Synthesizer, collect_findings
 from .task import SubTask
 from .tracing import traced_sub_agent
 
-__all__ = ["CoordinatorNodes", "Splitter", "Strategy", "ordered", "wave_size"]
+__all__ = ["CoordinatorNodes", "Splitter", "Strategy", "wave_size"]
 
 Strategy = Literal["isolated", "monolithic", "auto"]
 Splitter = Callable[[Request], list[SubTask]]
-
-
-def ordered(tasks: list[SubTask], results: list[SubResult]) -> list[SubResult]:
-    """Sub-results in the order of their tasks (they finish in any order)."""
-    order = {t.id: i for i, t in enumerate(tasks)}
-    return sorted(results, key=lambda r: order.get(r.sub_agent_id, len(order)))
 
 
 def wave_size(max_concurrency: int) -> int:
@@ -90,9 +88,18 @@ class CoordinatorNodes:
     _planned: tuple[Request, list[SubTask], StrategyPlan | None] | None = field(
         init=False, default=None
     )
+    _attempts: Attempts = field(init=False, default_factory=Attempts)
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
+
+    def begin_attempt(self, run_id: str) -> None:
+        """A new attempt at `run_id` starts (a run, or a resume): earlier failures get retried."""
+        self._attempts.begin(run_id)
+
+    def end_attempt(self, run_id: str) -> None:
+        """The attempt at `run_id` is over (finished, failed or interrupted)."""
+        self._attempts.end(run_id)
 
     def mode(self, state: CoordinatorState) -> Mode:
         """How this run executes: the fixed strategy, or what auto's plan chose."""
@@ -163,24 +170,33 @@ class CoordinatorNodes:
         return tasks
 
     def dispatch(self, state: CoordinatorState) -> dict[str, Any]:
-        """Pick the next wave of sub-tasks (an empty one once all have run)."""
-        end = state.get("wave", (0, 0))[1]
-        size = wave_size(self.policy.max_concurrency)
-        return {"wave": (end, min(end + size, len(state["tasks"])))}
+        """Pick the next wave of sub-tasks (an empty one once all have run).
+
+        The first dispatch of an attempt queues every task without a successful result: those
+        never run, and those that failed in an earlier attempt (only successes are final).
+        """
+        tasks = state["tasks"]
+        attempt = self._attempts.current(state["run_id"])
+        wave = attempt.next_wave(
+            tasks, state.get("sub_results", []), wave_size(self.policy.max_concurrency)
+        )
+        return {"wave": wave}
 
     def fan_out(self, state: CoordinatorState) -> list[Send] | str:
         """One `Send` per sub-task of the wave, carrying that task and nothing else of the request."""
-        start, end = state["wave"]
-        if start == end:
+        wave, tasks = state["wave"], state["tasks"]
+        if not wave:
             return "reduce"
         return [
-            Send("sub_agent", SubAgentInput(task=task, run_id=state["run_id"]))
-            for task in state["tasks"][start:end]
+            Send("sub_agent", SubAgentInput(task=tasks[i], run_id=state["run_id"])) for i in wave
         ]
 
     async def run_one(self, inputs: SubAgentInput) -> dict[str, Any]:
         """The sub-agent node: run one sub-task; under fail_fast a failure stops the run."""
         task, run_id = inputs["task"], inputs["run_id"]
+        self._attempts.current(run_id).tried.add(
+            task.id
+        )  # also when the graph resumes an interrupted wave
         result = await traced_sub_agent(task, lambda: self.run_sub_task(task, run_id))
         if result.error is not None:  # before the state (and its checkpoint) keeps it
             result = result.model_copy(update={"error": scrub(result.error)})
@@ -290,7 +306,8 @@ class CoordinatorNodes:
         """Run one sub-agent to a `SubResult`; every failure is caught and reported in it.
 
         A result already in the result store (an earlier, interrupted attempt at this run) is
-        returned as it is; a new successful one is stored before this returns.
+        returned as it is; a new successful one is stored before this returns. A shutdown is
+        not the sub-agent's result: cancellation and `BackendClosed` propagate, recording nothing.
         """
         if self.result_store is not None:
             # Off the event loop: a SQLite store waiting for the file's write lock would block
@@ -308,8 +325,16 @@ class CoordinatorNodes:
             "task": task.task,
         }
         try:
-            raw = await self._within_deadline(self.sub_agent(task, caller), caller)
+            raw = await run_sub_agent(
+                self.sub_agent,
+                task,
+                caller,
+                deadline_s=self.policy.sub_agent_deadline_s,
+                max_concurrency=self.policy.max_concurrency,
+            )
             fields = self._interpret(raw, task)
+        except BackendClosed:
+            raise  # the backend was closed under the run: stop it, record nothing
         except Exception as exc:  # isolate the failure to this sub-agent
             error = f"{type(exc).__name__}: {exc}"
             return SubResult(
@@ -321,26 +346,6 @@ class CoordinatorNodes:
             # block the loop that LangGraph's own checkpointer needs to finish its transaction.
             await asyncio.to_thread(self.result_store.put, run_id, result)
         return result
-
-    async def _within_deadline(self, work: Awaitable[object], caller: ModelCaller) -> object:
-        """Await `work`, cancelling it once it has spent the deadline outside its model calls."""
-        deadline = self.policy.sub_agent_deadline_s
-        if deadline is None:
-            return await work
-        task = asyncio.ensure_future(work)
-        started = time.monotonic()
-        while True:
-            remaining = deadline - caller.time_outside_calls(started)
-            if remaining <= 0:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise SubAgentTimeout(
-                    f"the sub-agent spent more than {deadline:g} s outside its model calls"
-                )
-            done, _ = await asyncio.wait({task}, timeout=remaining)
-            if done:
-                return task.result()
 
     def _interpret(self, output: object, task: SubTask) -> dict[str, Any]:
         """A sub-agent's return value as `SubResult` fields: outcome, answer, evidence, grounding."""

@@ -56,8 +56,8 @@ class CoordinatorState(TypedDict, total=False):
     started_at: float
     plan: StrategyPlan | None
     tasks: list[SubTask]
-    wave: tuple[int, int]
-    """The slice of `tasks` whose sub-agents run in the current superstep (see `graph`)."""
+    wave: list[int]
+    """Indices of the `tasks` whose sub-agents run in the current superstep (see `graph`)."""
     sub_results: Annotated[list[SubResult], ResultLog(SubResult)]
     answers: list[DocumentAnswer]
     answer: str

@@ -26,7 +26,9 @@ __all__ = [
     "SubTask",
     "answer_task",
     "answer_with_json",
+    "cooperative",
     "graph_sub_agent",
+    "is_cooperative",
     "structured_answerer",
     "validate_output",
 ]
@@ -61,6 +63,27 @@ class ModelAccess(Protocol):
 
 
 M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound=Callable[..., Awaitable[Any]])
+
+_COOPERATIVE = "__fanout_cooperative__"
+
+
+def cooperative(sub_agent: A) -> A:
+    """Mark `sub_agent` as never blocking its event loop, so it runs on the coordinator's loop.
+
+    Any other sub-agent runs in a thread and on a loop of its own, where blocking code cannot
+    stall the run (`fanout.orchestrator.execution`). Mark only a sub-agent whose every wait is an
+    ``await`` (no ``time.sleep``, no synchronous I/O, no long computation): one that blocks while
+    marked stalls every other sub-agent, its own deadline and Ctrl-C until it yields. Mark one
+    that must share the caller's asyncio objects (a lock, a client bound to that loop).
+    """
+    setattr(sub_agent, _COOPERATIVE, True)
+    return sub_agent
+
+
+def is_cooperative(sub_agent: object) -> bool:
+    """Whether `sub_agent` was marked with `cooperative` (fanout's own sub-agents are)."""
+    return bool(getattr(sub_agent, _COOPERATIVE, False))
 
 
 class Finding(BaseModel):
@@ -84,6 +107,7 @@ SubAgentOutput: TypeAlias = str | BaseModel | dict[str, Any]
 SubAgent: TypeAlias = Callable[[SubTask, ModelAccess], Awaitable[SubAgentOutput]]
 
 
+@cooperative
 async def answer_task(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
     """The default sub-agent: one call answering the task from the context, with evidence.
 
@@ -102,6 +126,7 @@ async def answer_task(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
     return Finding(found=True, answer=answer, evidence=quote or "")
 
 
+@cooperative
 async def answer_with_json(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
     """The default sub-agent, structured: the model fills a `Finding` under a JSON schema.
 
@@ -127,6 +152,7 @@ def structured_answerer(schema: type[BaseModel]) -> SubAgent:
     """
     json_schema = schema.model_json_schema()
 
+    @cooperative
     async def answer(task: SubTask, llm: ModelAccess) -> SubAgentOutput:
         prompt = task_prompt(task, style=llm.prompt_style, json_schema=json_schema)
         completion = await llm.complete(prompt, max_tokens=256, json_schema=json_schema)
@@ -152,6 +178,7 @@ def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:
 
     The graph receives ``{"task": SubTask}`` as input and the coordinator's `ModelAccess` as
     ``config["configurable"]["llm"]``; it must leave its answer under `output_key` in its final state.
+    Like any user sub-agent it runs in a thread of its own unless wrapped in `cooperative`.
     """
 
     async def run_graph(task: SubTask, llm: ModelAccess) -> SubAgentOutput:

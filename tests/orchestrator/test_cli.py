@@ -335,8 +335,10 @@ def test_no_document_answers_exits_0_and_says_so(
     from fanout.agents import factory
     from fanout.agents.testing import ScriptedBackend
 
-    abstaining = ScriptedBackend(fn=lambda r: "not found")
-    monkeypatch.setattr(factory, "make_backend", lambda kind, **o: abstaining)
+    # A new backend per run: each run closes its own (a closed one would fail every call).
+    monkeypatch.setattr(
+        factory, "make_backend", lambda kind, **o: ScriptedBackend(fn=lambda r: "not found")
+    )
     (tmp_path / "a.txt").write_text("nothing here")
     code, out, _ = run_cli(capsys, "run", str(tmp_path), "-q", "Who won?")
     assert code == 0
