@@ -36,12 +36,13 @@ from fanout.orchestrator.auto import StrategyPlan
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.coordinator import Coordinator, RunObserver
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
-from fanout.orchestrator.errors import RunFailed
+from fanout.orchestrator.errors import CheckpointError, RunFailed
 from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
+from fanout.orchestrator.store import storage_damaged, storage_hint
 from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.orchestrator.task import SubTask
 from fanout.signals import Interrupted, exit_code, stop_on_signals
@@ -334,8 +335,12 @@ def run_command(
             where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
             sys.stderr.write(scrub(f"fanout: run stopped: {exc}{where}") + "\n")
             return 1
-        except sqlite3.DatabaseError as exc:  # damage found only mid-run; finished work is stored
-            raise UserError(f"checkpoint {checkpoint}: {exc}") from None
+        except (CheckpointError, sqlite3.Error) as exc:  # read-only, disk full, damaged mid-run
+            detail = (
+                str(exc) if isinstance(exc, CheckpointError) else f"{exc} ({storage_hint(exc)})"
+            )
+            resume = "" if storage_damaged(exc) else _resume_hint(run_id, checkpoint)
+            raise UserError(f"checkpoint {checkpoint}: {detail}{resume}") from None
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:

@@ -24,6 +24,7 @@ from fanout.agents.portal import run_sync
 from .attempts import ordered
 from .auto import StrategyChooser, StrategyPlan
 from .errors import RunFailed
+from .fingerprint import describe_request_change, run_settings, settings_change
 from .graph import build_graph
 from .nodes import CoordinatorNodes, Splitter, Strategy
 from .policy import CallPolicy, FailurePolicy
@@ -161,6 +162,16 @@ class Coordinator(Closeable, Generic[SchemaT]):
             synthesizer=synthesizer,
             reduce_mode="join" if synthesis == "collect" else "llm",
         )
+        self.nodes.settings = run_settings(
+            backend=backend,
+            max_tokens=self.nodes.policy.max_tokens,
+            output_schema=output_schema,
+            sub_agent=sub_agent,
+            strategy=strategy,
+            synthesis=synthesis if isinstance(synthesis, str) else type(synthesis).__qualname__,
+            chunking=f"{chunk_tokens or 'fit the context'} tokens, {overlap_tokens} overlap"
+            + (f", splitter {splitter.__module__}.{splitter.__qualname__}" if splitter else ""),
+        )
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(self.nodes).compile(
             checkpointer=checkpointer, name="fanout"
         )
@@ -239,13 +250,16 @@ class Coordinator(Closeable, Generic[SchemaT]):
     ) -> RunResult:
         if self._closed:
             raise UserError("this Coordinator is closed (and its backend with it): make a new one")
-        inputs: CoordinatorInput | None = {"request": request, "run_id": run_id}
+        inputs: CoordinatorInput | None = {
+            "request": request,
+            "run_id": run_id,
+            "settings": self.nodes.settings,
+        }
         if self.graph.checkpointer is not None:
             snapshot = await self.graph.aget_state(config)
             if snapshot.values:
                 values = cast(CoordinatorState, snapshot.values)
-                if values.get("request") != request:
-                    raise UserError(f"run id '{run_id}' was started with a different request")
+                self._check_same_run(run_id, values, request)
                 failed = any(
                     r.status == "failed"
                     for r in ordered(values.get("tasks", []), values.get("sub_results", []))
@@ -316,10 +330,25 @@ class Coordinator(Closeable, Generic[SchemaT]):
         snapshot = run_sync(self.graph.aget_state(self.config(run_id)))
         if not snapshot.values:
             return None
-        if snapshot.values.get("request") != request:
-            raise UserError(f"run id '{run_id}' was started with a different request")
-        tasks: list[SubTask] | None = snapshot.values.get("tasks")
+        values = cast(CoordinatorState, snapshot.values)
+        self._check_same_run(run_id, values, request)
+        tasks: list[SubTask] | None = values.get("tasks")
         return tasks
+
+    def _check_same_run(self, run_id: str, stored: CoordinatorState, request: Request) -> None:
+        """Refuse to resume `run_id` with another request or other settings, naming the change."""
+        before = stored.get("request")
+        if before is not None and before != request:
+            raise UserError(
+                f"run id '{run_id}' was started with a different request "
+                f"({describe_request_change(before, request)}): use another run id"
+            )
+        change = settings_change(stored.get("settings") or {}, self.nodes.settings)
+        if change is not None:
+            raise UserError(
+                f"run id '{run_id}' was started with {change}: use another run id, "
+                "or the settings it was started with"
+            )
 
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult[SchemaT]:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""

@@ -2,7 +2,9 @@
 
 FanoutError (agents.errors)
 ├── UserError (agents.errors)      bad input or option: one line in the CLI, exit 2
-│   └── RunInUse                   another live process holds this run id's lease
+│   ├── RunInUse                   another live process holds this run id's lease
+│   └── CheckpointError            the checkpoint cannot be read or written (read-only, disk full,
+│                                  damaged); what it held before stays
 ├── RunFailed                      the failure policy stopped the run; partial results kept
 ├── SubAgentTimeout               a sub-agent overran its deadline outside model calls (caught
 │                                  into that sub-agent's failed SubResult)
@@ -17,6 +19,7 @@ from fanout.agents.errors import FanoutError, UserError
 from .result import SubResult
 
 __all__ = [
+    "CheckpointError",
     "FanoutError",
     "RunFailed",
     "RunInUse",
@@ -37,6 +40,14 @@ class RunFailed(FanoutError):
     def __init__(self, message: str, *, partial: list[SubResult] | None = None) -> None:
         super().__init__(message)
         self.partial = partial or []
+
+
+class CheckpointError(UserError):
+    """The checkpoint database cannot be read or written: read-only, disk full, damaged.
+
+    The run stops (a result that cannot be kept is not worth computing on); every result
+    committed before the failure stays in the file for a resume.
+    """
 
 
 class RunInUse(UserError):

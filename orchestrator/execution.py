@@ -26,7 +26,7 @@ from .errors import SubAgentCancelled, SubAgentTimeout
 from .subagent import ModelAccess, SubAgent, is_cooperative
 from .task import SubTask
 
-__all__ = ["run_sub_agent"]
+__all__ = ["FinishedWhileStopping", "run_sub_agent"]
 
 _THREAD_SLOTS_PER_CALL = 2
 """User sub-agents running at once, per concurrent model call allowed (a few more than the calls,
@@ -35,6 +35,18 @@ so the next sub-agent is ready when a call ends)."""
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class FinishedWhileStopping(BaseException):
+    """The run was cancelled just after the sub-agent returned: here is what it returned.
+
+    Raised instead of ``CancelledError`` so that a finished answer can still be stored before the
+    run goes on stopping; whoever catches it must end in ``CancelledError``.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__("the run was cancelled as the sub-agent finished")
+        self.value = value
 
 
 def _thread_slots(size: int) -> asyncio.Semaphore:
@@ -63,6 +75,7 @@ async def run_sub_agent(
         SubAgentTimeout: it spent more than `deadline_s` outside its model calls.
         SubAgentCancelled: its own code raised ``CancelledError`` (fanout did not cancel it).
         asyncio.CancelledError: the run itself was cancelled; the sub-agent was stopped first.
+        FinishedWhileStopping: the run was cancelled as the sub-agent returned (its value).
     """
     if is_cooperative(sub_agent):
         return await _supervise(_OnLoop(sub_agent(task, caller)), caller, deadline_s)
@@ -87,6 +100,9 @@ async def _supervise(running: _OnLoop | _InThread, caller: Any, deadline_s: floa
             if done:
                 return _result(running.outcome)
     except asyncio.CancelledError:
+        outcome = running.outcome
+        if outcome.done() and not outcome.cancelled() and outcome.exception() is None:
+            raise FinishedWhileStopping(outcome.result()) from None
         await running.stop()  # the run is stopping: the sub-agent starts nothing more
         raise
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 import uuid
 import weakref
@@ -29,8 +30,9 @@ from .attempts import Attempts, ordered
 from .auto import Mode, StrategyChooser, StrategyPlan
 from .budget import chunk_budget
 from .citations import check_citations, clean_model_text, sanitize_model_text
-from .errors import RunFailed
-from .execution import run_sub_agent
+from .errors import CheckpointError, RunFailed
+from .execution import FinishedWhileStopping, run_sub_agent
+from .fingerprint import sub_task_key
 from .grounding import is_grounded
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .prompts import NOT_FOUND, is_not_found
@@ -40,7 +42,7 @@ from .request import Request
 from .result import DocumentAnswer, SubResult
 from .split import SplitProgress, split_monolithic, split_request
 from .state import CoordinatorState, SubAgentInput
-from .store import ResultStore
+from .store import ResultStore, storage_hint
 from .subagent import Finding, SubAgent, validate_output
 from .synthesize import Synthesis, Synthesizer, collect_findings
 from .task import SubTask
@@ -50,6 +52,12 @@ __all__ = ["CoordinatorNodes", "Splitter", "Strategy", "wave_size"]
 
 Strategy = Literal["isolated", "monolithic", "auto"]
 Splitter = Callable[[Request], list[SubTask]]
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a background future's failure as seen (asyncio logs unseen ones at exit)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def wave_size(max_concurrency: int) -> int:
@@ -81,6 +89,8 @@ class CoordinatorNodes:
     synthesizer: Synthesizer
     reduce_mode: ReduceMode
     chooser: StrategyChooser | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    """What the results depend on (`fingerprint.run_settings`): part of every content key."""
     breaker: CircuitBreaker = field(init=False)
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
@@ -305,14 +315,17 @@ class CoordinatorNodes:
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
         """Run one sub-agent to a `SubResult`; every failure is caught and reported in it.
 
-        A result already in the result store (an earlier, interrupted attempt at this run) is
-        returned as it is; a new successful one is stored before this returns. A shutdown is
+        A result already in the result store under this sub-task's content key (an earlier,
+        interrupted attempt at this run, on the same text, prompt, model and settings) is returned
+        as it is; a new successful one is stored before this returns. A shutdown is
         not the sub-agent's result: cancellation and `BackendClosed` propagate, recording nothing.
         """
+        key = ""
         if self.result_store is not None:
+            key = sub_task_key(self.settings, task, self.backend.prompt_style)
             # Off the event loop: a SQLite store waiting for the file's write lock would block
             # the loop, and with it the checkpointer's commit that would free the lock (deadlock).
-            stored = await asyncio.to_thread(self.result_store.get, run_id, task.id)
+            stored = await asyncio.to_thread(self.result_store.get, run_id, task.id, key)
             if stored is not None:
                 return stored
         caller = self._caller(run_id, task.id, task.document_id)
@@ -324,28 +337,54 @@ class CoordinatorNodes:
             "task_index": task.task_index,
             "task": task.task,
         }
+        stopping = False  # the run was cancelled just as this sub-agent finished
         try:
-            raw = await run_sub_agent(
-                self.sub_agent,
-                task,
-                caller,
-                deadline_s=self.policy.sub_agent_deadline_s,
-                max_concurrency=self.policy.max_concurrency,
-            )
+            try:
+                raw = await run_sub_agent(
+                    self.sub_agent,
+                    task,
+                    caller,
+                    deadline_s=self.policy.sub_agent_deadline_s,
+                    max_concurrency=self.policy.max_concurrency,
+                )
+            except FinishedWhileStopping as finished:
+                raw, stopping = finished.value, True
             fields = self._interpret(raw, task)
         except BackendClosed:
             raise  # the backend was closed under the run: stop it, record nothing
         except Exception as exc:  # isolate the failure to this sub-agent
+            if stopping:
+                raise asyncio.CancelledError from None
             error = f"{type(exc).__name__}: {exc}"
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage
             )
         result = SubResult(**base, **fields, attempts=caller.attempts, usage=caller.usage)
         if self.result_store is not None:
-            # Off the event loop: a durable write waits for the disk, and a SQLite writer must not
-            # block the loop that LangGraph's own checkpointer needs to finish its transaction.
-            await asyncio.to_thread(self.result_store.put, run_id, result)
+            await self._store(run_id, result, key)
+        if stopping:
+            raise asyncio.CancelledError  # kept in the store; the run goes on stopping
         return result
+
+    async def _store(self, run_id: str, result: SubResult, key: str) -> None:
+        """Commit `result`; a cancellation meanwhile waits for the write (a finished result is kept).
+
+        Off the event loop: a durable write waits for the disk, and a SQLite writer must not block
+        the loop that LangGraph's own checkpointer needs to finish its transaction.
+        """
+        assert self.result_store is not None
+        put = asyncio.ensure_future(asyncio.to_thread(self.result_store.put, run_id, result, key))
+        put.add_done_callback(_retrieved)  # its failure is raised below, or moot if stopping
+        try:
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            await asyncio.wait({put})
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise CheckpointError(
+                f"cannot store the result of sub-agent {result.sub_agent_id}: {exc} "
+                f"({storage_hint(exc)})"
+            ) from None
 
     def _interpret(self, output: object, task: SubTask) -> dict[str, Any]:
         """A sub-agent's return value as `SubResult` fields: outcome, answer, evidence, grounding."""

@@ -46,6 +46,8 @@ class CoordinatorInput(TypedDict, total=False):
 
     request: Request
     run_id: str
+    settings: dict[str, str]
+    """What the results depend on (model, prompts, budget...): a resume must agree on them."""
 
 
 class CoordinatorState(TypedDict, total=False):
@@ -53,6 +55,7 @@ class CoordinatorState(TypedDict, total=False):
 
     request: Request
     run_id: str
+    settings: dict[str, str]
     started_at: float
     plan: StrategyPlan | None
     tasks: list[SubTask]

@@ -19,13 +19,17 @@ from tests.conftest import MODELS_BODY, ROOT, StubHTTPServer, chat_completion_bo
 class HoldingServer:
     """An OpenAI-compatible server on 127.0.0.1 answering "code C<i>" for document i.
 
-    After `hold_after` answers, the next call is held open (never answered) until `release` is
-    set: a test then knows a call is in flight. Every chat request is timestamped on arrival.
+    After `hold_after` answers, the next calls are held open until `release` is set (then they
+    are answered): a test then knows a call is in flight. Every chat request is timestamped on
+    arrival.
     """
 
     def __init__(self, hold_after: int | None = None) -> None:
         self.hold_after = hold_after
         self.answered: dict[str, int] = {}
+        """Answers sent per document (a held call counts once released, heard or not)."""
+        self.held: list[str] = []
+        """Documents whose call was held."""
         self.arrivals: list[float] = []
         self.holding = threading.Event()
         self.release = threading.Event()
@@ -45,9 +49,10 @@ class HoldingServer:
             self.arrivals.append(time.monotonic())
             hold = self.hold_after is not None and sum(self.answered.values()) >= self.hold_after
         if hold and not self.release.is_set():
+            with self._lock:
+                self.held.append(doc)
             self.holding.set()
             self.release.wait(timeout=60)
-            return 503, b'{"error": {"message": "released"}}'
         with self._lock:
             self.answered[doc] = self.answered.get(doc, 0) + 1
         return 200, chat_completion_body(f"code C{doc}")

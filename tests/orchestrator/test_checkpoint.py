@@ -137,7 +137,8 @@ def test_a_run_id_reused_with_another_request_is_refused_in_one_line(tmp_path: P
     assert again.returncode == 2
     # no "Deserializing unregistered type" warnings from LangGraph before the refusal
     assert again.stderr.splitlines() == [
-        "fanout: error: run id 'r' was started with a different request"
+        "fanout: error: run id 'r' was started with a different request (the question has "
+        "changed): use another run id"
     ]
 
 
