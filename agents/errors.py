@@ -72,13 +72,22 @@ class BackendError(FanoutError):
     Attributes:
         status_code: HTTP status when the backend speaks HTTP, else None.
         transient: whether the same call may succeed if retried.
+        retry_after_s: how long the server asked to wait before retrying (its ``Retry-After``),
+            else None.
     """
 
     transient: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
 
 
 class BackendClosed(BackendError):
@@ -129,7 +138,22 @@ class EndpointMismatch(BackendRejected):
 
 
 class ContextOverflow(BackendError):
-    """The prompt plus the completion budget exceed the model's context window."""
+    """The prompt plus the completion budget exceed the model's context window.
+
+    Attributes:
+        context_window: the window the model said it has, when its error said so (servers do:
+            "maximum context length is 2048"); the coordinator then cuts the document to fit.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.context_window = context_window
 
 
 class InvalidResponse(BackendError):

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .result import SubResult
-from .task import SubTask
+from .task import SubTask, cut_parent
 
 __all__ = ["Attempt", "Attempts", "ordered"]
 
@@ -25,7 +25,8 @@ def ordered(tasks: list[SubTask], results: list[SubResult]) -> list[SubResult]:
     """One sub-result per sub-agent, in the order of their tasks (they finish in any order).
 
     A sub-agent retried by a later attempt has its earlier failure in the log too: a success
-    wins, and otherwise the latest attempt.
+    wins, and otherwise the latest attempt. The pieces of a sub-task cut to fit the context take
+    its place, in order.
     """
     order = {t.id: i for i, t in enumerate(tasks)}
     latest: dict[str, SubResult] = {}
@@ -33,7 +34,15 @@ def ordered(tasks: list[SubTask], results: list[SubResult]) -> list[SubResult]:
         known = latest.get(result.sub_agent_id)
         if known is None or known.status != "ok":
             latest[result.sub_agent_id] = result
-    return sorted(latest.values(), key=lambda r: order.get(r.sub_agent_id, len(order)))
+
+    def position(sub_agent_id: str) -> tuple[int, tuple[int, ...]]:
+        pieces: list[int] = []
+        while sub_agent_id not in order and (cut := cut_parent(sub_agent_id)) is not None:
+            sub_agent_id, piece = cut
+            pieces.insert(0, piece)
+        return order.get(sub_agent_id, len(order)), tuple(pieces)
+
+    return sorted(latest.values(), key=lambda r: position(r.sub_agent_id))
 
 
 @dataclass(eq=False)

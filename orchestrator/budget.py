@@ -10,7 +10,7 @@ from .prompts import task_prompt
 from .request import Request
 from .task import SubTask
 
-__all__ = ["chunk_budget"]
+__all__ = ["chunk_budget", "task_budget"]
 
 # Tokens kept free beyond the measured prompt overhead and completion budget (template drift).
 _CONTEXT_MARGIN = 32
@@ -27,6 +27,15 @@ def chunk_budget(backend: Backend, request: Request, *, max_tokens: int) -> int 
     window = backend.context_window
     if window is None:
         return None
+    return task_budget(backend, request.tasks, max_tokens=max_tokens, window=window)
+
+
+def task_budget(backend: Backend, tasks: list[str], *, max_tokens: int, window: int) -> int:
+    """Largest chunk that fits a `window`-token context next to any of `tasks`' prompts.
+
+    Raises:
+        UserError: the context cannot hold the prompt and the answer with any document at all.
+    """
     overhead = max(
         backend.count_tokens(
             prompt_text(
@@ -37,7 +46,7 @@ def chunk_budget(backend: Backend, request: Request, *, max_tokens: int) -> int 
                 backend.prompt_style,
             )
         )
-        for t in request.tasks
+        for t in tasks
     )
     budget = window - overhead - max_tokens - _CONTEXT_MARGIN
     if budget < 16:

@@ -23,7 +23,7 @@ from langgraph.types import Send
 from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, Usage
-from fanout.agents.errors import BackendClosed, OutputInvalid, UserError
+from fanout.agents.errors import BackendClosed, ContextOverflow, OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
 from .attempts import Attempts, ordered
@@ -34,6 +34,7 @@ from .errors import CheckpointError, RunFailed
 from .execution import FinishedWhileStopping, run_sub_agent
 from .fingerprint import sub_task_key
 from .grounding import is_grounded
+from .overflow import MAX_CUTS, cut_to_fit
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
 from .prompts import NOT_FOUND, is_not_found
 from .reduce import ReduceMode, reduce_chunks
@@ -204,18 +205,38 @@ class CoordinatorNodes:
     async def run_one(self, inputs: SubAgentInput) -> dict[str, Any]:
         """The sub-agent node: run one sub-task; under fail_fast a failure stops the run."""
         task, run_id = inputs["task"], inputs["run_id"]
-        self._attempts.current(run_id).tried.add(
-            task.id
-        )  # also when the graph resumes an interrupted wave
-        result = await traced_sub_agent(task, lambda: self.run_sub_task(task, run_id))
-        if result.error is not None:  # before the state (and its checkpoint) keeps it
-            result = result.model_copy(update={"error": scrub(result.error)})
-        if result.status == "failed" and self.failure_policy.mode == "fail_fast":
-            raise RunFailed(
-                f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
-                partial=[result],
-            )
-        return {"sub_results": [result]}
+        # Noted also when the graph resumes an interrupted wave (no dispatch sent it this time).
+        self._attempts.current(run_id).tried.add(task.id)
+        results = await self._run_fitting(task, run_id, cuts=0)
+        for i, result in enumerate(results):
+            if result.error is not None:  # before the state (and its checkpoint) keeps it
+                results[i] = result = result.model_copy(update={"error": scrub(result.error)})
+            if result.status == "failed" and self.failure_policy.mode == "fail_fast":
+                raise RunFailed(
+                    f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
+                    partial=[result],
+                )
+        return {"sub_results": results}
+
+    async def _run_fitting(self, task: SubTask, run_id: str, *, cuts: int) -> list[SubResult]:
+        """Run `task`; if the model refuses it as too long, run the pieces it is cut into instead."""
+        overflows: list[ContextOverflow] = []
+        result = await traced_sub_agent(
+            task, lambda: self.run_sub_task(task, run_id, overflows=overflows)
+        )
+        if not overflows or cuts >= MAX_CUTS:
+            return [result]
+        pieces = cut_to_fit(
+            task,
+            overflows[0],
+            self.backend,
+            max_tokens=self.policy.max_tokens,
+            overlap_tokens=self.overlap_tokens,
+        )
+        if pieces is None:
+            return [result]
+        runs = await asyncio.gather(*(self._run_fitting(p, run_id, cuts=cuts + 1) for p in pieces))
+        return [r for run in runs for r in run]
 
     async def reduce(self, state: CoordinatorState) -> dict[str, Any]:
         """Check the failure policy, then merge each chunked document's partial answers."""
@@ -312,13 +333,16 @@ class CoordinatorNodes:
 
     # -- sub-agents ----------------------------------------------------------------------
 
-    async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult:
+    async def run_sub_task(
+        self, task: SubTask, run_id: str, *, overflows: list[ContextOverflow] | None = None
+    ) -> SubResult:
         """Run one sub-agent to a `SubResult`; every failure is caught and reported in it.
 
         A result already in the result store under this sub-task's content key (an earlier,
         interrupted attempt at this run, on the same text, prompt, model and settings) is returned
         as it is; a new successful one is stored before this returns. A shutdown is
         not the sub-agent's result: cancellation and `BackendClosed` propagate, recording nothing.
+        A failure that is a `ContextOverflow` is also appended to `overflows` (the caller may cut).
         """
         key = ""
         if self.result_store is not None:
@@ -355,6 +379,8 @@ class CoordinatorNodes:
         except Exception as exc:  # isolate the failure to this sub-agent
             if stopping:
                 raise asyncio.CancelledError from None
+            if isinstance(exc, ContextOverflow) and overflows is not None:
+                overflows.append(exc)
             error = f"{type(exc).__name__}: {exc}"
             return SubResult(
                 **base, status="failed", error=error, attempts=caller.attempts, usage=caller.usage

@@ -3,6 +3,7 @@ open, and a CLI process started in its own session (so a signal reaches it as a 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -11,7 +12,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import MODELS_BODY, ROOT, StubHTTPServer, chat_completion_body
 
@@ -105,3 +109,108 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout
 
 def exit_for(sig: signal.Signals) -> int:
     return 128 + int(sig)
+
+
+@dataclass
+class Reply:
+    """How `MisbehavingServer` answers one request."""
+
+    status: int = 200
+    body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    drip_s: float = 0.0
+    """Seconds between bytes of the body (and of the status line and headers): a slow drip."""
+    declare_length: bool = True
+    """Send Content-Length (False: the body ends when the connection closes)."""
+
+
+class MisbehavingServer:
+    """An HTTP server on 127.0.0.1 answering each request as `answer` says, however badly.
+
+    Every request is recorded as (method, path, body, arrival time). Drips stop when the client
+    hangs up, and the server stops by itself after `lifetime_s`.
+    """
+
+    def __init__(
+        self, answer: Callable[[str, str, bytes], Reply], lifetime_s: float = 120.0
+    ) -> None:
+        self.requests: list[tuple[str, str, bytes, float]] = []
+        lock = threading.Lock()
+        deadline = time.monotonic() + lifetime_s
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with lock:
+                    outer.requests.append((self.command, self.path, body, time.monotonic()))
+                reply = answer(self.command, self.path, body)
+                head = f"HTTP/1.1 {reply.status} X\r\nContent-Type: {reply.content_type}\r\n"
+                for name, value in reply.headers.items():
+                    head += f"{name}: {value}\r\n"
+                if reply.declare_length:
+                    head += f"Content-Length: {len(reply.body)}\r\n"
+                else:
+                    head += "Connection: close\r\n"
+                data = (head + "\r\n").encode() + reply.body
+                try:
+                    if reply.drip_s <= 0:
+                        self.wfile.write(data)
+                    else:
+                        for i in range(len(data)):
+                            if time.monotonic() > deadline:
+                                break
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip_s)
+                except OSError:
+                    pass  # the client hung up: what these tests are about
+                if not reply.declare_length:
+                    self.close_connection = True
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class _Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass
+
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self.port: int = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def posts(self, suffix: str) -> list[tuple[str, str, bytes, float]]:
+        return [r for r in self.requests if r[0] == "POST" and r[1].endswith(suffix)]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> MisbehavingServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def completion_json(text: str, usage: dict[str, int] | None = None) -> bytes:
+    """A chat completion as an OpenAI-compatible server sends it."""
+    return json.dumps(
+        {
+            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": usage or {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+        }
+    ).encode()  # fmt: skip
