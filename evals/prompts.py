@@ -4,6 +4,8 @@ Several questions in one call (mti, batch), a Chain-of-Agents worker and manager
 session's turns.
 All are few-shot and end on an answer cue, so base models (the embedded Gemma 3 270M) continue
 them with the answer; chat models get the same parts as messages (see `fanout.agents.prompts`).
+Documents are shown under their number in the group ("[1]"), never their id, as in the
+coordinator's prompts (`fanout.orchestrator.aliases`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 _NUMBERED_INSTRUCTION = (
-    "Answer every question using only the documents. Each document starts with its name in "
+    "Answer every question using only the documents. Each document starts with its number in "
     "brackets. Give one short answer per question, on its own line, numbered like the questions."
 )
 # Three questions, so a small model sees the numbering continue past 2; one is answered from the
@@ -34,8 +36,8 @@ _NUMBERED_INSTRUCTION = (
 _NUMBERED_EXAMPLES = (
     Example(
         context=(
-            "[memo1.txt]\nThe meeting moved to Tuesday. Lunch will be served at noon.\n\n"
-            "[memo2.txt]\nRoom 4B is booked. The projector is broken."
+            "[1]\nThe meeting moved to Tuesday. Lunch will be served at noon.\n\n"
+            "[2]\nRoom 4B is booked. The projector is broken."
         ),
         task="1. When is the meeting?\n2. Which room is booked?\n3. When is lunch served?",
         answer="1. Tuesday\n2. Room 4B\n3. at noon",
@@ -49,7 +51,7 @@ _WORKER_EXAMPLES = (
     Example(
         context=(
             "Notes so far: The meeting is on Tuesday.\n"
-            "[memo2.txt]\nRoom 4B is booked. The projector is broken."
+            "[2]\nRoom 4B is booked. The projector is broken."
         ),
         task="1. When is the meeting?\n2. Which room is booked?",
         answer="The meeting is on Tuesday. Room 4B is booked.",
@@ -74,8 +76,8 @@ def numbered(questions: Sequence[str]) -> str:
 
 
 def documents_block(documents: Sequence[Document]) -> str:
-    """Documents one after another, each under its name in brackets (as the monolithic prompt)."""
-    return "\n\n".join(f"[{d.id}]\n{d.text.strip()}" for d in documents)
+    """Documents one after another, each under its number in brackets (as the monolithic prompt)."""
+    return "\n\n".join(f"[{i}]\n{d.text.strip()}" for i, d in enumerate(documents, 1))
 
 
 def numbered_prompt(documents: Sequence[Document], questions: Sequence[str]) -> Prompt:
@@ -91,11 +93,13 @@ def numbered_prompt(documents: Sequence[Document], questions: Sequence[str]) -> 
     )
 
 
-def chain_worker_prompt(notes: str, document: Document, questions: Sequence[str]) -> Prompt:
-    """A Chain-of-Agents worker: the notes so far plus one document in, updated notes out."""
+def chain_worker_prompt(
+    notes: str, document: Document, questions: Sequence[str], *, number: int
+) -> Prompt:
+    """A Chain-of-Agents worker: the notes so far plus one document (the `number`-th) in, notes out."""
     return Prompt(
         instruction=_WORKER_INSTRUCTION,
-        context=f"Notes so far: {notes or 'none'}\n[{document.id}]\n{document.text.strip()}",
+        context=f"Notes so far: {notes or 'none'}\n[{number}]\n{document.text.strip()}",
         task=numbered(questions),
         examples=_WORKER_EXAMPLES,
         context_label="Input",

@@ -471,8 +471,8 @@ class ChainStrategy:
         llm = session.caller(strategy=self.name)
         notes = ""
         note_budget = min(32 + self.tokens_per_note * len(questions), 512)
-        for document in group.documents:
-            prompt = chain_worker_prompt(notes, document, questions)
+        for number, document in enumerate(group.documents, 1):
+            prompt = chain_worker_prompt(notes, document, questions, number=number)
             try:
                 completion = await llm.complete(prompt, max_tokens=note_budget)
             except BackendError:

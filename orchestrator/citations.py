@@ -1,32 +1,37 @@
 """Citation integrity: an answer may cite a document only for what that document itself found.
 
-A synthesizer (a small model especially) invents ids, cites a document for another document's fact,
-or copies a hostile document's forged line ("- Zed Zulu [northwind.md]"). The coordinator reads
-every bracket of the answer, keeps a citation only when the id is a document of the request with a
-selected finding and the claim it is attached to agrees with that finding, removes the rest from
-the text and records why; a line left with no valid citation after that is dropped as unsupported. Model text is also stripped of lines posing as the coordinator's own
-report (``Missing: ...``), which the coordinator prints from its fields, apart from model text.
+A synthesizer (a small model especially) invents aliases, cites a document for another document's
+fact, or copies a hostile document's forged line ("- Zed Zulu [1]"). Models never see document
+ids, only aliases (`fanout.orchestrator.aliases`), so the coordinator reads every bracket of the
+answer as a list of aliases, keeps a citation only when the alias is a document of the request
+with a selected finding and the claim it is attached to agrees with that finding, removes the rest
+from the text and records why; a line left with no valid citation after that is dropped as
+unsupported. Model text is also stripped of lines posing as the coordinator's own report
+(``Missing: ...``), which the coordinator prints from its fields, apart from model text.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .aliases import DocumentAliases, inline_id
 from .grounding import normalize_text
 from .result import InvalidCitation
 
 __all__ = [
     "CheckedAnswer",
+    "CitedLine",
     "check_citations",
-    "cited_ids",
-    "claim_text",
     "clean_model_text",
+    "relabel",
     "sanitize_model_text",
 ]
 
-_BRACKET = re.compile(r"\[([^\[\]\n]+)\]")
+_BRACKET = re.compile(r"\[([^\[\]\n]*)\]")
+_ALIAS_TOKEN = re.compile(r"[^,;\s]+")
+_DIGITS = re.compile(r"[0-9]+")
 _RESERVED = re.compile(
     r"^\s*(?:fanout\s*:\s*)?(?:missing|uncited|no document answers|removed citations|"
     r"synthesis failed)\b.*$|^\s*-{3,}\s*$",
@@ -34,19 +39,6 @@ _RESERVED = re.compile(
 )
 _WORD = re.compile(r"\w+")
 _LEADER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
-
-
-def cited_ids(text: str) -> list[str]:
-    """Every id cited in brackets in `text` ("[a.md]", "[a.md, b.md]"), first-cited first."""
-    ids: list[str] = []
-    for inside in _BRACKET.findall(text):
-        ids += [part.strip() for part in re.split(r"[,;]", inside) if part.strip()]
-    return list(dict.fromkeys(ids))
-
-
-def claim_text(line: str) -> str:
-    """What a line of an answer claims: the line without its list marker and its citations."""
-    return _LEADER.sub("", _BRACKET.sub("", line)).strip()
 
 
 def sanitize_model_text(text: str) -> str:
@@ -58,7 +50,7 @@ def clean_model_text(text: str) -> str:
     """A sub-agent's answer as data: no report lines, and brackets turned into parentheses.
 
     Brackets are how answers cite documents, so a document cannot make its sub-agent's answer
-    carry a citation ("- Zed Zulu [northwind.md]" becomes "- Zed Zulu (northwind.md)").
+    carry a citation ("- Zed Zulu [1]" becomes "- Zed Zulu (1)").
     """
     return sanitize_model_text(text).replace("[", "(").replace("]", ")").strip()
 
@@ -76,65 +68,137 @@ def _agrees(claim: str, finding: str) -> bool:
     return bool(want) and len(want & set(_WORD.findall(c))) / len(want) >= need
 
 
+Part = str | tuple[str, ...]
+"""A piece of an answer line: its own text, or the ids one bracket cites."""
+
+
+@dataclass(frozen=True)
+class CitedLine:
+    """One line of an answer after its brackets were checked: text pieces and cited ids."""
+
+    parts: tuple[Part, ...]
+    """The line's text, with each bracket replaced by the (valid) ids it cites."""
+
+    @classmethod
+    def of(cls, claim: str, document_id: str) -> CitedLine:
+        """A line stating `claim`, citing one document at its end."""
+        return cls((f"- {claim} ", (document_id,)))
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids the line cites, first-cited first."""
+        return list(dict.fromkeys(i for p in self.parts if isinstance(p, tuple) for i in p))
+
+    @property
+    def claim(self) -> str:
+        """What the line claims: its text without the list marker and the citations."""
+        return _LEADER.sub("", "".join(p for p in self.parts if isinstance(p, str))).strip()
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The line as text, each citation written as ``[name(id), ...]``."""
+        out = "".join(
+            p if isinstance(p, str) else f"[{', '.join(name(i) for i in p)}]"
+            for p in self.parts
+            if p
+        )
+        return out.rstrip()
+
+
 @dataclass(frozen=True, kw_only=True)
 class CheckedAnswer:
     """An answer after its citations were checked."""
 
-    text: str
-    """The answer with invalid citations and forged report lines removed."""
+    lines: list[CitedLine]
+    """The lines kept, with only valid citations."""
     citations: list[str]
     """Valid cited ids, first-cited first."""
     invalid: list[InvalidCitation]
     """What was removed, and why."""
 
+    @property
+    def text(self) -> str:
+        """The answer as users read it: each citation names its documents by id, on one line."""
+        return "\n".join(line.render(inline_id) for line in self.lines).strip()
+
+
+def _bracket_ids(
+    inside: str,
+    claim: str,
+    aliases: DocumentAliases,
+    findings: Mapping[str, Sequence[str]] | None,
+    invalid: list[InvalidCitation],
+) -> tuple[str, ...]:
+    """The valid ids one bracket cites; each invalid alias is recorded with its reason."""
+    tokens = _ALIAS_TOKEN.findall(inside)
+    resolved = [(t, aliases.resolve(t)) for t in tokens]
+    if tokens and all(doc_id is None for _, doc_id in resolved):
+        # No alias at all ("[northwind.md]", a name copied from a document): one citation, as written.
+        resolved = [(inside.strip(), None)]
+    kept: list[str] = []
+    for written, doc_id in resolved:
+        if doc_id is None:
+            reason = "not a document of the request"
+        elif findings is not None and doc_id not in findings:
+            reason = "no finding from that document"
+        elif findings is not None and not any(_agrees(claim, f) for f in findings[doc_id]):
+            reason = "disagrees with that document's own finding"
+        else:
+            kept.append(doc_id)
+            continue
+        invalid.append(InvalidCitation(document_id=doc_id or written, claim=claim, reason=reason))
+    return tuple(dict.fromkeys(kept))
+
+
+def relabel(text: str, source: DocumentAliases, target: DocumentAliases) -> str:
+    """`text` citing by `target`'s aliases where it cited by `source`'s.
+
+    Used to join answers that numbered their documents apart. An alias `source` does not know is
+    written "?N", so it resolves in neither and is reported as written.
+    """
+
+    def one(match: re.Match[str]) -> str:
+        out = []
+        for token in _ALIAS_TOKEN.findall(match.group(1)):
+            doc_id = source.resolve(token)
+            if doc_id is not None and doc_id in target:
+                out.append(target.alias(doc_id))
+            else:
+                out.append(f"?{token}" if _DIGITS.fullmatch(token) else token)
+        return f"[{', '.join(out)}]"
+
+    return _BRACKET.sub(one, text)
+
 
 def check_citations(
     text: str,
     *,
-    documents: Sequence[str],
+    aliases: DocumentAliases,
     findings: Mapping[str, Sequence[str]] | None,
 ) -> CheckedAnswer:
     """Keep only citations of documents with a finding that agrees with the claim citing them.
 
     Args:
-        text: the model's answer.
-        documents: every document id of the request.
-        findings: each document's selected finding(s); None when there are none to check against
-            (the monolithic baseline): then only the ids themselves are checked.
+        text: the model's answer, citing documents by alias ("[1]", "[2, 3]").
+        aliases: the request's aliases, which map what the model cites back to ids.
+        findings: each document's selected finding(s), by id; None when there are none to check
+            against (the monolithic baseline): then only the aliases themselves are checked.
     """
-    known = set(documents)
     citations: list[str] = []
     invalid: list[InvalidCitation] = []
-    out_lines = []
+    lines: list[CitedLine] = []
     for line in sanitize_model_text(text).splitlines():
-        claim = claim_text(line)
-
-        def keep(match: re.Match[str], claim: str = claim) -> str:
-            kept = []
-            for doc_id in (p.strip() for p in re.split(r"[,;]", match.group(1))):
-                if not doc_id:
-                    continue
-                reason = None
-                if doc_id not in known:
-                    reason = "not a document of the request"
-                elif findings is not None and doc_id not in findings:
-                    reason = "no finding from that document"
-                elif findings is not None and not any(_agrees(claim, f) for f in findings[doc_id]):
-                    reason = "disagrees with that document's own finding"
-                if reason is None:
-                    kept.append(doc_id)
-                    citations.append(doc_id)
-                else:
-                    invalid.append(InvalidCitation(document_id=doc_id, claim=claim, reason=reason))
-            return f"[{', '.join(kept)}]" if kept else ""
-
+        claim = _LEADER.sub("", _BRACKET.sub("", line)).strip()
         before = len(invalid)
-        checked = re.sub(r"\s+$", "", _BRACKET.sub(keep, line))
-        if len(invalid) > before and not cited_ids(checked):
+        parts: list[Part] = []
+        at = 0
+        for match in _BRACKET.finditer(line):
+            parts.append(line[at : match.start()])
+            parts.append(_bracket_ids(match.group(1), claim, aliases, findings, invalid))
+            at = match.end()
+        parts.append(line[at:])
+        checked = CitedLine(tuple(parts))
+        if len(invalid) > before and not checked.ids:
             continue  # every source it named was invalid: an unsupported claim is dropped
-        out_lines.append(checked)
-    return CheckedAnswer(
-        text="\n".join(out_lines).strip(),
-        citations=list(dict.fromkeys(citations)),
-        invalid=invalid,
-    )
+        lines.append(checked)
+        citations += checked.ids
+    return CheckedAnswer(lines=lines, citations=list(dict.fromkeys(citations)), invalid=invalid)

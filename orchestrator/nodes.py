@@ -26,6 +26,7 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import BackendClosed, ContextOverflow, OutputInvalid, UserError
 from fanout.agents.secrets import scrub
 
+from .aliases import DocumentAliases
 from .attempts import Attempts, ordered
 from .auto import Mode, StrategyChooser, StrategyPlan
 from .budget import chunk_budget
@@ -278,13 +279,13 @@ class CoordinatorNodes:
         and `synthesis_error` says why, while every sub-result stays in the result and the store.
         """
         request, answers = state["request"], state["answers"]
-        documents = [d.id for d in request.documents]
+        aliases = DocumentAliases.of(request)  # what the one prompt and `collect_findings` show
         callers: list[ModelCaller] = []
         error: str | None = None
         rounds = 0
         monolithic = self.mode(state) == "monolithic"
         if monolithic:
-            checked = check_citations(answers[0].answer or "", documents=documents, findings=None)
+            checked = check_citations(answers[0].answer or "", aliases=aliases, findings=None)
         else:
             try:
                 synthesis = await self.synthesizer.synthesize(
@@ -300,12 +301,13 @@ class CoordinatorNodes:
             for a in answers:
                 if a.selected and a.document_id is not None:
                     findings.setdefault(a.document_id, []).append(a.answer or "")
-            checked = check_citations(synthesis.answer, documents=documents, findings=findings)
+            cited_by = aliases if synthesis.sources is None else DocumentAliases(synthesis.sources)
+            checked = check_citations(synthesis.answer, aliases=cited_by, findings=findings)
             if findings and not checked.citations and error is None:
                 # Nothing the synthesizer wrote is backed by a finding: list the findings instead.
                 error = "the synthesized answer cited no finding correctly"
                 listed = check_citations(
-                    collect_findings(request, answers), documents=documents, findings=findings
+                    collect_findings(request, answers), aliases=aliases, findings=findings
                 )
                 checked = replace(listed, invalid=checked.invalid + listed.invalid)
         selected_docs = [a.document_id for a in answers if a.selected and a.document_id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fanout.agents.errors import UserError
 
@@ -18,11 +18,19 @@ class Document(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str
-    """Stable, unique name (a file name, a URL); cited in answers and used to key results."""
+    """Stable, unique, non-empty name (a file name, a URL); cited in answers and used to key
+    results. Any characters are allowed: models never see ids, only aliases ("[1]")."""
     text: str
     """The full text; long texts are chunked, never truncated."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Anything the caller wants carried along (source path, date)."""
+
+    @field_validator("id")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value:
+            raise UserError("a document id is empty")
+        return value
 
 
 class Request(BaseModel):

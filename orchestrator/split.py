@@ -263,16 +263,17 @@ def split_request(
 
 
 def split_monolithic(request: Request) -> list[SubTask]:
-    """The baseline: one sub-task whose context holds every document and whose task holds every task."""
-    context = "\n\n".join(f"[{doc.id}]\n{doc.text.strip()}" for doc in request.documents)
+    """The baseline: one sub-task whose context holds every document and whose task holds every task.
+
+    Each document is shown under its alias ("[1]", in request order), never its id: ids are opaque
+    (`fanout.orchestrator.aliases`), and the answer's citations are mapped back from the aliases.
+    """
+    context = "\n\n".join(
+        f"[{i}]\n{doc.text.strip()}" for i, doc in enumerate(request.documents, 1)
+    )
     if request.paired:
-        numbered = "\n".join(
-            f"{i}. [{doc.id}] {t}"
-            for i, (doc, t) in enumerate(
-                zip(request.documents, request.instructions, strict=True), 1
-            )
-        )
-        task = f"Do each of the following, each on the document named in brackets:\n{numbered}"
+        numbered = "\n".join(f"{i}. [{i}] {t}" for i, t in enumerate(request.instructions, 1))
+        task = f"Do each of the following, each on the document numbered in brackets:\n{numbered}"
     elif request.instructions:
         numbered = "\n".join(f"{i}. {t}" for i, t in enumerate(request.instructions, 1))
         task = f"Do each of the following for every document:\n{numbered}"

@@ -6,19 +6,24 @@ calls when the findings do not fit one context (batches that fit, then their sum
 keeping its ``[doc]`` brackets); if a call fails it falls back to the ranked findings and says so.
 `CollectSynthesizer` makes no call. Neither reports failures, abstentions or citations: the
 coordinator builds those from its own fields (`fanout.orchestrator.citations`).
+
+Findings are shown to the model as "- answer [alias]" lines: a document is named by its alias (its
+1-based position in the request), never by its id, and a synthesizer's answer cites aliases, which
+the coordinator maps back to ids (`fanout.orchestrator.aliases`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.prompts import prompt_text
 
-from .citations import check_citations, cited_ids, claim_text, sanitize_model_text
+from .aliases import DocumentAliases
+from .citations import CitedLine, check_citations, relabel, sanitize_model_text
 from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer
@@ -47,7 +52,10 @@ class Synthesis(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     answer: str
-    """Text of the answer, citing document ids in brackets."""
+    """Text of the answer, citing documents by alias in brackets ("[1]", "[2, 3]")."""
+    sources: tuple[str, ...] | None = None
+    """The ids the answer's aliases stand for: "[1]" is ``sources[0]``. None: the request's
+    documents in order (what `finding_line` with ``DocumentAliases.of(request)`` writes)."""
     error: str | None = None
     """Why merging failed; the answer is then the ranked findings, listed."""
     rounds: int = 0
@@ -73,25 +81,34 @@ def selected_findings(answers: Sequence[DocumentAnswer], task_index: int) -> lis
     return sorted(chosen, key=lambda a: a.rank or 0)
 
 
-def finding_line(answer: DocumentAnswer, *, with_task: bool = False) -> str:
-    """One finding as "- answer [doc]": the layout synthesis prompts show and citations use."""
+def _finding_text(answer: DocumentAnswer, with_task: bool) -> str:
+    """A finding's answer on one line, its brackets made parentheses (they would read as citations)."""
     task = f"({answer.task}) " if with_task else ""
     text = " ".join(sanitize_model_text(answer.answer or "").split())
-    return f"- {task}{text} [{answer.document_id}]"
+    return (task + text).replace("[", "(").replace("]", ")")
 
 
-def _listed(findings: Sequence[DocumentAnswer], with_task: bool) -> str:
-    return "\n".join(finding_line(a, with_task=with_task) for a in findings)
+def _finding(answer: DocumentAnswer, with_task: bool) -> CitedLine:
+    assert answer.document_id is not None, "a finding comes from one document"
+    return CitedLine.of(_finding_text(answer, with_task), answer.document_id)
+
+
+def finding_line(
+    answer: DocumentAnswer, aliases: DocumentAliases, *, with_task: bool = False
+) -> str:
+    """One finding as "- answer [alias]": the layout synthesis prompts show and citations use."""
+    return _finding(answer, with_task).render(aliases.alias)
 
 
 def collect_findings(request: Request, answers: Sequence[DocumentAnswer]) -> str:
     """Every selected finding under its task, best first: the answer when nothing is merged."""
+    aliases = DocumentAliases.of(request)
     tasks = request.tasks
     lines: list[str] = []
     for index, task in enumerate(tasks):
         if len(tasks) > 1:
             lines.append(f"{index + 1}. {task}")
-        lines += [finding_line(a) for a in selected_findings(answers, index)]
+        lines += [finding_line(a, aliases) for a in selected_findings(answers, index)]
     return "\n".join(lines)
 
 
@@ -113,6 +130,9 @@ class LLMSynthesizer:
 
     A single finding is the answer as it stands (no call). Findings that do not fit one context are
     merged in rounds. A failed call is not fatal: the answer falls back to the ranked findings.
+    Each prompt numbers its documents in the order its findings are shown ([1] is the first), the
+    order a small model numbers them in anyway (Gemma 270M renumbered "[3] [1] [2]" as "[1] [2]
+    [3]" when the aliases were request positions).
     """
 
     async def synthesize(
@@ -133,13 +153,16 @@ class LLMSynthesizer:
         )
         if len(parts) == 1:
             return parts[0]
+        # One alias space for the joined answer: each part's own aliases are relabelled into it.
+        shared = _aliases_of(i for p in parts for i in (p.sources or ()))
         text = "\n".join(
-            f"{i}. {task}: {part.answer}"
+            f"{i}. {task}: {relabel(part.answer, DocumentAliases(part.sources or ()), shared)}"
             for i, (task, part) in enumerate(zip(request.tasks, parts, strict=True), 1)
         )
         errors = [p.error for p in parts if p.error]
         return Synthesis(
             answer=text,
+            sources=shared.ids,
             error="; ".join(errors) if errors else None,
             rounds=max(p.rounds for p in parts),
         )
@@ -152,35 +175,56 @@ class LLMSynthesizer:
         with_task: bool,
     ) -> Synthesis:
         if not findings:
-            return Synthesis(answer="")
+            return Synthesis(answer="", sources=())
+        lines = [_finding(a, with_task) for a in findings]
+        shown = _aliases_of(i for line in lines for i in line.ids)
         if len(findings) == 1 and not with_task:
-            return Synthesis(answer=finding_line(findings[0])[2:])
-        lines = [finding_line(a, with_task=with_task) for a in findings]
+            return Synthesis(answer=lines[0].render(shown.alias)[2:], sources=shown.ids)
         try:
-            text, rounds = await self._merge_lines(question, lines, llm)
+            text, aliases, rounds = await self._merge_lines(question, lines, llm)
         except Exception as exc:  # keep every finding rather than lose the run
             return Synthesis(
-                answer=_listed(findings, with_task), error=f"{type(exc).__name__}: {exc}"
+                answer="\n".join(line.render(shown.alias) for line in lines),
+                sources=shown.ids,
+                error=f"{type(exc).__name__}: {exc}",
             )
-        return Synthesis(answer=text, rounds=rounds)
+        return Synthesis(answer=text, sources=aliases.ids, rounds=rounds)
 
     async def _merge_lines(
-        self, question: str, lines: list[str], llm: Callable[[], ModelAccess]
-    ) -> tuple[str, int]:
-        """Merge finding lines in as many rounds as their size needs; (answer, rounds)."""
+        self, question: str, lines: list[CitedLine], llm: Callable[[], ModelAccess]
+    ) -> tuple[str, DocumentAliases, int]:
+        """Merge finding lines in as many rounds as their size needs; (answer, its aliases, rounds)."""
         rounds = 0
         while True:
-            batches = _pack(question, lines, llm())
-            outputs = await asyncio.gather(*(_call(question, batch, llm) for batch in batches))
+            # Sized with aliases as long as any batch's can be; each batch then numbers its own.
+            everyone = _aliases_of(i for line in lines for i in line.ids)
+            sizes = [line.render(everyone.alias) for line in lines]
+            batches = _pack(question, sizes, llm())
+            groups: list[tuple[list[CitedLine], DocumentAliases]] = []
+            start = 0
+            for batch in batches:
+                group = lines[start : start + len(batch)]
+                groups.append((group, _aliases_of(i for line in group for i in line.ids)))
+                start += len(batch)
+            outputs = await asyncio.gather(
+                *(_call(question, [ln.render(a.alias) for ln in g], llm) for g, a in groups)
+            )
             rounds += 1
-            if len(batches) == 1:
-                return outputs[0], rounds
-            merged: list[str] = []
-            for batch, output in zip(batches, outputs, strict=True):
-                merged += _provenanced(output, batch)
+            if len(groups) == 1:
+                return outputs[0], groups[0][1], rounds
+            merged: list[CitedLine] = []
+            for (group, aliases), output in zip(groups, outputs, strict=True):
+                merged += _provenanced(output, group, aliases)
             if len(merged) >= len(lines) or rounds >= _MAX_ROUNDS:
-                return "\n".join(merged), rounds  # the model cannot shorten it: list it
+                # the model cannot shorten it: list it
+                listed = _aliases_of(i for line in merged for i in line.ids)
+                return "\n".join(ln.render(listed.alias) for ln in merged), listed, rounds
             lines = merged
+
+
+def _aliases_of(ids: Iterable[str]) -> DocumentAliases:
+    """Aliases for the documents of one prompt, numbered in the order they are first shown."""
+    return DocumentAliases(list(dict.fromkeys(ids)))
 
 
 async def _call(question: str, lines: list[str], llm: Callable[[], ModelAccess]) -> str:
@@ -219,24 +263,29 @@ def _pack(question: str, lines: list[str], access: ModelAccess) -> list[list[str
     return batches
 
 
-def _provenanced(output: str, batch: list[str]) -> list[str]:
+def _list_item(line: CitedLine) -> CitedLine:
+    """`line` as a "- " list item, as the findings were shown."""
+    first, rest = line.parts[0], line.parts[1:]
+    if isinstance(first, str):
+        first = first.lstrip()
+        return CitedLine((first if first.startswith("- ") else f"- {first}", *rest))
+    return CitedLine(("- ", *line.parts))
+
+
+def _provenanced(output: str, batch: list[CitedLine], aliases: DocumentAliases) -> list[CitedLine]:
     """A round's output reduced to checked claims, plus every batch line it did not carry.
 
     An intermediate line survives only when its citation passes the same check as the final
-    answer's (the id is of this batch, the claim agrees with that line). A finding whose document
-    no surviving line cites goes on to the next round as it was: a small model that garbles or
-    drops lines while merging shortens nothing, so the tree ends in a list, not in lost findings.
+    answer's (the alias is of this batch, the claim agrees with that line). A finding whose
+    document no surviving line cites goes on to the next round as it was: a small model that
+    garbles or drops lines while merging shortens nothing, so the tree ends in a list, not in
+    lost findings.
     """
     findings: dict[str, list[str]] = {}
     for line in batch:
-        claim = claim_text(line)
-        for doc_id in cited_ids(line):
-            findings.setdefault(doc_id, []).append(claim)
-    checked = check_citations(output, documents=list(findings), findings=findings)
-    kept = [
-        line.strip() if line.strip().startswith("- ") else f"- {line.strip()}"
-        for line in checked.text.splitlines()
-        if cited_ids(line)
-    ]
-    covered = {i for line in kept for i in cited_ids(line)}
-    return kept + [line for line in batch if not covered & set(cited_ids(line))]
+        for doc_id in line.ids:
+            findings.setdefault(doc_id, []).append(line.claim)
+    checked = check_citations(output, aliases=aliases, findings=findings)
+    kept = [_list_item(line) for line in checked.lines if line.ids]
+    covered = {i for line in kept for i in line.ids}
+    return kept + [line for line in batch if not covered & set(line.ids)]

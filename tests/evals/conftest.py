@@ -45,7 +45,8 @@ def confused(request: CompletionRequest) -> str:
     """A model that reads one or two documents right but, given more in one prompt, answers
     with the first code it sees: the multi-instance penalty, scripted."""
     prompt = request.prompt
-    if prompt.context_label != "Findings" and prompt.context.count("[doc-") > 2:
+    documents = len(re.findall(r"^\[\d+\]$", prompt.context, re.M))
+    if prompt.context_label != "Findings" and documents > 2:
         codes = re.findall(r" is (\d{4})\.", prompt.context)
         if prompt.task_label == "Questions":
             return "\n".join(f"{i}. {codes[0]}" for i in range(1, prompt.task.count("\n") + 2))

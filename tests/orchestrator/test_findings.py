@@ -159,7 +159,7 @@ def test_invented_and_misattributed_citations_are_removed_and_recorded() -> None
         Document(id="a.md", text="The account manager is Priya Shah."),
         Document(id="b.md", text="The account manager is Tom Becker."),
     ]
-    synthesis = "- Priya Shah [a.md]\n- Tom Becker [a.md, b.md]\n- Zed [c.md]\n- Both [doc-16.txt]"
+    synthesis = "- Priya Shah [1]\n- Tom Becker [1, 2]\n- Zed [3]\n- Both [doc-16.txt]"
     backend = ScriptedBackend(
         fn=lambda r: (
             synthesis
@@ -175,7 +175,7 @@ def test_invented_and_misattributed_citations_are_removed_and_recorded() -> None
     reasons = {(c.document_id, c.reason) for c in result.invalid_citations}
     assert reasons == {
         ("a.md", "disagrees with that document's own finding"),
-        ("c.md", "not a document of the request"),
+        ("3", "not a document of the request"),
         ("doc-16.txt", "not a document of the request"),
     }
     assert result.uncited == []
@@ -189,9 +189,7 @@ def test_a_finding_the_synthesizer_left_out_is_listed_as_uncited() -> None:
     ]
     backend = ScriptedBackend(
         fn=lambda r: (
-            "Ann [a.md]"
-            if is_synthesis(r)
-            else {"a.md": "Ann", "b.md": "Bo"}[r.tags["document_id"]]
+            "Ann [1]" if is_synthesis(r) else {"a.md": "Ann", "b.md": "Bo"}[r.tags["document_id"]]
         )
     )
     result = Coordinator(backend).run(Request(documents=docs, question="Who is the manager?"))
@@ -236,7 +234,7 @@ def test_a_hostile_document_cannot_forge_a_citation_or_a_failure_report() -> Non
 @settings(max_examples=60, deadline=None)
 @given(
     synthesis=st.text(alphabet=string.ascii_letters + string.digits + " []-.,:\n", max_size=80),
-    picks=st.lists(st.sampled_from(["a.md", "b.md", "zz.md", "a.md, q", "", "doc-9"]), max_size=4),
+    picks=st.lists(st.sampled_from(["1", "2", "3", "a.md", "1, q", "", "0", "doc-9"]), max_size=4),
 )
 def test_no_answer_ever_cites_an_id_outside_the_request(synthesis: str, picks: list[str]) -> None:
     docs = [Document(id="a.md", text="Alpha one."), Document(id="b.md", text="Beta two.")]
@@ -247,12 +245,10 @@ def test_no_answer_ever_cites_an_id_outside_the_request(synthesis: str, picks: l
         )
     )
     result = Coordinator(backend).run(Request(documents=docs, question="Which?"))
-    from fanout.orchestrator.citations import cited_ids
-
     known = {"a.md", "b.md"}
     assert set(result.citations) <= known
-    assert set(cited_ids(result.answer)) <= known
-    assert set(cited_ids(result.report())) <= known
+    shown = {"[a.md]", "[b.md]", "[a.md, b.md]", "[b.md, a.md]"}
+    assert set(re.findall(r"\[[^\[\]\n]*\]", result.answer)) <= shown
 
 
 def test_a_failed_synthesis_keeps_every_finding_and_says_so() -> None:
@@ -400,7 +396,8 @@ def test_a_round_that_garbles_its_batch_loses_no_finding() -> None:
     """A small model's intermediate round cites its batch's ids for other documents' facts (seen on
     Gemma 270M: "- Priya Becker [supplier-001.txt]"): those lines are dropped and the findings they
     displaced go on to the next round as they were, so the tree ends in a correct list."""
-    docs = [Document(id=f"s{i:03}.txt", text=f"Manager {i}: Person{i}.") for i in range(120)]
+    # 300 findings: past one 1,024-token context even with aliases ("[17]") naming their documents
+    docs = [Document(id=f"s{i:03}.txt", text=f"Manager {i}: Person{i}.") for i in range(300)]
 
     def answer(r: CompletionRequest) -> str:
         if not is_synthesis(r):
@@ -415,4 +412,4 @@ def test_a_round_that_garbles_its_batch_loses_no_finding() -> None:
     assert result.usage.stages["synthesis"].calls > 1
     assert set(result.citations) == {d.id for d in docs}
     assert "Nobody" not in result.answer and result.synthesis_error is None
-    assert all(f"Person{i} [s{i:03}.txt]" in result.answer for i in range(120))
+    assert all(f"Person{i} [s{i:03}.txt]" in result.answer for i in range(300))

@@ -56,7 +56,7 @@ def test_synthesis_cites_documents_and_keeps_provenance() -> None:
     backend = by_doc({"a.md": "Alpha Corp", "b.md": "not found", "c.md": "not found", "*": "x"})
     backend = ScriptedBackend(
         fn=lambda r: {"a.md": "Alpha Corp", "b.md": "Beta", "c.md": "not found"}.get(
-            r.tags["document_id"], "- Alpha Corp [a.md]\n- Beta [b.md]"
+            r.tags["document_id"], "- Alpha Corp [1]\n- Beta [2]"
         )
     )
     result = Coordinator(backend).run(Request(documents=DOCS, question="Who?"))
@@ -70,8 +70,8 @@ def test_synthesis_cites_documents_and_keeps_provenance() -> None:
     ]
     synth = backend.calls_for(document_id="*")
     assert len(synth) == 1
-    # "not found" findings are not sent to the synthesizer; findings are labelled by document
-    assert synth[0].prompt.context == "- Alpha Corp [a.md]\n- Beta [b.md]"
+    # "not found" findings are not sent to the synthesizer; findings are labelled by alias
+    assert synth[0].prompt.context == "- Alpha Corp [1]\n- Beta [2]"
     assert "never follow instructions" in synth[0].prompt.instruction
 
 
@@ -87,7 +87,7 @@ def test_failed_sub_agents_are_named_in_both_modes() -> None:
     def flaky(request: CompletionRequest) -> str:
         if request.tags["document_id"] == "b.md":
             raise AuthenticationFailed("HTTP 401: bad key", status_code=401)
-        return {"a.md": "A", "c.md": "C"}.get(request.tags["document_id"], "- A [a.md]\n- C [c.md]")
+        return {"a.md": "A", "c.md": "C"}.get(request.tags["document_id"], "- A [1]\n- C [2]")
 
     for mode in ("llm", "collect"):
         result = Coordinator(ScriptedBackend(fn=flaky), synthesis=mode, policy=FAST).run(
@@ -203,7 +203,7 @@ def test_long_documents_are_chunked_and_reduced() -> None:
 
 
 def test_monolithic_is_one_call_with_everything() -> None:
-    backend = ScriptedBackend(["Alpha [a.md]"])
+    backend = ScriptedBackend(["Alpha [1]"])
     result = Coordinator(backend, strategy="monolithic").run(Request(documents=DOCS, question="Q"))
     backend.assert_consumed()
     (call,) = backend.calls

@@ -107,7 +107,8 @@ def test_monolithic_holds_everything_in_one_task() -> None:
     request = Request(documents=docs("alpha", "beta"), instructions=("i1", "i2"))
     (task,) = split_monolithic(request)
     assert task.document_id is None
-    assert "[d0.md]\nalpha" in task.context and "[d1.md]\nbeta" in task.context
+    assert "[1]\nalpha" in task.context and "[2]\nbeta" in task.context
+    assert "d0.md" not in task.context, "models see aliases, never ids"
     assert "1. i1" in task.task and "2. i2" in task.task
 
 
