@@ -6,7 +6,7 @@ Backends import their client library lazily where it is heavy, so ``import fanou
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, Completion, CompletionRequest, Example, Prices, Prompt, Usage
-from .errors import BackendError, FanoutError, UserError
+from .errors import BackendClosed, BackendError, FanoutError, UserError
 from .testing import ScriptedBackend
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendClosed",
     "BackendError",
     "Completion",
     "CompletionRequest",

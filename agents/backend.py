@@ -31,6 +31,7 @@ __all__ = [
     "estimate_tokens",
     "parse_structured",
     "release",
+    "text_limit",
 ]
 
 PromptStyle = Literal["completion", "chat"]
@@ -224,6 +225,15 @@ def parse_structured(request: CompletionRequest, text: str) -> dict[str, Any] | 
     if not isinstance(data, dict):
         raise OutputInvalid(f"output is JSON but not an object: {text[:60]!r}")
     return data
+
+
+def text_limit(max_tokens: int) -> int:
+    """Characters an answer of `max_tokens` tokens may hold: a token is a few characters, not 32.
+
+    A backend refuses a longer answer as `InvalidResponse` (a server that ignored the budget, or
+    answers with something else than the model's words).
+    """
+    return 1024 + 32 * max_tokens
 
 
 def estimate_tokens(text: str) -> int:

@@ -9,34 +9,105 @@ error without importing its SDK: 429 and 5xx are transient, other 4xx permanent.
 
 from __future__ import annotations
 
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
 from .errors import (
     AuthenticationFailed,
     BackendError,
     BackendRejected,
     BackendTimeout,
     BackendUnavailable,
+    ContextOverflow,
     RateLimited,
 )
 from .secrets import scrub
 
-__all__ = ["error_for_exception", "error_for_status", "status_code_of"]
+__all__ = [
+    "context_window_in",
+    "error_for_exception",
+    "error_for_status",
+    "retry_after_s",
+    "status_code_of",
+]
+
+_OVERFLOW = re.compile(
+    r"context[ _-]?(length|window|size)|exceed_context|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+"""How servers say a prompt does not fit: OpenAI and vLLM ("maximum context length is N"),
+llama-cpp-python ("exceed context window of N"), llama.cpp ("exceed_context_size_error")."""
+_WINDOW = re.compile(
+    r"(?:maximum context length is|context window of|context size[^\d]{0,20}|\bn_ctx\W{0,4})"
+    r"\s*(\d{2,9})",
+    re.IGNORECASE,
+)
 
 _STATUS_ATTRIBUTES = ("status_code", "status", "http_status", "code")
 
 
-def error_for_status(code: int, message: str) -> BackendError:
+def error_for_status(
+    code: int, message: str, *, body: Any = None, retry_after: float | None = None
+) -> BackendError:
     """The fanout error for an HTTP status: 401/403 auth, 429 rate limit, 408/5xx unavailable.
 
-    Servers may echo the request's headers in an error body, so the message is scrubbed of keys.
+    A 400/413/422 saying the prompt is too long is a `ContextOverflow`, with the window when the
+    error gives it (in its text or, llama.cpp's server, as ``n_ctx`` in its body). Servers may echo
+    the request's headers in an error body, so the message is scrubbed of keys.
     """
     message = scrub(message)
     if code in (401, 403):
         return AuthenticationFailed(message, status_code=code)
     if code == 429:
-        return RateLimited(message, status_code=code)
+        return RateLimited(message, status_code=code, retry_after_s=retry_after)
     if code >= 500 or code == 408:
-        return BackendUnavailable(message, status_code=code)
+        return BackendUnavailable(message, status_code=code, retry_after_s=retry_after)
+    if code in (400, 413, 422):
+        detail = f"{message} {json.dumps(body, default=str)[:2000] if body is not None else ''}"
+        if _OVERFLOW.search(detail):
+            return ContextOverflow(
+                message, status_code=code, context_window=context_window_in(detail)
+            )
     return BackendRejected(message, status_code=code)
+
+
+def context_window_in(text: str) -> int | None:
+    """The context window an overflow error states ("maximum context length is 2048"), if any."""
+    match = _WINDOW.search(text)
+    return int(match.group(1)) if match else None
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a ``Retry-After`` (or ``retry-after-ms``) header asks to wait; None without one.
+
+    A date in the past, or a value that is no number of seconds, counts as none.
+    """
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            seconds = float(millis) / 1000
+        except ValueError:
+            seconds = math.nan
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when - time.time()
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -80,7 +151,14 @@ def error_for_exception(exc: BaseException) -> BackendError:
     message = scrub(f"{type(exc).__name__}: {exc}".strip().rstrip(":"))
     code = status_code_of(exc)
     if code is not None:
-        return error_for_status(code, f"HTTP {code}: {exc}")
+        response = next((r for e in _chain(exc) if (r := getattr(e, "response", None))), None)
+        headers = getattr(response, "headers", None)
+        return error_for_status(
+            code,
+            f"HTTP {code}: {exc}",
+            body=next((b for e in _chain(exc) if (b := getattr(e, "body", None))), None),
+            retry_after=retry_after_s(headers) if isinstance(headers, Mapping) else None,
+        )
     chain = _chain(exc)
     if any(isinstance(e, TimeoutError) or _named(e, "timeout") for e in chain):
         return BackendTimeout(message)

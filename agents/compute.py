@@ -17,6 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from .errors import BackendClosed
+
 __all__ = ["ComputeThread", "compute_thread"]
 
 P = ParamSpec("P")
@@ -48,8 +50,16 @@ class ComputeThread:
         return self._executor.submit(fn, *args, **kwargs)
 
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await `fn` on this thread; cancelling drops it if it has not started yet."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        """Await `fn` on this thread; cancelling drops it if it has not started yet.
+
+        Raises:
+            BackendClosed: the interpreter is exiting and the thread takes no new work.
+        """
+        try:
+            future = self.submit(fn, *args, **kwargs)
+        except RuntimeError:
+            raise BackendClosed("the interpreter is exiting: no new call starts") from None
+        return await asyncio.wrap_future(future)
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn` on this thread and wait for it (at once when already on it)."""

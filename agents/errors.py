@@ -6,6 +6,8 @@ The tree::
     ├── UserError                    the caller's mistake (bad config, missing file): one line in the CLI;
     │                                also a ValueError, like pydantic's ValidationError for a bad model
     └── BackendError                 a model call failed; ``transient`` decides whether it is retried
+        ├── BackendClosed            the backend was closed, or the interpreter is exiting: a shutdown,
+        │                            never a sub-agent's result (the run stops; a resume retries)
         ├── BackendTimeout           the call ran past its deadline (transient)
         ├── BackendUnavailable       connection refused / reset, 5xx (transient)
         │   └── CircuitOpen          too many connection failures in a row: calls fail fast (not retried)
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 
 __all__ = [
     "AuthenticationFailed",
+    "BackendClosed",
     "BackendError",
     "BackendRejected",
     "BackendTimeout",
@@ -69,13 +72,30 @@ class BackendError(FanoutError):
     Attributes:
         status_code: HTTP status when the backend speaks HTTP, else None.
         transient: whether the same call may succeed if retried.
+        retry_after_s: how long the server asked to wait before retrying (its ``Retry-After``),
+            else None.
     """
 
     transient: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+
+class BackendClosed(BackendError):
+    """The backend was closed (or the interpreter is exiting) before or during the call.
+
+    A shutdown, not an answer: the coordinator stops the run instead of recording it as the
+    sub-agent's failure, so a resume computes that sub-agent again.
+    """
 
 
 class BackendTimeout(BackendError):
@@ -118,7 +138,22 @@ class EndpointMismatch(BackendRejected):
 
 
 class ContextOverflow(BackendError):
-    """The prompt plus the completion budget exceed the model's context window."""
+    """The prompt plus the completion budget exceed the model's context window.
+
+    Attributes:
+        context_window: the window the model said it has, when its error said so (servers do:
+            "maximum context length is 2048"); the coordinator then cuts the document to fit.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        context_window: int | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.context_window = context_window
 
 
 class InvalidResponse(BackendError):

@@ -2,7 +2,9 @@
 
 The call carries the coordinator's limits: the completion budget goes to the model's own limit
 field (``max_tokens``, ``max_output_tokens``, ``num_predict`` or ``max_new_tokens``, whichever it
-has) and stop sequences to ``stop``. Errors are classified by status code and provider-neutral
+has) and stop sequences to ``stop``. The model's own retries are switched off (on a copy: the
+caller's model is left as it is), so fanout's policy alone decides how often a call is repeated:
+stacked, ChatOpenAI's two retries under fanout's three attempts made nine requests. Errors are classified by status code and provider-neutral
 attributes (`classify.py`), so any provider's 429 is retried. A langchain-openai model pointed at
 another server (llama.cpp, vLLM) is asked what that server supports, as `OpenAIBackend` does.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseLanguageModel
@@ -23,9 +25,17 @@ from langchain_core.prompt_values import StringPromptValue
 from langchain_core.runnables.config import ensure_config
 from pydantic import SecretStr
 
-from .backend import Closeable, Completion, CompletionRequest, Prices, PromptStyle, parse_structured
+from .backend import (
+    Closeable,
+    Completion,
+    CompletionRequest,
+    Prices,
+    PromptStyle,
+    parse_structured,
+    text_limit,
+)
 from .classify import error_for_exception
-from .errors import BackendError, OutputInvalid
+from .errors import BackendClosed, BackendError, InvalidResponse, OutputInvalid
 from .portal import on_portal
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret, register_url_secrets
@@ -35,6 +45,7 @@ from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 __all__ = ["LangChainBackend", "StructuredMethod"]
 
 StructuredMethod = Literal["json_schema", "json_mode", "function_calling"]
+ModelT = TypeVar("ModelT", bound=BaseLanguageModel[Any])
 
 _ROLES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 # Where LangChain integrations keep their completion budget, most common first.
@@ -54,6 +65,37 @@ def _openai_compatible_url(model: BaseLanguageModel[Any]) -> str | None:
         return None
     url = getattr(model, "openai_api_base", None)
     return url if isinstance(url, str) and url and "api.openai.com" not in url else None
+
+
+def _without_own_retries(model: ModelT) -> ModelT:
+    """A copy of `model` whose client does not retry, sharing its connections; or `model` itself.
+
+    langchain-openai keeps a built OpenAI client (``root_client``/``root_async_client``, retrying
+    twice by default); other integrations build theirs from a ``max_retries`` field.
+    """
+    update: dict[str, Any] = {}
+    for root_name, resource_name in (
+        ("root_async_client", "async_client"),
+        ("root_client", "client"),
+    ):
+        root = getattr(model, root_name, None)
+        resource = getattr(model, resource_name, None)
+        if root is None or not getattr(root, "max_retries", 0) or not hasattr(root, "with_options"):
+            continue
+        quiet = root.with_options(max_retries=0)
+        for path in (("chat", "completions"), ("completions",)):
+            found: Any = root
+            for part in path:
+                found = getattr(found, part, None)
+            if found is not None and found is resource:
+                update[root_name] = quiet
+                for part in path:
+                    quiet = getattr(quiet, part)
+                update[resource_name] = quiet
+                break
+    if "max_retries" in type(model).model_fields and (getattr(model, "max_retries", 0) or 0) > 0:
+        update["max_retries"] = 0
+    return model.model_copy(update=update) if update else model
 
 
 def _has_own_counter(model: BaseLanguageModel[Any]) -> bool:
@@ -79,7 +121,8 @@ class LangChainBackend(Closeable):
     Args:
         model: a `BaseChatModel` (ChatOpenAI, ChatAnthropic, ChatOllama, ...: chat prompts) or a
             `BaseLLM` (langchain-openai's OpenAI, HuggingFacePipeline, ...: few-shot completion
-            prompts). Temperature and the like stay configured on the model.
+            prompts). Temperature and the like stay configured on the model. The backend calls a
+            copy with the model's own retries switched off (``self.model``), where it can.
         context_window: its context in tokens, if known (enables chunking).
         prices: USD per million tokens.
         structured_method: how a chat model is asked for schema-shaped output
@@ -98,7 +141,7 @@ class LangChainBackend(Closeable):
         structured_method: StructuredMethod | None = None,
         limit_field: str | None = "auto",
     ) -> None:
-        self.model = model
+        self.model = _without_own_retries(model)
         name = getattr(model, "model_name", None) or getattr(model, "model", None)
         self.name = str(name or "") or type(model).__name__
         self.prompt_style: PromptStyle = (
@@ -171,7 +214,7 @@ class LangChainBackend(Closeable):
     async def complete(self, request: CompletionRequest) -> Completion:
         """One call; any provider's error becomes fanout's transient or permanent error."""
         if self._closed:
-            raise BackendError(f"the LangChain backend for {self.name} is closed")
+            raise BackendClosed(f"the LangChain backend for {self.name} is closed")
         started = time.perf_counter()
         try:
             # On the portal loop: the model's own async client outlives any caller's loop.
@@ -184,6 +227,15 @@ class LangChainBackend(Closeable):
         except Exception as exc:
             raise error_for_exception(exc) from None
         prompt_tokens, completion_tokens, cached = usage
+        if len(text) > text_limit(request.max_tokens):
+            raise InvalidResponse(
+                f"the answer holds {len(text):,} characters, far beyond what {request.max_tokens} "
+                "tokens can write: refused"
+            )
+        if not (0 <= prompt_tokens and 0 <= completion_tokens <= request.max_tokens + 16):
+            prompt_tokens = max(0, prompt_tokens)
+            completion_tokens = self.count_tokens(text)  # an impossible report: our own count
+        cached = min(cached, prompt_tokens)
         if data is None:
             data = parse_structured(request, text)
         return Completion(

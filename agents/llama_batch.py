@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .compute import compute_thread
-from .errors import BackendError
+from .errors import BackendClosed, BackendError
 from .llama_completion import (
     BatchOutput,
     CompletionJob,
@@ -240,7 +240,7 @@ class LlamaBatchEngine:
 
     def close(self) -> None:
         """Free this engine's context: sequences decoding finish first, queued ones fail."""
-        error = BackendError("the llama.cpp batch engine is closed")
+        error = BackendClosed("the llama.cpp batch engine is closed")
         with self._state_lock:
             self._closed = True
             while self._pending:
@@ -271,12 +271,16 @@ class LlamaBatchEngine:
 
         Raises:
             ContextOverflow: the prompt does not fit the model's context window.
+            BackendClosed: the engine is closed (its model is being freed).
             BackendError: llama.cpp failed, or the request was cancelled.
         """
+        with self._state_lock:  # `close` takes it first: the model is not freed while this reads it
+            if self._closed:
+                raise BackendClosed("the llama.cpp batch engine is closed")
+            tokens = self.prompt_tokens(prompt)
         job = self._submit(
-            self.prompt_tokens(prompt), max_tokens=max_tokens, stop=stop,
-            temperature=temperature, seed=seed,
-        )  # fmt: skip
+            tokens, max_tokens=max_tokens, stop=stop, temperature=temperature, seed=seed
+        )
         try:
             return await asyncio.wrap_future(job.future)
         finally:
@@ -297,13 +301,13 @@ class LlamaBatchEngine:
         )  # fmt: skip
         with self._state_lock:
             if self._closed:
-                raise BackendError("the llama.cpp batch engine is closed")
+                raise BackendClosed("the llama.cpp batch engine is closed")
             if self._idle.is_set():
                 # The interpreter's exit waits for the compute thread: no context is freed mid-decode.
                 try:
                     compute_thread().submit(self._serve)
                 except RuntimeError:
-                    raise BackendError("the interpreter is exiting: no new call starts") from None
+                    raise BackendClosed("the interpreter is exiting: no new call starts") from None
                 self._idle.clear()
             self._pending.append(job)  # `_serve` needs this lock to look, so the order is safe
         return job

@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +27,7 @@ from .backend import Closeable, Completion, CompletionRequest, Prices, PromptSty
 from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 from .compute import compute_thread
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
-from .errors import BackendError, ContextOverflow, OutputInvalid, UserError
+from .errors import BackendClosed, BackendError, ContextOverflow, OutputInvalid, UserError
 from .llama_completion import common_prefix_length, completion_prompt_tokens
 from .model_cache import PULLED_MODELS, cached_model_path
 from .prompts import render_chat, render_completion, stop_sequences
@@ -73,11 +73,22 @@ class _ModelKey:
 
 
 class _LoadedModel:
-    """One llama.cpp model, the lock that serialises use of its context, and who uses it."""
+    """One llama.cpp model, the lock that serialises use of its context, and who uses it.
+
+    Freeing the native model while another thread still reads it crashes the process (a Ctrl-C
+    that closed the backend while queued calls went on reached llama.cpp's freed model). So every
+    use checks `closed` under a lock that freeing takes too: computations under `lock`, tokenizer
+    reads under `reading()`.
+    """
 
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        """Held by the call using the context (and by `close` while it frees the model)."""
+        self.closed = False
+        """Set once `close` starts: nothing new may touch the native model after that."""
+        self._life = threading.Lock()
+        """Held while the tokenizer reads the model outside `lock`, and while it is freed."""
         self.users = 0
         """Open `LlamaCppBackend`s sharing this model; the last one to close frees it."""
         self._engines: dict[tuple[int, bool], LlamaBatchEngine] = {}
@@ -86,12 +97,33 @@ class _LoadedModel:
         """Per token id: (bytes, characters started) of its piece of text."""
 
     def close(self) -> None:
-        """Free the native model: batch engines first, then the context once no call holds it."""
-        for engine in self._engines.values():
+        """Free the native model: batch engines first, then the context once no call holds it.
+
+        Calls queued behind the running one fail with `BackendClosed` instead of starting.
+        """
+        with self._life:
+            if self.closed:
+                return
+            self.closed = True
+        with _models_lock:
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for engine in engines:
             engine.close()
-        self._engines.clear()
-        with self.lock:
+        with self.lock, self._life:
             self.llama.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Any]:
+        """The native model, for a read outside `lock` (the tokenizer); freeing waits for it.
+
+        Raises:
+            BackendClosed: the model has been freed, or is being freed.
+        """
+        with self._life:
+            if self.closed:
+                raise BackendClosed("the llama.cpp model is closed")
+            yield self.llama
 
     def chat_template(self) -> _ChatTemplate:
         """The GGUF's own chat template, compiled once (only chat models have one)."""
@@ -107,31 +139,32 @@ class _LoadedModel:
         text (a tokenizer that rewrites it), the offsets are spread evenly instead.
         """
         data = text.encode("utf-8")
-        tokens = self.llama.tokenize(data, add_bos=False, special=True)
         offsets: list[int] = []
         chars = size = 0
-        for token in tokens:
-            width = self._token_widths.get(token)
-            if width is None:
-                piece = self.llama.detokenize([token], special=True)
-                started = sum((byte & 0xC0) != 0x80 for byte in piece)  # not a continuation byte
-                width = self._token_widths[token] = (len(piece), started)
-            offsets.append(chars)
-            size += width[0]
-            chars += width[1]
+        with self.reading() as llama:
+            tokens = llama.tokenize(data, add_bos=False, special=True)
+            for token in tokens:
+                width = self._token_widths.get(token)
+                if width is None:
+                    piece = llama.detokenize([token], special=True)
+                    started = sum((byte & 0xC0) != 0x80 for byte in piece)  # not a continuation
+                    width = self._token_widths[token] = (len(piece), started)
+                offsets.append(chars)
+                size += width[0]
+                chars += width[1]
         if size != len(data):
             return [i * len(text) // len(tokens) for i in range(len(tokens))]
         return offsets
 
     def batch_engine(self, max_sequences: int, *, share_prefix: bool) -> LlamaBatchEngine:
         """The batching engine of this size, created on first use and shared like the model."""
-        with _models_lock:
+        with _models_lock, self.reading() as llama:
             engine = self._engines.get((max_sequences, share_prefix))
             if engine is None:
                 from .llama_batch import LlamaBatchEngine
 
                 engine = LlamaBatchEngine(
-                    self.llama, self.lock, max_sequences=max_sequences, share_prefix=share_prefix
+                    llama, self.lock, max_sequences=max_sequences, share_prefix=share_prefix
                 )
                 self._engines[max_sequences, share_prefix] = engine
             return engine
@@ -417,10 +450,12 @@ class LlamaCppBackend(Closeable):
     def count_tokens(self, text: str) -> int:
         """Exact count from the model's tokenizer."""
         self._check_open()
-        return len(self._model.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        with self._model.reading() as llama:
+            return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def token_offsets(self, text: str) -> list[int]:
         """Where each token of `text` starts, as character offsets: chunking cuts by these."""
+        self._check_open()
         return self._model.token_offsets(text)
 
     def close(self) -> None:
@@ -435,8 +470,8 @@ class LlamaCppBackend(Closeable):
         await asyncio.to_thread(self.close)
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise BackendError(f"the llama.cpp backend for {self.name} is closed")
+        if self._closed or self._model.closed:
+            raise BackendClosed(f"the llama.cpp backend for {self.name} is closed")
 
     async def complete(self, request: CompletionRequest) -> Completion:
         """Run the call on the compute thread; a timeout or cancellation stops generation early."""
@@ -496,8 +531,7 @@ class LlamaCppBackend(Closeable):
         from llama_cpp import StoppingCriteriaList
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        chat = self._model.chat_template() if self.prompt_style == "chat" else None
-        stop_ids = chat.stop_token_ids if chat is not None else set()
+        stop_ids: set[int] = set()
 
         def should_stop(tokens: Any, _logits: Any) -> bool:
             return cancelled.is_set() or (len(tokens) > 0 and int(tokens[-1]) in stop_ids)
@@ -513,8 +547,13 @@ class LlamaCppBackend(Closeable):
             )
         with self._model.lock:
             started = time.perf_counter()  # the wait for the compute thread and the lock is queue
+            if self._closed or self._model.closed:  # closed while this call waited in the queue
+                raise BackendClosed(f"the llama.cpp backend for {self.name} is closed")
             if cancelled.is_set():
                 raise BackendError("cancelled before it started")
+            chat = self._model.chat_template() if self.prompt_style == "chat" else None
+            if chat is not None:
+                stop_ids.update(chat.stop_token_ids)
             llama = self._model.llama
             if not self._prefix_reuse:
                 llama.reset()  # forget the cached tokens, so the whole prompt is evaluated again

@@ -6,6 +6,13 @@ fanout's: timeouts, connection errors, 429 and 5xx are transient, 400/401/403 ar
 With several base URLs (replicas of one model) each call goes to the endpoint with the fewest
 requests in flight, so a slow replica gets less work; an endpoint that cannot be reached sits out a
 cool-down while others are healthy, and the coordinator's retry lands on a live one (`fleet.py`).
+
+What a server answers is checked, not trusted: a body far beyond what ``max_tokens`` can produce
+is cut off unread and refused, and so is an answer with no choices, a list, a web page or an
+answer far longer than its budget (`InvalidResponse`); usage figures that are negative or
+impossible are replaced by fanout's own count (logged once). An overflow error teaches the backend
+its context window when the message states it, as do llama.cpp's ``/props`` and vLLM's
+``/models`` at start-up.
 """
 
 from __future__ import annotations
@@ -13,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import httpx
+import httpx2
 import openai
 from pydantic import SecretStr
 
@@ -32,14 +41,17 @@ from .backend import (
     Prices,
     PromptStyle,
     parse_structured,
+    text_limit,
 )
-from .classify import error_for_exception, error_for_status
+from .classify import error_for_exception, error_for_status, retry_after_s
 from .echo import ECHO_HINT, echo_reason
 from .errors import (
     AuthenticationFailed,
+    BackendClosed,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    ContextOverflow,
     EndpointMismatch,
     InvalidResponse,
     UserError,
@@ -49,7 +61,13 @@ from .logs import log_event
 from .portal import on_portal, run_sync
 from .prompts import render_chat, render_completion, stop_sequences
 from .secrets import register_secret, register_url_secrets, scrub
-from .servers import SchemaFormat, ServerInfo, completion_schema_body, probe_server
+from .servers import (
+    SchemaFormat,
+    ServerInfo,
+    completion_schema_body,
+    probe_server,
+    server_context_window,
+)
 from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
 __all__ = ["OpenAIBackend", "map_openai_error"]
@@ -58,6 +76,54 @@ logger = logging.getLogger(__name__)
 
 # Local servers accept any key; the client insists on one.
 _NO_KEY = "not-needed"
+
+_RESPONSE_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "response_limit", default=None
+)
+"""The most bytes the call being made may receive (set around each model call)."""
+
+
+def response_limit(max_tokens: int) -> int:
+    """Bytes a completion of `max_tokens` tokens may take, JSON and all: far more than any does."""
+    return 64 * 1024 + 256 * max_tokens
+
+
+class _LimitedStream(httpx2.AsyncByteStream):
+    """A response body that stops with `InvalidResponse` once it runs past `limit` bytes."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._inner:
+            received += len(chunk)
+            if received > self._limit:
+                raise InvalidResponse(
+                    f"the answer runs past {self._limit:,} bytes, far beyond its completion "
+                    "budget: refused unread"
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _limit_body(response: httpx2.Response) -> None:
+    """Response hook: hold the body to the limit of the call being made."""
+    limit = _RESPONSE_LIMIT.get()
+    if limit is None:
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        await response.aclose()
+        raise InvalidResponse(
+            f"the answer declares {int(declared):,} bytes, far beyond its completion budget "
+            f"({limit:,} bytes at most): refused unread"
+        )
+    response.stream = _LimitedStream(response.stream, limit)
+
 
 _shared_http: openai.DefaultAsyncHttpxClient | None = None
 _http_users = 0
@@ -74,7 +140,7 @@ def _http_client() -> openai.DefaultAsyncHttpxClient:
     """
     global _shared_http
     if _shared_http is None:
-        _shared_http = openai.DefaultAsyncHttpxClient()
+        _shared_http = openai.DefaultAsyncHttpxClient(event_hooks={"response": [_limit_body]})
     return _shared_http
 
 
@@ -115,7 +181,12 @@ def map_openai_error(exc: openai.OpenAIError | json.JSONDecodeError) -> BackendE
         # a 2xx whose body is not the API's JSON (JSONDecodeError: the client could not parse it)
         return InvalidResponse(scrub(f"the answer is not the API's JSON: {exc}"))
     if isinstance(exc, openai.APIStatusError):
-        return error_for_status(exc.status_code, f"HTTP {exc.status_code}: {exc.message}")
+        return error_for_status(
+            exc.status_code,
+            f"HTTP {exc.status_code}: {exc.message}",
+            body=exc.body,
+            retry_after=retry_after_s(exc.response.headers),
+        )
     return error_for_exception(exc)
 
 
@@ -129,6 +200,34 @@ def cached_tokens(usage: Any, prompt_tokens: int) -> int:
     if not isinstance(cached, int) or cached < 0:
         return 0
     return min(cached, prompt_tokens)
+
+
+def _first_choice(response: object, part: Literal["message", "text"]) -> str:
+    """The first choice's text, or `InvalidResponse` for an answer not shaped like the API's.
+
+    The client builds its objects without validating them, so an empty ``choices``, ``[{}]``, a
+    JSON list or a web page served with status 200 arrive as objects missing their fields.
+    """
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise InvalidResponse(f"the answer is not the API's JSON: no choices ({_shape(response)})")
+    choice = choices[0]
+    value = getattr(getattr(choice, "message", None), "content", None)
+    if part == "text":
+        value = getattr(choice, "text", None)
+    elif getattr(choice, "message", None) is None:
+        raise InvalidResponse("the answer is not the API's JSON: its first choice has no message")
+    if value is None and part == "message":
+        return ""  # a message with no content: the model said nothing
+    if not isinstance(value, str):
+        raise InvalidResponse(
+            f"the answer is not the API's JSON: its first choice has no {part} ({_shape(choice)})"
+        )
+    return value
+
+
+def _shape(value: object) -> str:
+    return type(value).__name__ if not isinstance(value, str) else f"text {value[:40]!r}"
 
 
 def _outcome(exc: openai.OpenAIError | json.JSONDecodeError) -> CallOutcome:
@@ -214,6 +313,7 @@ class OpenAIBackend(Closeable):
         """One API client per endpoint, all on the shared connection pool (portal loop only)."""
         self._uses_pool = False
         self._closed = False
+        self._usage_replaced = False
 
     def __repr__(self) -> str:
         urls = [redact_url(u) for u in self.base_urls]
@@ -238,7 +338,7 @@ class OpenAIBackend(Closeable):
 
     def _client(self, index: int) -> openai.AsyncOpenAI:
         if self._closed:
-            raise BackendError(f"the OpenAI backend for {self.name} is closed")
+            raise BackendClosed(f"the OpenAI backend for {self.name} is closed")
         client = self._clients.get(index)
         if client is None:
             if not self._uses_pool:
@@ -273,14 +373,18 @@ class OpenAIBackend(Closeable):
     def _probe_server(self) -> ServerInfo:
         with self._server_lock:
             if self._server is None:
-                self._server = probe_server(self.base_url, api_key=self._api_key.get_secret_value())
+                self._server = probe_server(
+                    self.base_url,
+                    api_key=self._api_key.get_secret_value(),
+                    timeout_s=min(self.timeout_s, 5.0),
+                )
             return self._server
 
     def _find_tokenizer(self) -> Count:
         info = self._probe_server()  # unreachable: the counter estimates, saying why
         if info.kind == "openai":
             return tiktoken_count(self.name)
-        counter = info.counter()
+        counter = info.counter(timeout_s=self.timeout_s)
         if counter is None:
             where = redact_url(self.base_url) if self.base_url else "the server"
             raise TokenizerUnavailable(f"{where} ({info.kind}) has no tokenizer route")
@@ -297,7 +401,8 @@ class OpenAIBackend(Closeable):
         """Fail fast, as a `UserError`, when no endpoint is reachable or any rejects the key.
 
         In a fleet, unreachable endpoints are only put on cool-down: the run goes on with the rest.
-        Each probe gives up after `timeout_s`, however slowly a server drips its answer.
+        Each probe gives up after `timeout_s`, however slowly a server drips its answer. Without
+        a `context_window`, the server is asked for one (llama.cpp ``/props``, vLLM ``/models``).
         """
         errors = await on_portal(self._probe_all())
         down: list[str] = []
@@ -316,6 +421,15 @@ class OpenAIBackend(Closeable):
                     self._log_down(index)
         if len(down) == len(self.pool):
             raise UserError(f"cannot reach {'; '.join(down)}")
+        if self.context_window is None and self.base_url is not None:
+            window = await asyncio.to_thread(
+                server_context_window,
+                self.base_url,
+                api_key=self._api_key.get_secret_value(),
+                model=self.name,
+                timeout_s=min(self.timeout_s, 10.0),
+            )
+            self._learn_window(window)
 
     async def _probe_all(self) -> list[BackendError | None]:
         return await asyncio.gather(*(self._probe(i) for i in range(len(self.pool))))
@@ -339,6 +453,7 @@ class OpenAIBackend(Closeable):
     async def _complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
         index = self.pool.acquire()
+        limit = _RESPONSE_LIMIT.set(response_limit(request.max_tokens))
         try:
             if self.endpoint == "chat":
                 text, usage = await self._chat(index, request)
@@ -346,17 +461,29 @@ class OpenAIBackend(Closeable):
                 text, usage = await self._completion(index, request)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             self._release(index, _outcome(exc))
-            raise map_openai_error(exc) from None
+            error = map_openai_error(exc)
+            if isinstance(error, ContextOverflow):
+                self._learn_window(error.context_window)
+            raise error from None
+        except BackendError:
+            self._release(index, "failed")  # the answer was refused (too large, malformed)
+            raise
         except BaseException:
             self._release(index, "cancelled")  # a coordinator timeout or cancellation
             raise
+        finally:
+            _RESPONSE_LIMIT.reset(limit)
         self._release(index, "ok")
+        if len(text) > text_limit(request.max_tokens):
+            raise InvalidResponse(
+                f"the answer holds {len(text):,} characters, far beyond what {request.max_tokens} "
+                "tokens can write: refused"
+            )
         echo = echo_reason(request.prompt, text) if self.endpoint == "chat" else None
         if echo is not None:
             raise EndpointMismatch(f"the model echoed its prompt ({echo}); {ECHO_HINT}")
         data = parse_structured(request, text)
-        prompt_tokens = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
+        prompt_tokens, completion_tokens = self._usage(usage, request, text)
         cached = cached_tokens(usage, prompt_tokens)
         return Completion(
             text=text.strip(),
@@ -368,6 +495,47 @@ class OpenAIBackend(Closeable):
             data=data,
             cost_usd=self.prices.cost(prompt_tokens, completion_tokens, cached),
         )
+
+    def _usage(self, usage: Any, request: CompletionRequest, text: str) -> tuple[int, int]:
+        """(prompt, completion) tokens as the server reported them, if they can be true.
+
+        A count that is missing, not a whole number, negative, or beyond what the call could
+        have used (more completion tokens than the budget, more prompt tokens than the prompt
+        has bytes) is replaced by fanout's own count, and that is logged once per backend.
+        """
+        prompt = render_chat(request.prompt) if self.endpoint == "chat" else None
+        prompt_text = (
+            "\n".join(m["content"] for m in prompt) if prompt else render_completion(request.prompt)
+        )
+        reported = (
+            getattr(usage, "prompt_tokens", None),
+            getattr(usage, "completion_tokens", None),
+        )
+        bounds = (len(prompt_text.encode("utf-8")) + 1024, request.max_tokens + 16)
+        if all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= bound
+            for n, bound in zip(reported, bounds, strict=True)
+        ):
+            return reported[0], reported[1]  # type: ignore[return-value]
+        if usage is not None and not self._usage_replaced:
+            self._usage_replaced = True
+            log_event(
+                logger,
+                logging.WARNING,
+                "usage.replaced",
+                model=self.name,
+                reported=str(reported)[:200],
+                hint="the server's token counts are impossible: fanout counts them itself",
+            )
+        return self.count_tokens(prompt_text), self.count_tokens(text)
+
+    def _learn_window(self, window: int | None) -> None:
+        """Take the context window a server stated (in an overflow error, or at start-up)."""
+        if window is not None and window > 0 and self.context_window is None:
+            self.context_window = window
+            log_event(
+                logger, logging.INFO, "context_window.learned", model=self.name, tokens=window
+            )
 
     def _release(self, index: int, outcome: CallOutcome) -> None:
         if self.pool.release(index, outcome):
@@ -400,7 +568,7 @@ class OpenAIBackend(Closeable):
             temperature=request.temperature,
             **extra,
         )
-        return response.choices[0].message.content or "", response.usage
+        return _first_choice(response, "message"), getattr(response, "usage", None)
 
     async def _completion(self, index: int, request: CompletionRequest) -> tuple[str, Any]:
         response = await self._client(index).completions.create(
@@ -411,7 +579,7 @@ class OpenAIBackend(Closeable):
             stop=None if request.json_schema else stop_sequences(request.prompt)[:4],
             extra_body=await self._completion_schema(request.json_schema),
         )
-        return response.choices[0].text, response.usage
+        return _first_choice(response, "text"), getattr(response, "usage", None)
 
     async def _completion_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is None:

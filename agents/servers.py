@@ -6,21 +6,30 @@ llama-cpp-python's server accepts only ``{"type": "json_object", "schema": ...}`
 llama.cpp's own server takes ``json_schema`` and tokenizes at ``/tokenize``; OpenAI and vLLM take
 ``json_schema`` and have no public tokenizer route. Each of those routes is tried once with an
 empty text: the answer tells the servers apart without a model call.
+
+Every exchange here has a total deadline and a size limit (`fanout.agents.bounded_http`): a server
+that drips its answer a byte at a time, or answers without end, costs at most the deadline.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
+from . import bounded_http
 from .tokens import Count
 
-__all__ = ["SchemaFormat", "ServerInfo", "ServerKind", "completion_schema_body", "probe_server"]
+__all__ = [
+    "SchemaFormat",
+    "ServerInfo",
+    "ServerKind",
+    "completion_schema_body",
+    "probe_server",
+    "server_context_window",
+]
 
 ServerKind = Literal["openai", "llama-cpp-python", "llama.cpp", "unknown"]
 SchemaFormat = Literal["json_schema", "json_object"]
@@ -54,35 +63,28 @@ class ServerInfo:
 
         def count(text: str) -> int:
             body = {"input": text} if llama_cpp_python else {"content": text}
-            response = _client().post(url, json=body, headers=headers, timeout=timeout_s)
-            response.raise_for_status()
-            data = response.json()
+            # A token list is at most a few bytes a character, plus the JSON around it.
+            limit = 64 * len(text.encode("utf-8")) + 4096
+            response = bounded_http.request(
+                "POST", url, json=body, headers=headers, deadline_s=timeout_s, max_bytes=limit
+            )
+            if response.status_code != 200:
+                raise ValueError(f"the tokenizer route answered HTTP {response.status_code}")
+            data = json.loads(response.content)
             n = data["count"] if llama_cpp_python else len(data["tokens"])
-            return max(0, int(n) - self.added_tokens)
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"the tokenizer route answered a count of {n!r}")
+            return max(0, n - self.added_tokens)
 
         return count
 
 
-_shared: httpx.Client | None = None
-_shared_lock = threading.Lock()
-
-
-def _client() -> httpx.Client:
-    """One connection pool for every tokenizer call in the process, closed at exit."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = httpx.Client()
-            atexit.register(_shared.close)
-        return _shared
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: bounded_http.BoundedResponse) -> dict[str, Any]:
     """The JSON object a route answered with, or {} (an HTML 404 page, a list, ...)."""
     if response.status_code != 200:
         return {}
     try:
-        data = response.json()
+        data = json.loads(response.content)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -104,14 +106,17 @@ def probe_server(
     """Ask the server at `base_url` (None: OpenAI itself) which dialect it speaks.
 
     Raises:
-        httpx.TransportError: the server could not be reached (nothing is learnt; ask again later).
+        httpx.HTTPError: the server could not be reached, or did not answer whole within
+            `timeout_s` (nothing is learnt; ask again later).
     """
     if base_url is None or "api.openai.com" in base_url:
         return ServerInfo(kind="openai", schema_format="json_schema")
     root = _root(base_url)
     headers = _headers(api_key)
     url = f"{root}/extras/tokenize/count"
-    answer = _json(_client().post(url, json={"input": ""}, headers=headers, timeout=timeout_s))
+    answer = _json(
+        bounded_http.request("POST", url, json={"input": ""}, headers=headers, deadline_s=timeout_s)
+    )
     if isinstance(answer.get("count"), int):
         return ServerInfo(
             kind="llama-cpp-python",
@@ -121,12 +126,55 @@ def probe_server(
             api_key=api_key,
         )
     url = f"{root}/tokenize"
-    answer = _json(_client().post(url, json={"content": ""}, headers=headers, timeout=timeout_s))
+    answer = _json(
+        bounded_http.request(
+            "POST", url, json={"content": ""}, headers=headers, deadline_s=timeout_s
+        )
+    )
     if isinstance(answer.get("tokens"), list):
         return ServerInfo(
             kind="llama.cpp", schema_format="json_schema", tokenize_url=url, api_key=api_key
         )
     return ServerInfo(kind="unknown", schema_format="json_schema")
+
+
+def _positive_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def server_context_window(
+    base_url: str, *, api_key: str | None, model: str, timeout_s: float = 5.0
+) -> int | None:
+    """The context window the server at `base_url` says `model` has, where it says.
+
+    llama.cpp's server tells its ``n_ctx`` at ``/props``; vLLM lists ``max_model_len`` with each
+    model at ``/models``. llama-cpp-python's server tells it nowhere but in an overflow error
+    (which `fanout.agents.classify` reads). None when the server does not say, or cannot be asked.
+    """
+    headers = _headers(api_key)
+    root = _root(base_url)
+    try:
+        props = _json(
+            bounded_http.request("GET", f"{root}/props", headers=headers, deadline_s=timeout_s)
+        )
+        settings = props.get("default_generation_settings")
+        window = _positive_int(props.get("n_ctx")) or (
+            _positive_int(settings.get("n_ctx")) if isinstance(settings, dict) else None
+        )
+        if window is not None:
+            return window
+        listing = _json(
+            bounded_http.request(
+                "GET", f"{base_url.rstrip('/')}/models", headers=headers, deadline_s=timeout_s
+            )
+        )
+    except (OSError, ValueError, httpx.HTTPError):
+        return None
+    models = listing.get("data")
+    for entry in models if isinstance(models, list) else []:
+        if isinstance(entry, dict) and entry.get("id") == model:
+            return _positive_int(entry.get("max_model_len"))
+    return None
 
 
 def completion_schema_body(

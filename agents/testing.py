@@ -21,7 +21,7 @@ from .backend import (
     estimate_tokens,
     parse_structured,
 )
-from .errors import BackendError
+from .errors import BackendClosed
 from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
@@ -118,7 +118,7 @@ class ScriptedBackend(Closeable):
     async def complete(self, request: CompletionRequest) -> Completion:
         """Answer from the script, after `delay_s`."""
         if self.closed:
-            raise BackendError("the scripted backend is closed")
+            raise BackendClosed("the scripted backend is closed")
         self.n_calls += 1
         if self.record:
             self.calls.append(request)

@@ -36,7 +36,7 @@ from .faults import FaultSpec
 from .metrics import CellMetrics, PriceTable, load_prices
 from .records import EvalResults
 from .report import EvalReport, auto_verdict, build_report, write_report
-from .runner import RESULTS_FILE, evaluate
+from .runner import RESULTS_FILE, check_dataset_unchanged, evaluate
 from .strategies import STRATEGIES, make_strategy
 from .suites import SUITES, Position, make_suite
 
@@ -264,7 +264,9 @@ def eval_command(
     configure_logging(level="error")  # injected faults would otherwise log a warning each
     price_table: PriceTable | None = load_prices(prices) if prices is not None else None
     if report_only:
-        results = EvalResults.load(out / RESULTS_FILE).rescored()
+        results = EvalResults.load(out / RESULTS_FILE)
+        check_dataset_unchanged(results, out / RESULTS_FILE)
+        results = results.rescored()
         report = write_report(build_report(results, prices=price_table), out)
         _print_summary(report, _stdout())
         console(stderr=True).print(rich_text(f"rewrote the report in {out}"))

@@ -169,6 +169,10 @@ class EvalConfig(BaseModel):
     """Suite name."""
     source: str
     """Generator settings or dataset path."""
+    dataset_sha256: str | None = None
+    """SHA-256 of a dataset suite's instances as loaded (`DatasetSuite.sha256`): an edited
+    dataset (a changed gold answer) is refused on resume and by ``--report-only``. None for the
+    synthetic suites and for results written before it was recorded."""
     model: str
     """The backend's model name."""
     model_sha256: str | None = None
@@ -208,7 +212,7 @@ class EvalConfig(BaseModel):
         mine = self.model_dump(exclude=extendable)
         theirs = other.model_dump(exclude=extendable)
         for name, value in mine.items():
-            if name == "model_sha256" and None in (value, theirs[name]):
+            if name in ("model_sha256", "dataset_sha256") and None in (value, theirs[name]):
                 continue  # results written before hashes were recorded: the name must do
             if theirs[name] != value:
                 return f"{name} ({value!r} there, {theirs[name]!r} now)"
@@ -240,12 +244,23 @@ class EvalResults(BaseModel):
         return self.model_copy(update={"records": records})
 
     def save(self, path: Path) -> None:
-        """Write atomically, so an interrupted run never leaves half a file; secrets redacted."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically, so an interrupted run never leaves half a file; secrets redacted.
+
+        Raises:
+            UserError: the file cannot be written (read-only folder, disk full); the copy
+                already on disk is left as it was.
+        """
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(scrub(self.model_dump_json(indent=1)), encoding="utf-8")
             os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UserError(
+                f"cannot write {path}: {exc.strerror or exc} (the results saved before stay "
+                "there: free space and run the same command to resume)"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

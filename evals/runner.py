@@ -31,7 +31,14 @@ from .strategies import AutoStrategy, make_strategy
 from .suites import Suite, make_suite
 from .suites.group import Group
 
-__all__ = ["RESULTS_FILE", "SweepProgress", "arun_sweep", "evaluate", "run_group"]
+__all__ = [
+    "RESULTS_FILE",
+    "SweepProgress",
+    "arun_sweep",
+    "check_dataset_unchanged",
+    "evaluate",
+    "run_group",
+]
 
 RESULTS_FILE = "results.json"
 """The file in the output folder that holds every record."""
@@ -105,6 +112,32 @@ async def run_group(
     )
 
 
+def check_dataset_unchanged(results: EvalResults, path: Path) -> None:
+    """Refuse results whose dataset file has changed since they were scored (``--report-only``).
+
+    Their answers were scored against the gold answers of the dataset as it was; a report from
+    them would be a report on data the file no longer holds. A dataset that cannot be read any
+    more cannot be checked: its stored copy (in the records) is what the report uses.
+
+    Raises:
+        UserError: the dataset at ``config.source`` loads to other instances than were recorded.
+    """
+    config = results.config
+    if config.dataset_sha256 is None:
+        return
+    try:
+        suite = make_suite(config.suite, dataset=config.source)
+    except UserError:
+        return  # moved or unreadable: nothing to compare with
+    now = getattr(suite, "sha256", None)
+    if now is not None and now != config.dataset_sha256:
+        raise UserError(
+            f"{path} was scored against another version of {config.source} (dataset sha256 "
+            f"{config.dataset_sha256[:12]}... there, {now[:12]}... now): run the eval again "
+            "into another folder"
+        )
+
+
 def _open_results(out: Path | None, config: EvalConfig) -> EvalResults:
     path = out / RESULTS_FILE if out is not None else None
     if path is None or not path.exists():
@@ -172,6 +205,7 @@ async def arun_sweep(
     config = EvalConfig(
         suite=suite.name,
         source=suite.source,
+        dataset_sha256=getattr(suite, "sha256", None),
         model=backend.name,
         model_sha256=model_identity(backend).sha256,
         strategies=names,

@@ -25,6 +25,7 @@ logging.getLogger("fanout").addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from fanout.agents import (
         Backend,
+        BackendClosed,
         BackendError,
         Completion,
         CompletionRequest,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         StrategyChoice,
         SubResult,
         SubTask,
+        cooperative,
         graph_sub_agent,
         load_documents,
         rank_findings,
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendClosed",
     "BackendError",
     "CallPolicy",
     "Completion",
@@ -106,6 +109,7 @@ __all__ = [
     "UserError",
     "__version__",
     "configure_logging",
+    "cooperative",
     "evaluate",
     "graph_sub_agent",
     "load_documents",
@@ -117,6 +121,7 @@ _HOMES = {
     **dict.fromkeys(
         (
             "Backend",
+            "BackendClosed",
             "BackendError",
             "Completion",
             "CompletionRequest",
@@ -158,6 +163,7 @@ _HOMES = {
             "Stages",
             "SubResult",
             "SubTask",
+            "cooperative",
             "graph_sub_agent",
             "load_documents",
             "rank_findings",

@@ -1,12 +1,14 @@
 """The ``fanout`` command line, the one front door: ``run``, ``eval``, ``bench`` and ``report``.
 
 Exit codes: 0 every sub-agent succeeded; 1 some failed (the answer is still printed and names them);
-2 a usage or input error, reported as one line on stderr, never a traceback.
+2 a usage or input error, reported as one line on stderr, never a traceback; 128 + the signal's
+number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped it (`fanout.signals`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import shlex
 import sqlite3
@@ -39,7 +41,7 @@ from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.context import RunContext, RunHooks
 from fanout.orchestrator.coordinator import Coordinator, StrategyName, SynthesisMode
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
-from fanout.orchestrator.errors import RunFailed
+from fanout.orchestrator.errors import CheckpointError, RunFailed
 from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
@@ -47,11 +49,16 @@ from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
 from fanout.orchestrator.stages import DocumentSplitter, TopKSplitter
 from fanout.orchestrator.state import RunPlan
+from fanout.orchestrator.store import storage_damaged, storage_hint
 from fanout.orchestrator.synthesize import LLMSynthesizer
+from fanout.signals import Interrupted, exit_code, stop_on_signals
 
 __all__ = ["app", "main"]
 
 logger = logging.getLogger(__name__)
+
+_ON_INTERRUPT: contextvars.ContextVar[str] = contextvars.ContextVar("on_interrupt", default="")
+"""What the "interrupted" line adds: how to resume what the command was doing."""
 
 app = typer.Typer(
     name="fanout",
@@ -277,6 +284,7 @@ def run_command(
 ) -> int:
     """Answer a question (and/or instructions) over documents."""
     configure_logging(json_lines=log_json, level="info" if log_json else "warning")
+    _ON_INTERRUPT.set(_resume_hint(run_id, checkpoint))
     _check_options(
         question=question,
         instruction=instruction,
@@ -357,8 +365,12 @@ def run_command(
             where = f"; {kept} finished sub-results are saved in {checkpoint}" if saved else ""
             sys.stderr.write(for_terminal(f"fanout: run stopped: {exc}{where}") + "\n")
             return 1
-        except sqlite3.DatabaseError as exc:  # damage found only mid-run; finished work is stored
-            raise UserError(f"checkpoint {checkpoint}: {exc}") from None
+        except (CheckpointError, sqlite3.Error) as exc:  # read-only, disk full, damaged mid-run
+            detail = (
+                str(exc) if isinstance(exc, CheckpointError) else f"{exc} ({storage_hint(exc)})"
+            )
+            resume = "" if storage_damaged(exc) else _resume_hint(run_id, checkpoint)
+            raise UserError(f"checkpoint {checkpoint}: {detail}{resume}") from None
     if json_output:  # JSON escapes controls itself and keeps every value whole
         sys.stdout.write(scrub(result.model_dump_json(indent=2)) + "\n")
     else:
@@ -369,6 +381,16 @@ def run_command(
     if hint is not None:
         sys.stderr.write(for_terminal(hint) + "\n")
     return 0 if result.ok else 1
+
+
+def _resume_hint(run_id: str | None, checkpoint: str | None) -> str:
+    """How to pick an interrupted run up again (or why it cannot be)."""
+    if run_id is None or checkpoint is None:
+        return "; nothing was saved (--run-id ID --checkpoint FILE.db make a run resumable)"
+    return (
+        f"; rerun with --run-id {shlex.quote(run_id)} --checkpoint {shlex.quote(checkpoint)} "
+        "to resume"
+    )
 
 
 def _check_options(
@@ -547,7 +569,11 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     COMMAND_LINE.set(shlex.join(["fanout", *(sys.argv[1:] if argv is None else argv)]))
     try:
-        code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
+        with stop_on_signals():
+            code = command.main(args=argv, prog_name="fanout", standalone_mode=False)
+    except (Interrupted, KeyboardInterrupt) as exc:  # the run was cancelled before anything closed
+        sys.stderr.write(f"fanout: interrupted{_ON_INTERRUPT.get()}\n")
+        code = exit_code(exc)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.TyperException as exc:  # typer's own (vendored click) usage errors
@@ -558,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(_user_error(exc, command))
     except ValidationError as exc:  # a request or config model built from the options
         code = _fail(validation_message(exc))
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:
         sys.stderr.write("fanout: interrupted\n")
         code = 130
     sys.exit(code if isinstance(code, int) else 0)

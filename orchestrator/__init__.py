@@ -34,6 +34,7 @@ from .subagent import (
     SubAgent,
     answer_task,
     answer_with_json,
+    cooperative,
     graph_sub_agent,
     structured_answerer,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "answer_task",
     "answer_with_json",
     "check_answer",
+    "cooperative",
     "graph_sub_agent",
     "load_documents",
     "rank_findings",

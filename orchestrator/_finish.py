@@ -12,20 +12,15 @@ from typing import Any
 from fanout.agents.backend import Usage
 from fanout.agents.secrets import scrub
 
+from .attempts import ordered
 from .auto import RunMode
 from .context import RunContext
-from .result import RunResult, RunUsage, SubResult
+from .result import RunResult, RunUsage
 from .stages import Stages
 from .state import FanoutState
 from .synthesize import Synthesis, collect_findings
 
-__all__ = ["ordered", "run_result", "synthesize_checked"]
-
-
-def ordered(tasks: list[Any], results: list[SubResult]) -> list[SubResult]:
-    """Sub-results in the order of their tasks (they finish in any order)."""
-    order = {t.id: i for i, t in enumerate(tasks)}
-    return sorted(results, key=lambda r: order.get(r.sub_agent_id, len(order)))
+__all__ = ["run_result", "synthesize_checked"]
 
 
 def _spent(ctx: RunContext[Any]) -> Usage:

@@ -7,6 +7,7 @@ interrupted fan-out step, which the checkpointer alone does not.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import types
 import typing
@@ -18,12 +19,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from fanout.agents.backend import Closeable
-from fanout.agents.errors import UserError
 from fanout.agents.portal import on_portal, run_sync
 
+from .errors import CheckpointError
 from .lease import RunLease
 from .state import FanoutInput, FanoutState, SubAgentInput
-from .store import SqliteResultStore
+from .store import SqliteResultStore, storage_hint
 
 __all__ = ["Checkpoint", "checkpoint_types", "open_checkpoint"]
 
@@ -47,9 +48,14 @@ class Checkpoint(Closeable):
         return RunLease(self.result_store.path, run_id)
 
     async def aclose(self) -> None:
-        """Close both connections to the database file."""
+        """Close both connections to the database file, the result store's first.
+
+        The store waits for its last commit, which may wait for the checkpointer's write lock; that
+        write commits on the portal loop, so the store is closed off the loop (closing it on the
+        loop, after an interruption, deadlocked until SQLite's busy timeout).
+        """
+        await asyncio.to_thread(self.result_store.close)
         await on_portal(self.checkpointer.conn.close())
-        self.result_store.close()
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
@@ -107,7 +113,8 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     """Open (or create) the checkpoint database at `path` for use with `Coordinator.run`.
 
     Raises:
-        UserError: the file cannot be opened, or is not an intact SQLite database.
+        CheckpointError: the file cannot be opened or written, or is not an intact SQLite
+            database (a `UserError`).
     """
     path = Path(path)
     try:
@@ -116,7 +123,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         # The saver must live on the loop that runs the graph: fanout's portal loop.
         saver = run_sync(_open_saver(path))
     except (sqlite3.Error, OSError) as exc:
-        raise UserError(
-            f"cannot open checkpoint {path}: {exc} (move the file away to start afresh)"
+        raise CheckpointError(
+            f"cannot open checkpoint {path}: {exc} ({storage_hint(exc)})"
         ) from None
     return Checkpoint(checkpointer=saver, result_store=store)

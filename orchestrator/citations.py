@@ -27,8 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bm25s.stopwords import STOPWORDS_EN_PLUS
-
+from ._bm25 import bm25s as import_bm25s
 from .aliases import DocumentAliases, inline_id
 from .grounding import normalize_text
 from .result import InvalidCitation, UnsupportedLine
@@ -62,7 +61,7 @@ _FRAMING = frozenset(
     {"answer", "answers", "finding", "findings", "document", "documents", "according", "source",
      "sources", "based", "following", "question", "says", "said", "states", "stated"}
 )  # fmt: skip
-_NO_CLAIM = (frozenset(STOPWORDS_EN_PLUS) - _NEGATIONS) | _FRAMING
+_NO_CLAIM = (frozenset(import_bm25s().stopwords.STOPWORDS_EN_PLUS) - _NEGATIONS) | _FRAMING
 _WORD = re.compile(r"\w+")
 _LEADER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 

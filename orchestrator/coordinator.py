@@ -6,6 +6,7 @@ and verbs the graph is built from; ``stages=`` replaces any stage, ``build_graph
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,11 @@ from fanout.agents.backend import Backend, Closeable, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 
+from .attempts import ordered
 from .auto import StrategyChooser
 from .context import RunContext, RunHooks
 from .errors import RunFailed
+from .fingerprint import describe_request_change, run_settings, settings_change
 from .kit import GraphKit
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
@@ -162,10 +165,21 @@ class Coordinator(Closeable, Generic[SchemaT]):
             hooks=hooks or RunHooks(),
             deps=deps,
         )
+        self.kit.settings = run_settings(
+            backend=backend,
+            max_tokens=self.kit.policy.max_tokens,
+            output_schema=output_schema,
+            sub_agent=self.kit.stages.sub_agent,
+            strategy=strategy,
+            synthesis=_stage_name(self.kit.stages.synthesize),
+            chunking=_stage_name(self.kit.stages.split),
+        )
         builder = (build_graph or GraphKit.build)(self.kit)
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = builder.compile(
             checkpointer=checkpointer, name="fanout"
         )
+        self._closed = False
+        self._closed = False
 
     @property
     def backend(self) -> Backend:
@@ -188,7 +202,8 @@ class Coordinator(Closeable, Generic[SchemaT]):
         return self.kit.stages
 
     async def aclose(self) -> None:
-        """Close the backend (checkpoints are closed by whoever opened them)."""
+        """Close the backend (checkpoints are closed by whoever opened them); runs end here."""
+        self._closed = True
         await release(self.backend)
 
     # -- public entry points -------------------------------------------------------------
@@ -220,10 +235,9 @@ class Coordinator(Closeable, Generic[SchemaT]):
             UserError: the checkpoint holds `run_id` for a different request.
         """
         if run_id is not None and self.graph.checkpointer is not None:
-            values = run_sync(self.graph.aget_state(self.config(run_id))).values
+            values = cast(FanoutState, run_sync(self.graph.aget_state(self.config(run_id))).values)
             if values:
-                if values.get("request") != request:
-                    raise UserError(f"run id '{run_id}' was started with a different request")
+                self._check_same_run(run_id, values, request)
                 if "tasks" in values:
                     return RunPlan(
                         request=request,
@@ -259,10 +273,18 @@ class Coordinator(Closeable, Generic[SchemaT]):
         """Answer `request` (or run a plan of it from `plan`).
 
         With a checkpointer, a `run_id` whose run was interrupted resumes where it stopped, and a
-        finished one returns its stored result without calling any model. `hooks` replace the
-        coordinator's for this run; `deps` its dependencies. `config` is merged into the graph's:
-        its ``callbacks`` (LangChain handlers, LangSmith) see every node and every LangChain model
-        call, nested under the node that made it.
+        finished one returns its stored result without calling any model. Only successes are
+        final: a resumed run, finished or not, runs its failed sub-agents again. `hooks` replace
+        the coordinator's for this run; `deps` its dependencies. `config` is merged into the
+        graph's: its ``callbacks`` (LangChain handlers, LangSmith) see every node and every
+        LangChain model call, nested under the node that made it.
+
+        Cancelling this coroutine stops the run: no new model call starts, calls in flight are
+        cancelled, and the sub-agents it cut off are not recorded (a resume computes them).
+
+        Raises:
+            UserError: the coordinator is closed, or `run_id` was started with another request.
+            BackendClosed: the backend was closed while the run was in flight.
         """
         plan = request if isinstance(request, RunPlan) else None
         the_request = plan.request if plan is not None else cast(Request, request)
@@ -282,21 +304,31 @@ class Coordinator(Closeable, Generic[SchemaT]):
         ctx: RunContext[Any],
         config: RunnableConfig,
     ) -> RunResult[SchemaT]:
+        if self._closed:
+            raise UserError("this Coordinator is closed (and its backend with it): make a new one")
         inputs: FanoutInput | None = {
             "request": request,
             "run_id": ctx.run_id,
             "plan": None if plan is None or plan.resumed else plan,
+            "settings": self.kit.settings,
         }
         if self.graph.checkpointer is not None:
             snapshot = await self.graph.aget_state(config)
             if snapshot.values:
-                if snapshot.values.get("request") != request:
-                    raise UserError(f"run id '{ctx.run_id}' was started with a different request")
-                if not snapshot.next and "answer" in snapshot.values:
-                    return cast(
-                        RunResult[SchemaT], self.kit.result(cast(FanoutState, snapshot.values))
-                    )
+                values = cast(FanoutState, snapshot.values)
+                self._check_same_run(ctx.run_id, values, request)
+                failed = any(
+                    r.status == "failed"
+                    for r in ordered(values.get("tasks", []), values.get("sub_results", []))
+                )
+                if not snapshot.next and "answer" in values and not failed:
+                    return cast(RunResult[SchemaT], self.kit.result(values))
+                if failed and not {"dispatch", "sub_agent"} & set(snapshot.next):
+                    # Finished, or stopped after its sub-agents (a quorum not met): go back to
+                    # the fan-out, whose first dispatch sends the failed sub-agents again.
+                    await self.graph.aupdate_state(config, None, as_node="split")
                 inputs = None  # resume from the last checkpoint
+        self.kit.begin_attempt(ctx.run_id)
         try:
             final = await self.graph.ainvoke(inputs, config=config, context=ctx)
         except RunFailed as exc:
@@ -306,8 +338,24 @@ class Coordinator(Closeable, Generic[SchemaT]):
             exc.partial = [self.kit.typed(r) for r in partial]
             raise
         finally:
+            self.kit.end_attempt(ctx.run_id)
             self.kit.forget(ctx.run_id)
         return cast(RunResult[SchemaT], final["result"])
+
+    def _check_same_run(self, run_id: str, stored: FanoutState, request: Request) -> None:
+        """Refuse to resume `run_id` with another request or other settings, naming the change."""
+        before = stored.get("request")
+        if before is not None and before != request:
+            raise UserError(
+                f"run id '{run_id}' was started with a different request "
+                f"({describe_request_change(before, request)}): use another run id"
+            )
+        change = settings_change(stored.get("settings") or {}, self.kit.settings)
+        if change is not None:
+            raise UserError(
+                f"run id '{run_id}' was started with {change}: use another run id, "
+                "or the settings it was started with"
+            )
 
     async def run_sub_task(self, task: SubTask, run_id: str) -> SubResult[SchemaT]:
         """Run one sub-agent outside a graph run (its failures are caught into the result)."""
@@ -327,6 +375,17 @@ class Coordinator(Closeable, Generic[SchemaT]):
         (every wave takes tasks off a finite list): it is set far above any real run.
         """
         return {"configurable": {"thread_id": run_id}, "recursion_limit": 1_000_000}
+
+
+def _stage_name(stage: object) -> str:
+    """A stage as a resume compares it: a dataclass by its settings, else by its name."""
+    if isinstance(stage, LLMSynthesizer | CollectSynthesizer):
+        return "llm" if isinstance(stage, LLMSynthesizer) else "collect"
+    if dataclasses.is_dataclass(stage) and not isinstance(stage, type):
+        return repr(stage)
+    module = getattr(stage, "__module__", None) or type(stage).__module__
+    name = getattr(stage, "__qualname__", None) or type(stage).__qualname__
+    return f"{module}.{name}"
 
 
 def _stages(

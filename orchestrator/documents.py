@@ -3,6 +3,13 @@
 Reading stops at the first bad file, before any model runs, so no work is lost to a typo. Only
 regular files are read, and never more than the size limit: a FIFO would block forever and a link to
 ``/dev/zero`` would never end, and ``stat()`` reports a size of 0 for both.
+
+Symbolic links are read for what they point to, and checked for that. The target must be a .txt
+or .md file, whatever the link is called (a ``host.txt`` linking to ``/etc/hostname`` is refused:
+its text would go to the model, a server perhaps). A link found inside a folder or by a glob must
+point inside that folder (the glob's fixed leading folders): a folder of downloaded documents
+cannot reach out for ``~/.ssh``. A link named on the command line may point anywhere else: you
+named it.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ _KINDS = (
 )
 
 
-def _expand(spec: str) -> list[Path]:
+def _expand(spec: str) -> list[tuple[Path, Path | None]]:
+    """(file, the folder its links must stay in: None for a file named directly) for a spec."""
     path = Path(spec)
     if path.is_dir():
         files = sorted(
@@ -43,15 +51,41 @@ def _expand(spec: str) -> list[Path]:
         )
         if not files:
             raise UserError(f"{spec}: folder holds no files")
-        return files
+        return [(p, path) for p in files]
     if path.exists():
-        return [path]
+        return [(path, None)]
     if glob.has_magic(spec):
         matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
         if not matches:
             raise UserError(f"{spec}: glob matched no files")
-        return matches
+        return [(p, _glob_root(spec)) for p in matches]
     raise UserError(f"{spec}: no such file or folder")
+
+
+def _glob_root(spec: str) -> Path:
+    """The folders a glob names before its first wildcard (where its matches must stay)."""
+    fixed: list[str] = []
+    for part in Path(spec).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _check_target(path: Path, target: Path, root: Path | None) -> None:
+    """Refuse a link whose target is no .txt/.md file, or leaves the folder it was found in.
+
+    `target` is `path` resolved; for a file that is no link, both checks pass by themselves.
+    """
+    if (
+        target.suffix.lower() not in SUPPORTED_SUFFIXES
+        and path.suffix.lower() in SUPPORTED_SUFFIXES
+    ):
+        raise UserError(f"{path}: a link to {target}, which is not a .txt or .md file")
+    if root is not None and not target.is_relative_to(root):
+        raise UserError(
+            f"{path}: a link to {target}, outside {root} (a link found in a folder must stay in it)"
+        )
 
 
 def _kind(mode: int) -> str:
@@ -121,8 +155,11 @@ def load_documents(specs: list[str], *, max_bytes: int = MAX_FILE_BYTES) -> list
     paths: list[Path] = []
     seen: set[Path] = set()
     for spec in specs:
-        for path in _expand(spec):
+        expanded = _expand(spec)
+        roots = {root: root.resolve() for _, root in expanded if root is not None}
+        for path, root in expanded:
             resolved = path.resolve()
+            _check_target(path, resolved, roots[root] if root is not None else None)
             if resolved in seen:
                 raise UserError(f"{path}: given more than once")
             seen.add(resolved)

@@ -40,8 +40,9 @@ from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 from fanout.agents.prompts import prompt_text
 
-from ._finish import ordered, run_result, synthesize_checked
+from ._finish import run_result, synthesize_checked
 from ._subagent_run import SubAgentRunner
+from .attempts import Attempts, ordered
 from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
@@ -130,16 +131,21 @@ class GraphKit:
     _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = field(
         init=False, default_factory=weakref.WeakKeyDictionary
     )
+    settings: dict[str, str] = field(default_factory=dict)
+    """What the results depend on (`fingerprint.run_settings`): part of every content key."""
     _meters: dict[str, UsageMeter] = field(init=False, default_factory=dict)
+    _attempts: Attempts = field(init=False, default_factory=Attempts)
     _finished: dict[str, list[SubResult]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
         self._runner = SubAgentRunner(
+            backend=self.backend,
             stages=self.stages,
             policy=self.policy,
             result_store=self.result_store,
             output_schema=self.output_schema,
+            settings=lambda: self.settings,
             typed=self.typed,
         )
 
@@ -177,6 +183,14 @@ class GraphKit:
     def finished(self, run_id: str) -> list[SubResult]:
         """The sub-results of `run_id` finished so far in this process (kept for `RunFailed`)."""
         return list(self._finished.get(run_id, ()))
+
+    def begin_attempt(self, run_id: str) -> None:
+        """A new attempt at `run_id` starts (a run, or a resume): earlier failures get retried."""
+        self._attempts.begin(run_id)
+
+    def end_attempt(self, run_id: str) -> None:
+        """The attempt at `run_id` is over (finished, failed or interrupted)."""
+        self._attempts.end(run_id)
 
     def forget(self, run_id: str) -> None:
         """Drop what the kit keeps of a run while it runs (its usage meter, finished results)."""
@@ -277,16 +291,19 @@ class GraphKit:
         size = wave_size(self.policy.max_concurrency)
 
         def dispatch(state: FanoutState) -> dict[str, Any]:
-            end = state.get("wave", (0, 0))[1]
-            return {"wave": (end, min(end + size, len(state["tasks"])))}
+            # The first dispatch of an attempt queues every task without a successful result:
+            # those never run, and those that failed in an earlier attempt (only successes are
+            # final).
+            attempt = self._attempts.current(state["run_id"])
+            return {"wave": attempt.next_wave(state["tasks"], state.get("sub_results", []), size)}
 
         def fan_out(state: FanoutState) -> list[Send] | str:
-            start, end = state["wave"]
-            if start == end:
+            wave, tasks = state["wave"], state["tasks"]
+            if not wave:
                 return then
             return [
-                Send("sub_agent", SubAgentInput(task=task, run_id=state["run_id"]))
-                for task in state["tasks"][start:end]
+                Send("sub_agent", SubAgentInput(task=tasks[i], run_id=state["run_id"]))
+                for i in wave
             ]
 
         builder.add_node("dispatch", dispatch)
@@ -299,14 +316,19 @@ class GraphKit:
         """Run one sub-task's sub-agent; under fail_fast a failure stops the run."""
 
         async def sub_agent(inputs: SubAgentInput) -> dict[str, Any]:
-            ctx = self._context(inputs["run_id"])
-            result = await self.run_sub_task(ctx, inputs["task"])
-            if result.status == "failed" and self.failure_policy.mode == "fail_fast":
-                raise RunFailed(
-                    f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
-                    partial=[result],
-                )
-            return {"sub_results": [result]}
+            task, run_id = inputs["task"], inputs["run_id"]
+            # Noted also when the graph resumes an interrupted wave (no dispatch sent it this time).
+            self._attempts.current(run_id).tried.add(task.id)
+            ctx = self._context(run_id)
+            results = await self._runner.run_fitting(ctx, task)
+            self._finished.setdefault(run_id, []).extend(results)
+            for result in results:
+                if result.status == "failed" and self.failure_policy.mode == "fail_fast":
+                    raise RunFailed(
+                        f"fail_fast: sub-agent {result.sub_agent_id} failed: {result.error}",
+                        partial=[result],
+                    )
+            return {"sub_results": results}
 
         return _AsyncNode(sub_agent, "sub_agent")
 

@@ -22,7 +22,8 @@ from types import TracebackType
 
 from fanout.agents.logs import log_event
 
-from .errors import RunInUse
+from .errors import CheckpointError, RunInUse
+from .store import storage_hint
 
 __all__ = ["LEASE_TTL_S", "RunLease"]
 
@@ -79,7 +80,20 @@ class RunLease:
 
         Raises:
             RunInUse: a live process (or one whose lease has not yet expired) holds the run.
+            CheckpointError: the database cannot be written (read-only, disk full, damaged).
         """
+        try:
+            self._take()
+        except sqlite3.Error as exc:
+            raise CheckpointError(
+                f"cannot take the lease on run '{self.run_id}' in {self.path}: {exc} "
+                f"({storage_hint(exc)})"
+            ) from None
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew, name="fanout-lease", daemon=True)
+        self._renewer.start()
+
+    def _take(self) -> None:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(_SCHEMA)
@@ -105,9 +119,6 @@ class RunLease:
             conn.close()
             raise
         self._conn = conn
-        self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew, name="fanout-lease", daemon=True)
-        self._renewer.start()
 
     def _held_by_other(self, owner: str, host: str, pid: int, expires_at: float) -> bool:
         if owner == self.owner or expires_at <= time.time():

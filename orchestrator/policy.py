@@ -2,6 +2,8 @@
 
 Retries back off exponentially with jitter and fire only on errors that may pass
 (timeouts, connection errors, 429, 5xx). A 400/401/403 fails at once: repeating it only burns quota.
+A server's ``Retry-After`` (on a 429 or 503) is honoured: the retry waits at least that long, and
+a wait longer than one call's deadline is not made at all (the call fails, saying so).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -219,6 +222,10 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, BackendError) and exc.transient
 
 
+def _retry_after(exc: BaseException | None) -> float | None:
+    return exc.retry_after_s if isinstance(exc, BackendError) else None
+
+
 class ModelCaller:
     """The `ModelAccess` of one scope (a sub-agent, reduce, synthesis): calls under the run's limits.
 
@@ -293,13 +300,20 @@ class ModelCaller:
             json_schema=json_schema,
             tags=self._tags,
         )
+        backoff = wait_exponential_jitter(
+            multiplier=self._policy.backoff_initial_s,
+            max=self._policy.backoff_max_s,
+            jitter=self._policy.backoff_initial_s,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            """The backoff, or longer when the server said how long (``Retry-After``)."""
+            asked = _retry_after(state.outcome.exception() if state.outcome else None)
+            return max(backoff(state), asked or 0.0)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._policy.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self._policy.backoff_initial_s,
-                max=self._policy.backoff_max_s,
-                jitter=self._policy.backoff_initial_s,
-            ),
+            wait=wait,
             retry=retry_if_exception(is_transient),
             reraise=True,
         )
@@ -321,6 +335,18 @@ class ModelCaller:
         if self._in_call_since is not None:
             in_calls += now - self._in_call_since
         return now - since - in_calls
+
+    def _within_patience(self, exc: Exception) -> Exception:
+        """`exc`, or a final error when the server asks to wait longer than one call's deadline."""
+        asked = _retry_after(exc)
+        limit = self._policy.timeout_s or self._policy.backoff_max_s
+        if asked is None or asked <= limit or not isinstance(exc, BackendError):
+            return exc
+        return BackendError(
+            f"{exc} (the server asks to retry after {asked:g} s, longer than the {limit:g} s "
+            "deadline of a call: not retried)",
+            status_code=exc.status_code,
+        )
 
     async def _timed(self, request: CompletionRequest) -> Completion:
         async with asyncio.timeout(self._policy.timeout_s):
@@ -403,7 +429,8 @@ class ModelCaller:
         except Exception as exc:
             if self._breaker is not None:
                 self._breaker.record(exc)
-            last = number >= self._policy.max_attempts or not is_transient(exc)
+            final = self._within_patience(exc)
+            last = number >= self._policy.max_attempts or not is_transient(final)
             log_event(
                 logger,
                 logging.WARNING,
@@ -414,6 +441,8 @@ class ModelCaller:
                 error=scrub(f"{type(exc).__name__}: {exc}"),
                 latency_s=round(time.perf_counter() - started, 4),
             )
+            if final is not exc:
+                raise final from exc
             raise
         if self._breaker is not None:
             self._breaker.record(None)

@@ -12,6 +12,11 @@ is not in the document either (while some relevant finding is supported).
 A stronger model's abstention is used as it is: a document whose sub-agent said "not found" is never
 ranked, so when only one document answers, its finding is the answer whatever its score.
 
+Texts with no indexable word (a finding "x" from a document "t") score 0 and are all kept:
+bm25s cannot index an empty vocabulary. bm25s sets its own logger to DEBUG when imported, which an
+application logging at INFO would see on every run; fanout imports it with the logger's level put
+back as it was.
+
 Limits: BM25 sees words, not meaning. A question phrased with synonyms of the document's words, or
 one whose distinguishing word is in every document, cannot be told apart this way: then every
 finding scores alike and all are kept (ranked), and the synthesizer sees them all. Ranking is only
@@ -22,8 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import bm25s
-
+from ._bm25 import bm25s as import_bm25s
 from .grounding import is_grounded
 from .result import DocumentAnswer
 
@@ -37,7 +41,10 @@ vault" against "jade chest")."""
 
 def relevance_scores(question: str, texts: Sequence[str]) -> list[float]:
     """BM25 score of `question` against each text, with IDF taken over these texts alone."""
+    bm25s = import_bm25s()
     corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
+    if not corpus.vocab or not any(corpus.ids):
+        return [0.0] * len(texts)  # no word to index: nothing tells the texts apart
     retriever = bm25s.BM25()
     retriever.index(corpus, show_progress=False)
     query = bm25s.tokenize(question, stopwords="en", show_progress=False, return_ids=False)

@@ -39,6 +39,7 @@ __all__ = [
     "chunk_text",
     "split_monolithic",
     "split_request",
+    "task_budget",
 ]
 
 CountTokens = Callable[[str], int]
@@ -329,6 +330,15 @@ def chunk_budget(backend: Tokenizing, request: Request, *, max_tokens: int) -> i
     window = backend.context_window
     if window is None:
         return None
+    return task_budget(backend, request.tasks, max_tokens=max_tokens, window=window)
+
+
+def task_budget(backend: Tokenizing, tasks: Sequence[str], *, max_tokens: int, window: int) -> int:
+    """Largest chunk that fits a `window`-token context next to any of `tasks`' prompts.
+
+    Raises:
+        UserError: the context cannot hold the prompt and the answer with any document at all.
+    """
     overhead = max(
         backend.count_tokens(
             prompt_text(
@@ -340,7 +350,7 @@ def chunk_budget(backend: Tokenizing, request: Request, *, max_tokens: int) -> i
                 backend.prompt_style,
             )
         )
-        for t in request.tasks
+        for t in tasks
     )
     budget = window - overhead - max_tokens - _CONTEXT_MARGIN
     if budget < 16:

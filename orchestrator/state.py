@@ -104,6 +104,8 @@ class FanoutInput(TypedDict, total=False):
     """Names the run (the checkpoint thread); a fresh id when absent."""
     plan: RunPlan | None
     """A plan made ahead with `Coordinator.plan` for this request: used instead of splitting."""
+    settings: dict[str, str]
+    """What the results depend on (model, prompts, budget...): a resume must agree on them."""
 
 
 class FanoutOutput(TypedDict, total=False):
@@ -124,8 +126,8 @@ class FanoutState(FanoutInput, total=False):
     choice: StrategyChoice | None
     """auto's choice and why; None for a fixed strategy."""
     tasks: list[SubTask]
-    wave: tuple[int, int]
-    """The slice of `tasks` whose sub-agents run in the current superstep (see `kit`)."""
+    wave: list[int]
+    """Indices of the `tasks` whose sub-agents run in the current superstep (see `kit`)."""
     sub_results: Annotated[list[SubResult], ResultLog(SubResult)]
     answers: list[DocumentAnswer]
     answer: str

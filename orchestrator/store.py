@@ -4,10 +4,16 @@ LangGraph's checkpointer saves state between supersteps, but a fan-out is one su
 crash mid-fan-out, every sub-agent of that step re-runs on resume (measured with langgraph 1.2.22 +
 SqliteSaver: 4-6 of 10 finished sub-agents were recomputed). The coordinator therefore writes each
 successful `SubResult` here as soon as it exists and looks here before calling a model on resume.
+
+Each entry carries its sub-task's content key (`fanout.orchestrator.fingerprint.sub_task_key`: the
+text it read, the task, the prompt, the model and settings): a lookup with another key finds
+nothing, so an edited document or another model is computed again rather than answered from
+the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from concurrent.futures import Future
@@ -16,18 +22,45 @@ from typing import Protocol
 
 from .result import SubResult
 
-__all__ = ["MemoryResultStore", "ResultStore", "SqliteResultStore"]
+__all__ = [
+    "MemoryResultStore",
+    "ResultStore",
+    "SqliteResultStore",
+    "storage_damaged",
+    "storage_hint",
+]
+
+
+def storage_damaged(exc: BaseException) -> bool:
+    """Whether a storage error says the database file itself is damaged (no resume from it)."""
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def storage_hint(exc: BaseException) -> str:
+    """What a storage error most likely means, for the one line the user sees."""
+    text = str(exc).lower()
+    if storage_damaged(exc):
+        return "the file is damaged: move it away to start afresh"
+    if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
+        return (
+            "fanout writes its progress there as the run goes: the file and its folder must "
+            "be writable"
+        )
+    if "disk i/o" in text or "full" in text or "file too large" in text:
+        return "is the disk full? what was stored before stays there"
+    return "what was stored before stays there"
 
 
 class ResultStore(Protocol):
-    """Where finished sub-results survive a crash, keyed by (run id, sub-agent id)."""
+    """Where finished sub-results survive a crash, keyed by (run id, sub-agent id, content key)."""
 
-    def get(self, run_id: str, sub_agent_id: str) -> SubResult | None:
-        """The stored result, or None if this sub-agent has not finished in this run."""
+    def get(self, run_id: str, sub_agent_id: str, key: str) -> SubResult | None:
+        """The stored result if it was stored under `key`; None otherwise (compute it again)."""
         ...
 
-    def put(self, run_id: str, result: SubResult) -> None:
-        """Store `result` durably before returning (called from a worker thread: it may block)."""
+    def put(self, run_id: str, result: SubResult, key: str) -> None:
+        """Store `result` under `key` durably before returning (from a worker thread: it may block)."""
         ...
 
 
@@ -35,15 +68,16 @@ class MemoryResultStore:
     """In-process store (tests, and runs that need no crash safety)."""
 
     def __init__(self) -> None:
-        self._results: dict[tuple[str, str], SubResult] = {}
+        self._results: dict[tuple[str, str], tuple[str, SubResult]] = {}
 
-    def get(self, run_id: str, sub_agent_id: str) -> SubResult | None:
-        """Look up a finished sub-agent."""
-        return self._results.get((run_id, sub_agent_id))
+    def get(self, run_id: str, sub_agent_id: str, key: str) -> SubResult | None:
+        """Look up a finished sub-agent (only under the same content key)."""
+        stored = self._results.get((run_id, sub_agent_id))
+        return stored[1] if stored is not None and stored[0] == key else None
 
-    def put(self, run_id: str, result: SubResult) -> None:
+    def put(self, run_id: str, result: SubResult, key: str) -> None:
         """Remember a finished sub-agent."""
-        self._results[(run_id, result.sub_agent_id)] = result
+        self._results[(run_id, result.sub_agent_id)] = (key, result)
 
 
 class SqliteResultStore:
@@ -68,27 +102,34 @@ class SqliteResultStore:
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS fanout_sub_results ("
             " run_id TEXT NOT NULL, sub_agent_id TEXT NOT NULL, result TEXT NOT NULL,"
-            " PRIMARY KEY (run_id, sub_agent_id))"
+            " content_key TEXT NOT NULL DEFAULT '', PRIMARY KEY (run_id, sub_agent_id))"
         )
-        self._queue: list[tuple[tuple[str, str, str], Future[None]]] = []
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(fanout_sub_results)")}
+        if "content_key" not in columns:  # a file from before content keys: its rows never match
+            self._conn.execute(
+                "ALTER TABLE fanout_sub_results ADD COLUMN content_key TEXT NOT NULL DEFAULT ''"
+            )
+        self._queue: list[tuple[tuple[str, str, str, str], Future[None]]] = []
         self._queued = threading.Condition()
         self._writer: threading.Thread | None = None
         self._closing = False
 
-    def get(self, run_id: str, sub_agent_id: str) -> SubResult | None:
-        """Read a finished sub-agent's result."""
+    def get(self, run_id: str, sub_agent_id: str, key: str) -> SubResult | None:
+        """Read a finished sub-agent's result, if it was stored under `key`."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT result FROM fanout_sub_results WHERE run_id = ? AND sub_agent_id = ?",
-                (run_id, sub_agent_id),
+                "SELECT result FROM fanout_sub_results"
+                " WHERE run_id = ? AND sub_agent_id = ? AND content_key = ?",
+                (run_id, sub_agent_id, key),
             ).fetchone()
         return SubResult.model_validate_json(row[0]) if row else None
 
-    def put(self, run_id: str, result: SubResult) -> None:
+    def put(self, run_id: str, result: SubResult, key: str) -> None:
         """Write and commit, so a kill -9 right after this returns loses nothing."""
         committed: Future[None] = Future()
+        row = (run_id, result.sub_agent_id, result.model_dump_json(), key)
         with self._queued:
-            self._queue.append(((run_id, result.sub_agent_id, result.model_dump_json()), committed))
+            self._queue.append((row, committed))
             if self._writer is None:
                 # A daemon: a put still queued at exit has a caller blocked on it, which exit waits for.
                 self._writer = threading.Thread(
@@ -113,12 +154,17 @@ class SqliteResultStore:
                     self._conn.execute("BEGIN IMMEDIATE")
                     try:
                         self._conn.executemany(
-                            "INSERT OR REPLACE INTO fanout_sub_results VALUES (?, ?, ?)",
+                            "INSERT OR REPLACE INTO fanout_sub_results"
+                            " (run_id, sub_agent_id, result, content_key) VALUES (?, ?, ?, ?)",
                             [row for row, _ in batch],
                         )
                         self._conn.execute("COMMIT")
                     except BaseException:
-                        self._conn.execute("ROLLBACK")
+                        # SQLite may have rolled back already (a disk I/O error does): a second
+                        # rollback would replace the real error with "no transaction is active".
+                        if self._conn.in_transaction:
+                            with contextlib.suppress(sqlite3.Error):
+                                self._conn.execute("ROLLBACK")
                         raise
             except Exception as exc:  # every put of the batch learns why
                 for _, committed in batch:

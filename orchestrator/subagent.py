@@ -26,13 +26,36 @@ __all__ = [
     "SubTask",
     "answer_task",
     "answer_with_json",
+    "cooperative",
     "graph_sub_agent",
+    "is_cooperative",
     "structured_answerer",
     "validate_output",
 ]
 
 
 M = TypeVar("M", bound=BaseModel)
+A = TypeVar("A", bound=Callable[..., Awaitable[Any]])
+
+_COOPERATIVE = "__fanout_cooperative__"
+
+
+def cooperative(sub_agent: A) -> A:
+    """Mark `sub_agent` as never blocking its event loop, so it runs on the coordinator's loop.
+
+    Any other sub-agent runs in a thread and on a loop of its own, where blocking code cannot
+    stall the run (`fanout.orchestrator.execution`). Mark only a sub-agent whose every wait is an
+    ``await`` (no ``time.sleep``, no synchronous I/O, no long computation): one that blocks while
+    marked stalls every other sub-agent, its own deadline and Ctrl-C until it yields. Mark one
+    that must share the caller's asyncio objects (a lock, a client bound to that loop).
+    """
+    setattr(sub_agent, _COOPERATIVE, True)
+    return sub_agent
+
+
+def is_cooperative(sub_agent: object) -> bool:
+    """Whether `sub_agent` was marked with `cooperative` (fanout's own sub-agents are)."""
+    return bool(getattr(sub_agent, _COOPERATIVE, False))
 
 
 class Finding(BaseModel):
@@ -57,6 +80,7 @@ SubAgent: TypeAlias = Callable[[RunContext[Any]], Awaitable[SubAgentOutput]]
 """A sub-agent: ``async def my_agent(ctx: RunContext) -> str | Finding | dict | BaseModel``."""
 
 
+@cooperative
 async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
     """The default sub-agent: one call answering the task from the context, with evidence.
 
@@ -76,6 +100,7 @@ async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
     return Finding(found=True, answer=answer, evidence=quote or "")
 
 
+@cooperative
 async def answer_with_json(ctx: RunContext[Any]) -> SubAgentOutput:
     """The default sub-agent, structured: the model fills a `Finding` under a JSON schema.
 
@@ -102,6 +127,7 @@ def structured_answerer(schema: type[BaseModel]) -> SubAgent:
     """
     json_schema = schema.model_json_schema()
 
+    @cooperative
     async def answer(ctx: RunContext[Any]) -> SubAgentOutput:
         llm = ctx.model
         prompt = task_prompt(ctx.task, style=llm.prompt_style, json_schema=json_schema)
@@ -129,6 +155,7 @@ def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:
     The graph receives ``{"task": SubTask}`` as input and the sub-agent's `RunContext` as its
     runtime context (build it with ``context_schema=RunContext``; a node reads
     ``runtime.context.model``); it must leave its answer under `output_key` in its final state.
+    Like any user sub-agent it runs in a thread of its own unless wrapped in `cooperative`.
     """
 
     async def run_graph(ctx: RunContext[Any]) -> SubAgentOutput:

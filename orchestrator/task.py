@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["SubTask"]
+__all__ = ["SubTask", "cut_id", "cut_parent"]
+
+_CUT = "~cut"
+"""Joins a sub-task's id to the index of a piece it was cut into when its context overflowed."""
+
+
+def cut_id(parent_id: str, index: int) -> str:
+    """The id of piece `index` of sub-task `parent_id`, cut after the model refused it as too long."""
+    return f"{parent_id}{_CUT}{index}"
+
+
+def cut_parent(sub_agent_id: str) -> tuple[str, int] | None:
+    """(parent id, piece index) of a cut piece's id; None for any other id."""
+    parent, mark, index = sub_agent_id.rpartition(_CUT)
+    return (parent, int(index)) if mark and index.isdigit() else None
 
 
 class SubTask(BaseModel):

@@ -1,17 +1,20 @@
 """Suites made from a file: a pool of instances, sliced into groups of N, and the reading helpers.
 
 Group g of size N takes N consecutive instances from one seeded shuffle of the pool, starting at
-g x N, so groups do not overlap until the pool runs out and the N=1 instances are a subset of the
-N=10 ones: the curve compares strategies, not luckier draws.
+g x N, so groups never overlap and the N=1 instances are a subset of the N=10 ones: the curve
+compares strategies, not luckier draws. More groups than the pool fills are refused: repeated
+instances would count one answer several times and narrow the confidence intervals falsely.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +39,33 @@ class DatasetSuite:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    @cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the instances as loaded (questions, gold answers, documents).
+
+        Results record it, so a resume or a report of an edited dataset is refused rather than
+        scored against gold answers the file no longer holds.
+        """
+        digest = hashlib.sha256()
+        for instance in self.instances:
+            digest.update(instance.model_dump_json().encode("utf-8"))
+            digest.update(b"\n")
+        return digest.hexdigest()
+
     def check(self, n: int, groups: int) -> None:
-        """Refuse an N the dataset cannot fill."""
-        if n > len(self.instances):
+        """Refuse an N, or a number of groups, the dataset cannot fill without repeating."""
+        size = len(self.instances)
+        if n > size:
+            raise UserError(f"N={n} is larger than the dataset ({size} instances in {self.source})")
+        if n * groups > size:
             raise UserError(
-                f"N={n} is larger than the dataset "
-                f"({len(self.instances)} instances in {self.source})"
+                f"{groups} groups of N={n} need {n * groups} distinct instances; {self.source} has "
+                f"{size} (at most {size // n} group(s) of N={n}): instances are never repeated",
+                parameter="groups",
             )
 
     def group(self, n: int, index: int, *, seed: int) -> Group:
-        """N consecutive instances of the seeded shuffle, wrapping round when the pool runs out."""
+        """N consecutive instances of the seeded shuffle, never repeating one."""
         self.check(n, index + 1)
         order = self._orders.get(seed)
         if order is None:
@@ -53,7 +73,7 @@ class DatasetSuite:
             random.Random(f"{self.name}/{seed}").shuffle(order)
             self._orders[seed] = order
         start = index * n
-        picks = [order[(start + j) % len(order)] for j in range(n)]
+        picks = order[start : start + n]
         group = Group.merge(
             f"{self.name}-n{n}-g{index}-s{seed}", [self.instances[p] for p in picks]
         )

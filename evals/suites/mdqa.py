@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bm25s
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fanout.agents.errors import UserError, validation_message
+from fanout.orchestrator._bm25 import bm25s as import_bm25s
 
 from .answers import holds_answer
 from .dataset import read_jsonl
@@ -89,6 +89,7 @@ class MultiDocQASuite:
     def _retriever(self) -> Any:
         if not self._index:
             corpus = [p.title + " " + p.text for p in self._passages()]
+            bm25s = import_bm25s()
             retriever = bm25s.BM25()
             retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False),
                             show_progress=False)  # fmt: skip
@@ -106,7 +107,7 @@ class MultiDocQASuite:
         _, item = self.items[at]
         passages = self._passages()
         gold_text = passages[at].text
-        query = bm25s.tokenize(item.question, stopwords="en", show_progress=False)
+        query = import_bm25s().tokenize(item.question, stopwords="en", show_progress=False)
         ranked, _ = self._retriever().retrieve(query, k=len(passages), show_progress=False)
         picked: list[int] = []
         for j in (int(x) for x in ranked[0]):

@@ -60,7 +60,7 @@ def test_checkpoint_closes_both_connections(tmp_path: Path) -> None:
         coordinator = Coordinator(ScriptedBackend(["yes"]), synthesis="collect", **vars(saved))
         coordinator.run(REQUEST, run_id="r")
     with pytest.raises(sqlite3.ProgrammingError):
-        saved.result_store.get("r", "x")
+        saved.result_store.get("r", "x", "k")
 
 
 @pytest.mark.integration

@@ -79,7 +79,7 @@ def test_an_openai_compatible_servers_cached_tokens_are_read_and_priced() -> Non
     async def call(backend: OpenAIBackend) -> Any:
         try:
             return await backend.complete(
-                CompletionRequest(prompt=Prompt(instruction="", task="Q", context="D"))
+                CompletionRequest(prompt=Prompt(instruction="", task="Q", context="word " * 2000))
             )
         finally:
             await backend.aclose()

@@ -58,8 +58,8 @@ class _HitCountingStore(MemoryResultStore):
         super().__init__()
         self.hits: set[str] = set()
 
-    def get(self, run_id: str, sub_agent_id: str) -> SubResult | None:
-        found = super().get(run_id, sub_agent_id)
+    def get(self, run_id: str, sub_agent_id: str, key: str) -> SubResult | None:
+        found = super().get(run_id, sub_agent_id, key)
         if found is not None:
             self.hits.add(sub_agent_id)
         return found
@@ -148,7 +148,7 @@ def test_concurrent_puts_are_each_durable_when_they_return(tmp_path: Path) -> No
 
     def put(i: int) -> None:
         result = SubResult(sub_agent_id=f"s{i}", document_id="d", task="q", status="ok", output="x")
-        store.put("r", result)
+        store.put("r", result, "k")
         with sqlite3.connect(db) as conn:
             row = conn.execute(
                 "SELECT 1 FROM fanout_sub_results WHERE sub_agent_id = ?", (f"s{i}",)
@@ -162,10 +162,10 @@ def test_concurrent_puts_are_each_durable_when_they_return(tmp_path: Path) -> No
     for t in threads:
         t.join()
     assert missing == []
-    assert store.get("r", "s63") is not None
+    assert store.get("r", "s63", "k") is not None
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):  # a closed store fails the put, loudly
-        store.put("r", SubResult(sub_agent_id="late", document_id="d", task="q", status="ok"))
+        store.put("r", SubResult(sub_agent_id="late", document_id="d", task="q", status="ok"), "k")
 
 
 def test_result_store_writes_do_not_block_the_event_loop(tmp_path: Path) -> None:
