@@ -22,6 +22,7 @@ from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
 from fanout.orchestrator.stages import ChunkReducer, Stages
+from fanout.orchestrator.subagent import cooperative
 from fanout.orchestrator.synthesize import Synthesis
 from fanout.orchestrator.task import SubTask
 
@@ -152,6 +153,7 @@ class BatchStrategy(_Baseline):
             for i, batch in enumerate(self._batches(request.instructions))
         ]
 
+    @cooperative
     async def answer(self, ctx: RunContext[Any]) -> BaseModel:
         """One call answering the batch's questions as a numbered list."""
         group: Group = ctx.deps
@@ -194,6 +196,7 @@ class SequentialStrategy(_Baseline):
 
     name = "sequential"
 
+    @cooperative
     async def answer(self, ctx: RunContext[Any]) -> BaseModel:
         """Questions in order, each call seeing the earlier answers."""
         group: Group = ctx.deps
@@ -233,6 +236,7 @@ class ChainStrategy(_Baseline):
         self.tokens_per_note = tokens_per_note
         self.tokens_per_answer = tokens_per_answer
 
+    @cooperative
     async def answer(self, ctx: RunContext[Any]) -> BaseModel:
         """Workers over every document in order, then one manager call."""
         group: Group = ctx.deps
