@@ -16,15 +16,15 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import BackendError, UserError
+from fanout.agents.subagent import cooperative
+from fanout.agents.task import SubTask
 from fanout.orchestrator.context import RunContext
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
 from fanout.orchestrator.stages import ChunkReducer, Stages
-from fanout.orchestrator.subagent import cooperative
 from fanout.orchestrator.synthesize import Synthesis
-from fanout.orchestrator.task import SubTask
 
 from .asks import Answer, Ask, failed_answers
 from .prompts import (

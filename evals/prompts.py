@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fanout.agents.backend import Example, Prompt
-from fanout.orchestrator.prompts import NOT_FOUND, task_prompt
-from fanout.orchestrator.task import SubTask
+from fanout.agents.qa_prompts import NOT_FOUND, task_prompt
+from fanout.agents.task import SubTask
 
 from .suites.group import Document
 

@@ -19,14 +19,13 @@ from typing import Any, Literal
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import UserError
+from fanout.agents.qa_prompts import NOT_FOUND
 from fanout.orchestrator.auto import StrategyChooser
 from fanout.orchestrator.coordinator import Coordinator, StrategyName
 from fanout.orchestrator.policy import CallPolicy
-from fanout.orchestrator.prompts import NOT_FOUND
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
-from fanout.orchestrator.stages import Stages, TopKSplitter
-from fanout.orchestrator.subagent import SubAgent
+from fanout.orchestrator.stages import Stages, SubAgent, TopKSplitter
 
 from .asks import Answer, Ask, EvalStrategy
 from .baselines import BatchStrategy, ChainStrategy, SequentialStrategy

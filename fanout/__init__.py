@@ -1,9 +1,9 @@
 """fanout: answer multi-document and multi-task requests with isolated sub-agents, and measure it.
 
-The names most users need are importable from here; the packages below hold the rest:
-`fanout.agents` (backends, prompt rendering, the scripted fake), `fanout.orchestrator` (the
-coordinator graph) and `fanout.evals` (strategy comparisons and benchmarks). Heavy modules load
-on first use, so ``import fanout`` stays cheap.
+The names most users need are importable from here; the packages below hold the rest, each with
+its own ``__all__``: `fanout.agents` (the sub-agent and the models it calls), `fanout.orchestrator`
+(the stages, the graph kit and the `Coordinator` preset) and `fanout.evals` (strategy comparisons
+and benchmarks). Heavy modules load on first use, so ``import fanout`` stays cheap.
 """
 
 from __future__ import annotations
@@ -24,34 +24,41 @@ logging.getLogger("fanout").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from fanout.agents import (
+        AgentContext,
         Backend,
         BackendClosed,
         BackendError,
         Completion,
         CompletionRequest,
         Example,
+        FallbackBackend,
         FanoutError,
+        Finding,
         LangChainBackend,
         LlamaCppBackend,
+        ModelAccess,
         OpenAIBackend,
         Prices,
         Prompt,
         ScriptedBackend,
+        SubTask,
         Usage,
         UserError,
+        configure_logging,
+        cooperative,
+        graph_sub_agent,
     )
-    from fanout.agents.fallback import FallbackBackend
-    from fanout.agents.logs import configure_logging
-    from fanout.evals import EvalReport, evaluate
+    from fanout.evals import (
+        EvalReport,
+        evaluate,
+    )
     from fanout.orchestrator import (
         CallPolicy,
         Coordinator,
         Document,
         DocumentAnswer,
         FanoutState,
-        Finding,
         GraphKit,
-        ModelAccess,
         Profile,
         Request,
         RunContext,
@@ -62,15 +69,13 @@ if TYPE_CHECKING:
         Stages,
         StrategyChoice,
         SubResult,
-        SubTask,
-        cooperative,
-        graph_sub_agent,
         load_documents,
+        open_checkpoint,
         rank_findings,
     )
-    from fanout.orchestrator.checkpoint import open_checkpoint
 
 __all__ = [
+    "AgentContext",
     "Backend",
     "BackendClosed",
     "BackendError",
@@ -120,28 +125,32 @@ __all__ = [
 _HOMES = {
     **dict.fromkeys(
         (
+            "AgentContext",
             "Backend",
             "BackendClosed",
             "BackendError",
             "Completion",
             "CompletionRequest",
             "Example",
+            "FallbackBackend",
             "FanoutError",
+            "Finding",
             "LangChainBackend",
             "LlamaCppBackend",
+            "ModelAccess",
             "OpenAIBackend",
             "Prices",
             "Prompt",
             "ScriptedBackend",
+            "SubTask",
             "Usage",
             "UserError",
+            "configure_logging",
+            "cooperative",
+            "graph_sub_agent",
         ),
         "fanout.agents",
     ),
-    "FallbackBackend": "fanout.agents.fallback",
-    "configure_logging": "fanout.agents.logs",
-    "EvalReport": "fanout.evals",
-    "evaluate": "fanout.evals",
     **dict.fromkeys(
         (
             "CallPolicy",
@@ -149,10 +158,7 @@ _HOMES = {
             "Document",
             "DocumentAnswer",
             "FanoutState",
-            "Finding",
             "GraphKit",
-            "ModelAccess",
-            "StrategyChoice",
             "Profile",
             "Request",
             "RunContext",
@@ -161,16 +167,21 @@ _HOMES = {
             "RunPlan",
             "RunResult",
             "Stages",
+            "StrategyChoice",
             "SubResult",
-            "SubTask",
-            "cooperative",
-            "graph_sub_agent",
             "load_documents",
+            "open_checkpoint",
             "rank_findings",
         ),
         "fanout.orchestrator",
     ),
-    "open_checkpoint": "fanout.orchestrator.checkpoint",
+    **dict.fromkeys(
+        (
+            "EvalReport",
+            "evaluate",
+        ),
+        "fanout.evals",
+    ),
 }
 
 

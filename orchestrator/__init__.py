@@ -5,7 +5,8 @@ protocols with defaults; `GraphKit` builds LangGraph graphs from them; `Coordina
 """
 
 from .auto import StrategyChoice, StrategyChooser
-from .context import ModelAccess, RunContext, RunHooks
+from .checkpoint import Checkpoint, open_checkpoint
+from .context import RunContext, RunHooks
 from .coordinator import Coordinator, StrategyName, SynthesisMode
 from .documents import load_documents
 from .errors import RunFailed
@@ -22,6 +23,7 @@ from .stages import (
     Reducer,
     Splitter,
     Stages,
+    SubAgent,
     Synthesizer,
     TopKSplitter,
     check_answer,
@@ -29,20 +31,11 @@ from .stages import (
 )
 from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
-from .subagent import (
-    Finding,
-    SubAgent,
-    answer_task,
-    answer_with_json,
-    cooperative,
-    graph_sub_agent,
-    structured_answerer,
-)
 from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis
-from .task import SubTask
 
 __all__ = [
     "CallPolicy",
+    "Checkpoint",
     "ChunkReducer",
     "CitationChecker",
     "CollectSynthesizer",
@@ -54,11 +47,9 @@ __all__ = [
     "FanoutInput",
     "FanoutOutput",
     "FanoutState",
-    "Finding",
     "GraphKit",
     "LLMSynthesizer",
     "MemoryResultStore",
-    "ModelAccess",
     "Profile",
     "ProfileRow",
     "Ranker",
@@ -79,17 +70,12 @@ __all__ = [
     "StrategyName",
     "SubAgent",
     "SubResult",
-    "SubTask",
     "Synthesis",
     "SynthesisMode",
     "Synthesizer",
     "TopKSplitter",
-    "answer_task",
-    "answer_with_json",
     "check_answer",
-    "cooperative",
-    "graph_sub_agent",
     "load_documents",
+    "open_checkpoint",
     "rank_findings",
-    "structured_answerer",
 ]

@@ -18,7 +18,10 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import BackendClosed, ContextOverflow, OutputInvalid, UserError
+from fanout.agents.qa_prompts import NOT_FOUND, is_not_found
 from fanout.agents.secrets import scrub
+from fanout.agents.subagent import Finding, validate_output
+from fanout.agents.task import SubTask
 
 from .citations import clean_model_text, sanitize_model_text
 from .context import RunContext
@@ -28,13 +31,10 @@ from .fingerprint import sub_task_key
 from .grounding import is_grounded
 from .overflow import MAX_CUTS, cut_to_fit
 from .policy import CallPolicy, ModelCaller
-from .prompts import NOT_FOUND, is_not_found
 from .result import SubResult
 from .split import DEFAULT_OVERLAP_TOKENS
 from .stages import DocumentSplitter, Stages
 from .store import ResultStore, storage_hint
-from .subagent import Finding, validate_output
-from .task import SubTask
 from .tracing import traced_sub_agent
 
 __all__ = ["SubAgentRunner"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from fanout.agents.task import SubTask, cut_parent
+
 from .result import SubResult
-from .task import SubTask, cut_parent
 
 __all__ = ["Attempt", "Attempts", "ordered"]
 

@@ -19,17 +19,17 @@ from typing import Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from fanout.agents.backend import Completion, CompletionRequest, Prompt, PromptStyle, Usage
+from fanout.agents.backend import Completion, CompletionRequest, Usage
 from fanout.agents.errors import UserError
+from fanout.agents.subagent import ModelAccess
+from fanout.agents.task import SubTask
 
 from .request import Request
 from .result import RunResult, SubResult
 from .state import RunPlan
-from .task import SubTask
 
 __all__ = [
     "DepsT",
-    "ModelAccess",
     "ModelFactory",
     "RunContext",
     "RunHooks",
@@ -39,39 +39,6 @@ __all__ = [
 
 DepsT = TypeVar("DepsT", default=None)
 """The application's own dependencies (a database handle, a user id): `RunContext.deps`."""
-
-
-class ModelAccess(Protocol):
-    """The model, as a sub-agent may use it: every call is bounded, retried, timed and counted."""
-
-    @property
-    def prompt_style(self) -> PromptStyle:
-        """How the backend renders prompts (completion for base models)."""
-        ...
-
-    @property
-    def context_window(self) -> int | None:
-        """Tokens the model attends to, or None when unknown."""
-        ...
-
-    @property
-    def max_tokens(self) -> int:
-        """The completion budget a call gets when it names none (the run's policy)."""
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens `text` takes for this backend."""
-        ...
-
-    async def complete(
-        self,
-        prompt: Prompt,
-        *,
-        max_tokens: int | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> Completion:
-        """One model call under the coordinator's limits."""
-        ...
 
 
 class RunHooks:

@@ -23,6 +23,8 @@ from typing_extensions import TypeVar
 from fanout.agents.backend import Backend, Closeable, release
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
+from fanout.agents.subagent import structured_answerer
+from fanout.agents.task import SubTask
 
 from .attempts import ordered
 from .auto import StrategyChooser
@@ -35,12 +37,10 @@ from .profile import Profile
 from .request import Request
 from .result import RunResult, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
-from .stages import ChunkReducer, DocumentSplitter, Splitter, Stages, Synthesizer
+from .stages import ChunkReducer, DocumentSplitter, Splitter, Stages, SubAgent, Synthesizer
 from .state import FanoutInput, FanoutState, RunPlan
 from .store import ResultStore
-from .subagent import SubAgent, structured_answerer
 from .synthesize import CollectSynthesizer, LLMSynthesizer
-from .task import SubTask
 from .tracing import run_span, set_run_result
 
 __all__ = ["Coordinator", "StrategyName", "SynthesisMode"]

@@ -22,10 +22,11 @@ from typing import Any
 
 from fanout.agents.backend import Completion, Prompt, PromptStyle
 from fanout.agents.errors import BackendClosed
+from fanout.agents.subagent import ModelAccess, is_cooperative
 
-from .context import ModelAccess, RunContext
+from .context import RunContext
 from .errors import SubAgentCancelled, SubAgentTimeout
-from .subagent import SubAgent, is_cooperative
+from .stages import SubAgent
 
 __all__ = ["FinishedWhileStopping", "run_sub_agent"]
 

@@ -23,10 +23,10 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend, PromptStyle
 from fanout.agents.fleet import redact_url
+from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.task import SubTask
 
-from .prompts import task_prompt
 from .request import Request
-from .task import SubTask
 
 __all__ = ["describe_request_change", "run_settings", "settings_change", "sub_task_key"]
 

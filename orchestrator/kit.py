@@ -39,6 +39,8 @@ from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
 from fanout.agents.portal import run_sync
 from fanout.agents.prompts import prompt_text
+from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.task import SubTask
 
 from ._finish import run_result, synthesize_checked
 from ._subagent_run import SubAgentRunner
@@ -47,14 +49,12 @@ from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
-from .prompts import task_prompt
 from .request import Request
 from .result import RunResult, SubResult
 from .split import SplitProgress, split_monolithic
 from .stages import DocumentSplitter, Stages, TopKSplitter
 from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
 from .store import ResultStore
-from .task import SubTask
 
 __all__ = ["GraphKit", "wave_size"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import ContextOverflow, UserError
+from fanout.agents.task import SubTask, cut_id
 
 from .split import chunk_text, task_budget
-from .task import SubTask, cut_id
 
 __all__ = ["MAX_CUTS", "cut_to_fit"]
 

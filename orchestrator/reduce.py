@@ -11,11 +11,12 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
+from fanout.agents.qa_prompts import NOT_FOUND
 from fanout.agents.secrets import scrub
+from fanout.agents.subagent import ModelAccess
 
 from .citations import clean_model_text
-from .context import ModelAccess
-from .prompts import NOT_FOUND, reduce_prompt
+from .prompts import reduce_prompt
 from .result import DocumentAnswer, SubResult
 
 __all__ = ["ReduceMode", "reduce_chunks"]

@@ -23,10 +23,10 @@ from typing import Protocol
 from fanout.agents.backend import PromptStyle
 from fanout.agents.errors import UserError
 from fanout.agents.prompts import prompt_text
+from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.task import SubTask
 
-from .prompts import task_prompt
 from .request import Request
-from .task import SubTask
 
 __all__ = [
     "DEFAULT_OVERLAP_TOKENS",

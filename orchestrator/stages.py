@@ -11,11 +11,13 @@ timeouts, the result store, failure policy, hooks, accounting) is the same for a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from fanout.agents.errors import UserError
+from fanout.agents.subagent import SubAgentOutput, answer_task
+from fanout.agents.task import SubTask
 
 from .aliases import DocumentAliases
 from .citations import CheckedAnswer, Evidence, check_citations
@@ -24,9 +26,7 @@ from .reduce import reduce_chunks
 from .relevance import relevance_scores, select_findings
 from .result import DocumentAnswer, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress, chunk_budget, split_request
-from .subagent import SubAgent, answer_task
 from .synthesize import LLMSynthesizer, Synthesis
-from .task import SubTask
 
 __all__ = [
     "ChunkReducer",
@@ -42,6 +42,10 @@ __all__ = [
     "check_answer",
     "rank_findings",
 ]
+
+
+SubAgent: TypeAlias = Callable[[RunContext[Any]], Awaitable[SubAgentOutput]]
+"""A sub-agent: ``async def my_agent(ctx: RunContext) -> str | Finding | dict | BaseModel``."""
 
 
 class Splitter(Protocol):

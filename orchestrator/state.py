@@ -18,11 +18,11 @@ from langgraph.channels.untracked_value import UntrackedValue
 from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.backend import Usage
+from fanout.agents.task import SubTask
 
 from .auto import RunMode, StrategyChoice
 from .request import Request
 from .result import DocumentAnswer, InvalidCitation, RunResult, SubResult, UnsupportedLine
-from .task import SubTask
 
 __all__ = [
     "FanoutInput",

@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.prompts import prompt_text
+from fanout.agents.subagent import ModelAccess
 
 from .aliases import DocumentAliases
 from .citations import CitedLine, Evidence, check_citations, relabel, sanitize_model_text
-from .context import ModelAccess, RunContext
+from .context import RunContext
 from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer

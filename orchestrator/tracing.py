@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fanout.agents.backend import Completion, CompletionRequest
+from fanout.agents.task import SubTask
 
 from .result import RunResult, SubResult
-from .task import SubTask
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

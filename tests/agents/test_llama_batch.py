@@ -13,8 +13,8 @@ from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.errors import ContextOverflow, UserError
 from fanout.agents.llama_batch import MIN_COPY_TOKENS, _plan_admission, _Slot, common_prefix_length
 from fanout.agents.llama_completion import BatchOutput, CompletionJob, SequenceDecoder
-from fanout.orchestrator.prompts import task_prompt
-from fanout.orchestrator.task import SubTask
+from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.task import SubTask
 
 # ggml picks its small-batch kernel once, at the first matmul of the process: set it before any
 # test computes, so the exactness tests hold whatever order the suite runs in.

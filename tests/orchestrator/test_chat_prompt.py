@@ -4,9 +4,9 @@ import pytest
 
 from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.prompts import render_chat, render_completion
+from fanout.agents.qa_prompts import parse_evidence_answer
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import Coordinator, Document, Request
-from fanout.orchestrator.prompts import parse_evidence_answer
 
 DOCS = (
     Document(id="a.md", text="The ferry leaves at noon. Tickets cost thirty-three euros."),

@@ -5,16 +5,10 @@ from types import ModuleType
 
 import pytest
 
+from fanout.agents import graph_sub_agent
 from fanout.agents.errors import BackendUnavailable
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import (
-    CallPolicy,
-    Coordinator,
-    Document,
-    Request,
-    Stages,
-    graph_sub_agent,
-)
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, Stages
 from tests.conftest import EXAMPLES
 
 

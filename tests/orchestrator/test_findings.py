@@ -11,17 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fanout.agents import Finding
 from fanout.agents.backend import CompletionRequest
 from fanout.agents.errors import BackendUnavailable, ContextOverflow
 from fanout.agents.testing import ScriptedBackend
-from fanout.orchestrator import (
-    CallPolicy,
-    Coordinator,
-    Document,
-    Finding,
-    Request,
-    RunContext,
-)
+from fanout.orchestrator import CallPolicy, Coordinator, Document, Request, RunContext
 
 FAST = CallPolicy(max_attempts=1, backoff_initial_s=0.001, backoff_max_s=0.002)
 COLOURS = ["jade", "ruby", "amber", "teal", "ivory", "coral", "olive", "pearl"]
@@ -337,7 +331,7 @@ def test_pairs_give_document_i_task_i_only() -> None:
 
 
 def test_structured_findings_fill_found_answer_evidence() -> None:
-    from fanout.orchestrator.subagent import answer_with_json
+    from fanout.agents.subagent import answer_with_json
 
     docs = [Document(id="a.md", text="Delivery is on Tuesday."), Document(id="b.md", text="Lunch.")]
 

@@ -1,27 +1,31 @@
-"""What a sub-agent is: a coroutine given a `RunContext` holding one `SubTask`, and nothing else.
+"""What a sub-agent is, and fanout's own: a coroutine given a context holding one `SubTask`.
 
 A sub-agent sees only its own document (or chunk) and its own task (``ctx.task``). It reaches the
-model through ``ctx.model``, which the runtime implements with its concurrency bound, timeouts,
-retries, accounting and hooks, so a user-written sub-agent (a function, or a whole LangGraph graph)
-gets them for free.
+model through ``ctx.model`` (a `ModelAccess`), which the coordinator implements with its concurrency
+bound, timeouts, retries, accounting and hooks, so a user-written sub-agent (a function, or a whole
+LangGraph graph) gets them for free. The context it receives is the run's
+`fanout.orchestrator.RunContext`; this module asks only for what a sub-agent reads of it
+(`AgentContext`), so the sub-agent lives with the models it calls and knows nothing of the
+coordinator above it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fanout.agents.errors import OutputInvalid
-
-from .context import RunContext
-from .prompts import is_not_found, parse_evidence_answer, parse_qa_output, task_prompt
+from .backend import Completion, Prompt, PromptStyle
+from .errors import OutputInvalid
+from .qa_prompts import is_not_found, parse_evidence_answer, parse_qa_output, task_prompt
 from .task import SubTask
 
 __all__ = [
+    "AgentContext",
+    "AgentFunction",
     "Finding",
-    "SubAgent",
+    "ModelAccess",
     "SubAgentOutput",
     "SubTask",
     "answer_task",
@@ -32,6 +36,66 @@ __all__ = [
     "structured_answerer",
     "validate_output",
 ]
+
+
+class ModelAccess(Protocol):
+    """The model, as a sub-agent may use it: every call is bounded, retried, timed and counted."""
+
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """How the backend renders prompts (completion for base models)."""
+        ...
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model attends to, or None when unknown."""
+        ...
+
+    @property
+    def max_tokens(self) -> int:
+        """The completion budget a call gets when it names none (the run's policy)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes for this backend."""
+        ...
+
+    async def complete(
+        self,
+        prompt: Prompt,
+        *,
+        max_tokens: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """One model call under the coordinator's limits."""
+        ...
+
+
+class AgentContext(Protocol):
+    """What a sub-agent reads of its context: its task, its model, the run and your deps.
+
+    The runtime hands every sub-agent a `fanout.orchestrator.RunContext`, which has all of these.
+    """
+
+    @property
+    def run_id(self) -> str:
+        """The run this sub-agent belongs to."""
+        ...
+
+    @property
+    def task(self) -> SubTask:
+        """Its one unit of work: one task over one document (or chunk)."""
+        ...
+
+    @property
+    def model(self) -> ModelAccess:
+        """The model under the run's limits."""
+        ...
+
+    @property
+    def deps(self) -> Any:
+        """The application's own dependencies."""
+        ...
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,12 +140,12 @@ class Finding(BaseModel):
 
 
 SubAgentOutput: TypeAlias = str | BaseModel | dict[str, Any]
-SubAgent: TypeAlias = Callable[[RunContext[Any]], Awaitable[SubAgentOutput]]
-"""A sub-agent: ``async def my_agent(ctx: RunContext) -> str | Finding | dict | BaseModel``."""
+AgentFunction: TypeAlias = Callable[[AgentContext], Awaitable[SubAgentOutput]]
+"""fanout's own sub-agents, which read no more of their context than `AgentContext`."""
 
 
 @cooperative
-async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
+async def answer_task(ctx: AgentContext) -> SubAgentOutput:
     """The default sub-agent: one call answering the task from the context, with evidence.
 
     Over one document the answer is a `Finding`; over every document (the monolithic baseline) it
@@ -101,7 +165,7 @@ async def answer_task(ctx: RunContext[Any]) -> SubAgentOutput:
 
 
 @cooperative
-async def answer_with_json(ctx: RunContext[Any]) -> SubAgentOutput:
+async def answer_with_json(ctx: AgentContext) -> SubAgentOutput:
     """The default sub-agent, structured: the model fills a `Finding` under a JSON schema.
 
     The schema travels with the call (a grammar on llama.cpp, response_format on servers). Use it
@@ -119,7 +183,7 @@ async def answer_with_json(ctx: RunContext[Any]) -> SubAgentOutput:
     return finding
 
 
-def structured_answerer(schema: type[BaseModel]) -> SubAgent:
+def structured_answerer(schema: type[BaseModel]) -> AgentFunction:
     """A sub-agent whose answer must be an instance of `schema`.
 
     The schema travels with the call (a grammar on llama.cpp, response_format on OpenAI-compatible
@@ -128,7 +192,7 @@ def structured_answerer(schema: type[BaseModel]) -> SubAgent:
     json_schema = schema.model_json_schema()
 
     @cooperative
-    async def answer(ctx: RunContext[Any]) -> SubAgentOutput:
+    async def answer(ctx: AgentContext) -> SubAgentOutput:
         llm = ctx.model
         prompt = task_prompt(ctx.task, style=llm.prompt_style, json_schema=json_schema)
         completion = await llm.complete(prompt, max_tokens=256, json_schema=json_schema)
@@ -149,7 +213,7 @@ def validate_output(schema: type[M], text: str) -> M:
         ) from None
 
 
-def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:
+def graph_sub_agent(graph: Any, *, output_key: str = "output") -> AgentFunction:
     """Run a compiled LangGraph graph once per sub-task, as a sub-agent.
 
     The graph receives ``{"task": SubTask}`` as input and the sub-agent's `RunContext` as its
@@ -158,7 +222,7 @@ def graph_sub_agent(graph: Any, *, output_key: str = "output") -> SubAgent:
     Like any user sub-agent it runs in a thread of its own unless wrapped in `cooperative`.
     """
 
-    async def run_graph(ctx: RunContext[Any]) -> SubAgentOutput:
+    async def run_graph(ctx: AgentContext) -> SubAgentOutput:
         state = await graph.ainvoke({"task": ctx.task}, context=ctx)
         if output_key not in state:
             raise KeyError(f"sub-agent graph ended without '{output_key}' in its state")
