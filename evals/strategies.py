@@ -33,6 +33,7 @@ from .baselines import BatchStrategy, ChainStrategy, SequentialStrategy
 from .suites.group import Group, Question
 
 __all__ = [
+    "CHUNKING",
     "ROUTING",
     "STRATEGIES",
     "AutoStrategy",
@@ -59,6 +60,10 @@ STRATEGIES = (
     "auto",
 )
 """The built-in strategies, by name."""
+
+CHUNKING = frozenset({"isolated", "isolated-oracle", "isolated-topk", "pairs", "auto"})
+"""The built-in strategies whose sub-agents read chunks cut by fanout's splitter (the eval's
+``chunk_tokens`` sets their size; the others put whole documents in one prompt)."""
 
 Routing = Literal["blind", "oracle", "paired"]
 ROUTING: dict[str, Routing] = {
@@ -324,9 +329,7 @@ def make_strategy(
 ) -> EvalStrategy:
     """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto.
 
-    `chunk_tokens` sets the largest chunk of the strategies that run isolated sub-agents on
-    fanout's splitter (isolated, isolated-oracle, isolated-topk, pairs, auto); None fits the
-    context.
+    `chunk_tokens` sets the largest chunk of the `CHUNKING` strategies; None fits the context.
     """
     if name == "isolated":
         return IsolatedStrategy(chunk_tokens=chunk_tokens)
