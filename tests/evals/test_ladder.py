@@ -37,7 +37,7 @@ def reads_objects_of(most: int) -> Callable[[CompletionRequest], str]:
 reads_short_objects = reads_objects_of(8)
 
 
-CONTEXT = 220  # chunks of at most 47 tokens: up to 7 pairs, which the scripted model reads right
+CONTEXT = 204  # chunks of at most 47 tokens: up to 7 pairs, which the scripted model reads right
 
 
 def test_the_table_finds_the_crossover_and_the_plots_show_each_position(tmp_path: Path) -> None:
