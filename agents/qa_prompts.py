@@ -53,18 +53,19 @@ _QA_EXAMPLES = (
     ),
 )
 # Chat models get one plain user message, the request last: on SmolLM2-135M-Instruct a system
-# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. The
-# line of evidence comes before the answer: on Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON
-# object (5.2k tokens), requests that offered "not found" beside an answer were answered "not
-# found" in 8 of 9 calls (5 wordings, 2 items) though the key was there, while asked to copy the
-# line that answers first, it found the value (evals/results/ladder/kv-prompt-probe.md). The same request put before the document (in a
-# system message, or after the question ahead of the document) lost that case: this small model
-# follows the instruction it read last. "Copied from that line" keeps the document's words
-# ("thirty-three", not "33").
+# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. On
+# Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON object (5.2k tokens), requests that offered "not
+# found" beside "answer in a few words" were answered "not found" in 8 of 9 calls though the key was
+# there (evals/results/ladder/kv-prompt-probe.md), and the same request abstained on 36 of 36 NQ
+# passages that do not answer (and on 3 of 4 that do). Asking to copy the line first abstained on
+# none of the 36, yet answered "not found" on both KV objects after quoting a line. Asking
+# first whether a line answers, then for the line and the answer, abstained on 20 of 36, answered 2
+# of 4 gold passages and both KV objects (evals/results/ladder/prompt-probe.md). A request put before
+# the document lost the KV case: this small model follows the instruction it read last. "Copied
+# from that line" keeps the document's words ("thirty-three", not "33").
 _QA_CHAT_REQUEST = (
-    "Copy the line of the document that answers the question, then give the answer in a few "
-    "words copied from that line, as:\nEvidence: <the line>\nAnswer: <the answer>\n"
-    f"If no line of the document answers it, reply exactly: {NOT_FOUND}"
+    "Does a line of the document answer the question? If yes, reply as:\nEvidence: <the line>\n"
+    f"Answer: <the answer, copied from that line>\nIf no, reply exactly: {NOT_FOUND}"
 )
 _QA_JSON_INSTRUCTION = (
     "Answer the question using only the document. Reply with one JSON object: found (false when "

@@ -217,6 +217,7 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seeds data, shuffles and faults.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Questions per call for 'batch'.")] = 4,
     top_k: opts.TopK = None,
+    chunk_tokens: opts.ChunkTokens = None,
     doc_tokens: Annotated[int, typer.Option(min=1, help="Synthetic document length.")] = 120,
     position: Annotated[
         Position,
@@ -273,6 +274,7 @@ def eval_command(
         return 0
     if suite is None:
         raise UserError(f"--suite is required (one of: {', '.join(SUITES)})")
+    opts.check_chunk_tokens(chunk_tokens)
     the_suite = make_suite(
         suite, dataset=dataset, doc_tokens=doc_tokens, position=position, items=items
     )
@@ -282,7 +284,13 @@ def eval_command(
     names = _names(strategies)
     chooser = opts.auto_chooser("auto" in names, profile, objective, min_accuracy)
     chosen = [
-        make_strategy(name, batch_size=batch_size, top_k=top_k or 5, chooser=chooser)
+        make_strategy(
+            name,
+            batch_size=batch_size,
+            top_k=top_k or 5,
+            chooser=chooser,
+            chunk_tokens=chunk_tokens,
+        )
         for name in names
     ]
     spec = FaultSpec.parse(faults)
@@ -318,6 +326,7 @@ def eval_command(
             faults=spec,
             batch_size=batch_size,
             top_k=top_k or 5,
+            chunk_tokens=chunk_tokens,
             policy=policy,
             prices=price_table,
             out=out,

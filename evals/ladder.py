@@ -4,6 +4,11 @@ A ladder of models is measured one ``fanout eval`` at a time (one folder per mod
 position). This pools the runs of one model and suite (the same strategy and N in runs at other
 gold positions add their questions up), finds where blind isolated's 95% interval first lies above
 monolithic's, and draws Lost in the Middle's picture: accuracy against the gold position.
+
+A run made with ``--chunk-tokens`` measures other strategies: its chunking ones are named with
+their chunk size ("isolated (1,024-token chunks)") and get rows of their own, against the one
+prompt, which no chunk size changes. A group measured in two runs (the same model, data, gold
+position, strategy and N) counts once, so such a run may leave monolithic out or repeat it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from .metrics import CellMetrics, wilson_interval
-from .records import EvalResults
+from .records import EvalResults, GroupRecord
 from .report import build_report
+from .strategies import CHUNKING
 
 __all__ = [
     "LadderRow",
@@ -73,16 +79,39 @@ def _position(results: EvalResults) -> str:
     return found.group(1) if found else "random"
 
 
-def _cells(results: EvalResults) -> list[CellMetrics]:
-    return [c for c in build_report(results).cells if c.questions]
+def strategy_label(results: EvalResults, strategy: str) -> str:
+    """`strategy` as the ladder names it: with its chunk size when the run set one."""
+    chunk = results.config.chunk_tokens
+    if chunk is None or strategy not in CHUNKING:
+        return strategy
+    return f"{strategy} ({chunk:,}-token chunks)"
+
+
+def _cells(results: EvalResults, seen: set[tuple[str, ...]]) -> list[CellMetrics]:
+    """The run's cells, each strategy under its label, without the groups `seen` already."""
+    config = results.config
+    kept: list[GroupRecord] = []
+    for record in results.records:
+        label = strategy_label(results, record.strategy)
+        key = (config.model, config.suite, config.source, str(config.seed), label,
+               str(record.n), record.group_id, record.condition)  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            kept.append(record.model_copy(update={"strategy": label}))
+    relabelled = results.model_copy(update={"records": kept})
+    return [c for c in build_report(relabelled).cells if c.questions]
 
 
 def pool_cells(runs: Sequence[EvalResults], *, by_position: bool = False) -> list[PooledCell]:
-    """Every (model, suite, strategy, N) summed over `runs`, or kept apart by gold position."""
+    """Every (model, suite, strategy, N) summed over `runs`, or kept apart by gold position.
+
+    A group measured in more than one run counts once (the first run given).
+    """
     sums: dict[tuple[str, str, str, str, int], list[int]] = {}
+    seen: set[tuple[str, ...]] = set()
     for results in runs:
         position = _position(results) if by_position else "all"
-        for cell in _cells(results):
+        for cell in _cells(results, seen):
             key = (results.config.model, results.config.suite, position, cell.strategy, cell.n)
             total = sums.setdefault(key, [0, 0, 0])
             total[0] += cell.questions
@@ -112,6 +141,8 @@ class LadderRow(BaseModel):
     """The model measured."""
     suite: str
     """Suite name."""
+    challenger: str = "isolated"
+    """The strategy compared with one prompt (with its chunk size when a run set one)."""
     measured: list[int]
     """Every N both strategies were measured at."""
     crossover: int | None
@@ -130,12 +161,20 @@ def _pct(cell: PooledCell) -> str:
 def crossover_table(
     runs: Sequence[EvalResults], *, challenger: str = "isolated", baseline: str = "monolithic"
 ) -> list[LadderRow]:
-    """One row per (model, suite): the crossover N with its token ratio, or what one prompt did."""
+    """One row per (model, suite, challenger): the crossover N with its token ratio, or what one prompt did.
+
+    Runs with a chunk size add rows for `challenger` at that size.
+    """
     cells = pool_cells(runs)
     rows: list[LadderRow] = []
-    for model, suite in sorted({(c.model, c.suite) for c in cells}):
+    contenders = sorted(
+        {(c.model, c.suite, c.strategy) for c in cells
+         if c.strategy == challenger or c.strategy.startswith(f"{challenger} (")},
+        key=lambda k: (k[0], k[1], k[2] != challenger, k[2]),
+    )  # fmt: skip
+    for model, suite, contender in contenders:
         mine = {
-            c.n: c for c in cells if (c.model, c.suite, c.strategy) == (model, suite, challenger)
+            c.n: c for c in cells if (c.model, c.suite, c.strategy) == (model, suite, contender)
         }
         theirs = {
             c.n: c for c in cells if (c.model, c.suite, c.strategy) == (model, suite, baseline)
@@ -152,7 +191,7 @@ def crossover_table(
         )
         a, b = mine[at], theirs[at]
         if wins:
-            verdict = f"N={at}: {challenger} {_pct(a)} vs {baseline} {_pct(b)}"
+            verdict = f"N={at}: {contender} {_pct(a)} vs {baseline} {_pct(b)}"
         elif all(theirs[n].correct == mine[n].correct for n in common):
             verdict = f"a tie at every N measured (N={at}: {_pct(a)} each)"
         elif all(theirs[n].accuracy >= mine[n].accuracy for n in common):
@@ -165,6 +204,7 @@ def crossover_table(
             LadderRow(
                 model=model,
                 suite=suite,
+                challenger=contender,
                 measured=common,
                 crossover=wins[0] if wins else None,
                 token_ratio=ratio,
@@ -177,13 +217,17 @@ def crossover_table(
 def crossover_markdown(rows: Sequence[LadderRow]) -> str:
     """The table as Markdown, one row per model and suite."""
     lines = [
-        "| model | suite | N measured | crossover: isolated above one prompt | tokens isolated / one prompt |",
-        "|---|---|---|---|--:|",
+        "| model | suite | isolated | N measured | crossover: isolated above one prompt "
+        "| tokens isolated / one prompt |",
+        "|---|---|---|---|---|--:|",
     ]
     for row in rows:
         ratio = "-" if row.token_ratio is None else f"{row.token_ratio:.2f}x"
         measured = ",".join(map(str, row.measured))
-        lines.append(f"| {row.model} | {row.suite} | {measured} | {row.verdict} | {ratio} |")
+        lines.append(
+            f"| {row.model} | {row.suite} | {row.challenger} | {measured} | {row.verdict} "
+            f"| {ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -191,6 +191,9 @@ class EvalConfig(BaseModel):
     """Questions per call of the batch strategy."""
     top_k: int = 5
     """Sub-tasks the isolated-topk strategy's pre-filter keeps per question."""
+    chunk_tokens: int | None = None
+    """Largest document chunk of the isolated strategies' sub-agents (None: what fits the
+    model's context)."""
     max_tokens: int = 64
     """Completion budget of a single-answer call."""
     max_attempts: int = 1

@@ -212,6 +212,11 @@ def _auto_table(checks: Sequence[AutoCheck]) -> tuple[list[str], list[list[str]]
 
 def _settings(config: EvalConfig) -> list[tuple[str, str]]:
     auto = [("auto chose from", config.auto)] if config.auto else []
+    chunks = (
+        [("isolated chunks", f"at most {config.chunk_tokens} tokens")]
+        if config.chunk_tokens is not None
+        else []
+    )
     return [
         ("suite", f"{config.suite}: {config.source}"),
         ("model", config.model),
@@ -220,6 +225,7 @@ def _settings(config: EvalConfig) -> list[tuple[str, str]]:
         ("groups per N", str(config.groups)),
         ("seed", str(config.seed)),
         ("faults", config.faults),
+        *chunks,
         (
             "call policy",
             f"{config.max_attempts} attempt(s), timeout {config.timeout_s}s, "

@@ -185,10 +185,15 @@ async def arun_sweep(
     policy: CallPolicy | None = None,
     batch_size: int = 4,
     top_k: int = 5,
+    chunk_tokens: int | None = None,
     out: Path | None = None,
     progress: SweepProgress | None = None,
 ) -> EvalResults:
-    """Run the sweep, skipping group runs already in ``out/results.json``; returns every record."""
+    """Run the sweep, skipping group runs already in ``out/results.json``; returns every record.
+
+    `batch_size`, `top_k` and `chunk_tokens` are recorded in the config: pass the values the
+    strategies were made with.
+    """
     policy = policy or CallPolicy(max_attempts=1, max_tokens=64)
     if groups < 1:
         raise UserError(f"must be at least 1, not {groups}", parameter="groups")
@@ -215,6 +220,7 @@ async def arun_sweep(
         faults=str(faults) if faults else "none",
         batch_size=batch_size,
         top_k=top_k,
+        chunk_tokens=chunk_tokens,
         max_tokens=policy.max_tokens,
         max_attempts=policy.max_attempts,
         timeout_s=policy.timeout_s,
@@ -282,6 +288,7 @@ def evaluate(
     items: str | None = None,
     batch_size: int = 4,
     top_k: int = 5,
+    chunk_tokens: int | None = None,
     policy: CallPolicy | None = None,
     prices: PriceTable | None = None,
     out: str | Path | None = None,
@@ -305,6 +312,8 @@ def evaluate(
             kvretrieval); None reads the development range.
         batch_size: questions per call of the batch strategy.
         top_k: sub-tasks the isolated-topk pre-filter keeps per question.
+        chunk_tokens: the largest document chunk of the isolated strategies (None: what fits
+            the model's context).
         policy: call policy; default one attempt per call (faults show), 64-token answers.
         prices: re-prices tokens for API models.
         out: folder for results.json, report.md, report.html and plots; resumes what is there.
@@ -319,7 +328,9 @@ def evaluate(
         else suite
     )
     chosen = [
-        make_strategy(s, batch_size=batch_size, top_k=top_k, chooser=auto)
+        make_strategy(
+            s, batch_size=batch_size, top_k=top_k, chooser=auto, chunk_tokens=chunk_tokens
+        )
         if isinstance(s, str)
         else s
         for s in strategies
@@ -338,6 +349,7 @@ def evaluate(
             policy=policy,
             batch_size=batch_size,
             top_k=top_k,
+            chunk_tokens=chunk_tokens,
             out=folder,
             progress=progress,
         )

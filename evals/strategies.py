@@ -25,13 +25,14 @@ from fanout.orchestrator.coordinator import Coordinator, StrategyName
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
-from fanout.orchestrator.stages import Stages, SubAgent, TopKSplitter
+from fanout.orchestrator.stages import DocumentSplitter, Stages, SubAgent, TopKSplitter
 
 from .asks import Answer, Ask, EvalStrategy
 from .baselines import BatchStrategy, ChainStrategy, SequentialStrategy
 from .suites.group import Group, Question
 
 __all__ = [
+    "CHUNKING",
     "ROUTING",
     "STRATEGIES",
     "AutoStrategy",
@@ -58,6 +59,10 @@ STRATEGIES = (
     "auto",
 )
 """The built-in strategies, by name."""
+
+CHUNKING = frozenset({"isolated", "isolated-oracle", "isolated-topk", "pairs", "auto"})
+"""The built-in strategies whose sub-agents read chunks cut by fanout's splitter (the eval's
+``chunk_tokens`` sets their size; the others put whole documents in one prompt)."""
 
 Routing = Literal["blind", "oracle", "paired"]
 ROUTING: dict[str, Routing] = {
@@ -114,17 +119,28 @@ class CoordinatorStrategy:
 
     Args:
         sub_agent: your own sub-agent stage for the runs.
+        chunk_tokens: the largest document chunk a sub-agent reads (None: what fits the model's
+            context, as ``fanout run`` cuts).
     """
 
     name = "isolated"
     strategy: StrategyName = "isolated"
 
-    def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
+    def __init__(
+        self, *, sub_agent: SubAgent | None = None, chunk_tokens: int | None = None
+    ) -> None:
         self.sub_agent = sub_agent
+        self.chunk_tokens = chunk_tokens
 
     def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
-        """A coordinator of `strategy` with the given sub-agent."""
-        return Coordinator(backend, strategy=self.strategy, policy=policy, sub_agent=self.sub_agent)
+        """A coordinator of `strategy` with the given sub-agent and chunk size."""
+        return Coordinator(
+            backend,
+            strategy=self.strategy,
+            policy=policy,
+            sub_agent=self.sub_agent,
+            chunk_tokens=self.chunk_tokens,
+        )
 
     def asks(self, group: Group) -> list[Ask]:
         """One request per question over every document of the group (blind routing)."""
@@ -181,17 +197,17 @@ class IsolatedTopKStrategy(CoordinatorStrategy):
 
     name = "isolated-topk"
 
-    def __init__(self, k: int = 5, *, sub_agent: SubAgent | None = None) -> None:
-        super().__init__(sub_agent=sub_agent)
+    def __init__(
+        self, k: int = 5, *, sub_agent: SubAgent | None = None, chunk_tokens: int | None = None
+    ) -> None:
+        super().__init__(sub_agent=sub_agent, chunk_tokens=chunk_tokens)
         self.k = k
 
     def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
-        """The default coordinator with the top-k splitter."""
+        """The default coordinator with the top-k splitter (over chunks of `chunk_tokens`)."""
+        splitter = TopKSplitter(k=self.k, of=DocumentSplitter(chunk_tokens=self.chunk_tokens))
         return Coordinator(
-            backend,
-            policy=policy,
-            stages=Stages(split=TopKSplitter(k=self.k)),
-            sub_agent=self.sub_agent,
+            backend, policy=policy, stages=Stages(split=splitter), sub_agent=self.sub_agent
         )
 
 
@@ -204,15 +220,20 @@ class AutoStrategy(CoordinatorStrategy):
     Args:
         chooser: the profile and objective; the default, no profile, is the built-in rule.
         sub_agent: your own sub-agent for the isolated runs.
+        chunk_tokens: the largest chunk of the isolated runs (None: what fits the context).
     """
 
     name = "auto"
     strategy: StrategyName = "auto"
 
     def __init__(
-        self, chooser: StrategyChooser | None = None, *, sub_agent: SubAgent | None = None
+        self,
+        chooser: StrategyChooser | None = None,
+        *,
+        sub_agent: SubAgent | None = None,
+        chunk_tokens: int | None = None,
     ) -> None:
-        super().__init__(sub_agent=sub_agent)
+        super().__init__(sub_agent=sub_agent, chunk_tokens=chunk_tokens)
         self.chooser = chooser or StrategyChooser()
 
     def describe(self) -> str:
@@ -234,6 +255,7 @@ class AutoStrategy(CoordinatorStrategy):
             strategy="auto",
             policy=policy,
             sub_agent=self.sub_agent,
+            chunk_tokens=self.chunk_tokens,
             profile=self.chooser.profile,
             objective=self.chooser.objective,
             min_accuracy=self.chooser.min_accuracy,
@@ -241,10 +263,16 @@ class AutoStrategy(CoordinatorStrategy):
 
 
 class MonolithicStrategy(CoordinatorStrategy):
-    """The baseline: every document of the group in one context, one call per question."""
+    """The baseline: every document of the group in one context, one call per question.
+
+    One prompt is never cut: a chunk size set for the sweep applies to the isolated strategies.
+    """
 
     name = "monolithic"
     strategy: StrategyName = "monolithic"
+
+    def __init__(self, *, sub_agent: SubAgent | None = None) -> None:
+        super().__init__(sub_agent=sub_agent)
 
     def request(self, group: Group, question: Question) -> Request:
         """Every document, the question (no per-document task: one prompt answers it)."""
@@ -263,7 +291,13 @@ class PairsStrategy(CoordinatorStrategy):
 
     def coordinator(self, backend: Backend, policy: CallPolicy) -> Coordinator[Any]:
         """Isolated sub-agents, findings listed (each question is its own task)."""
-        return Coordinator(backend, policy=policy, sub_agent=self.sub_agent, synthesis="collect")
+        return Coordinator(
+            backend,
+            policy=policy,
+            sub_agent=self.sub_agent,
+            synthesis="collect",
+            chunk_tokens=self.chunk_tokens,
+        )
 
     def asks(self, group: Group) -> list[Ask]:
         """One paired request holding every (document, question) of the group."""
@@ -285,11 +319,19 @@ class PairsStrategy(CoordinatorStrategy):
 
 
 def make_strategy(
-    name: str, *, batch_size: int = 4, top_k: int = 5, chooser: StrategyChooser | None = None
+    name: str,
+    *,
+    batch_size: int = 4,
+    top_k: int = 5,
+    chooser: StrategyChooser | None = None,
+    chunk_tokens: int | None = None,
 ) -> EvalStrategy:
-    """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto."""
+    """The built-in strategy called `name` (one of `STRATEGIES`); `chooser` configures auto.
+
+    `chunk_tokens` sets the largest chunk of the `CHUNKING` strategies; None fits the context.
+    """
     if name == "isolated":
-        return IsolatedStrategy()
+        return IsolatedStrategy(chunk_tokens=chunk_tokens)
     if name == "monolithic":
         return MonolithicStrategy()
     if name == "mti":
@@ -301,11 +343,11 @@ def make_strategy(
     if name == "chain":
         return ChainStrategy()
     if name == "pairs":
-        return PairsStrategy()
+        return PairsStrategy(chunk_tokens=chunk_tokens)
     if name == "isolated-oracle":
-        return IsolatedOracleStrategy()
+        return IsolatedOracleStrategy(chunk_tokens=chunk_tokens)
     if name == "isolated-topk":
-        return IsolatedTopKStrategy(top_k)
+        return IsolatedTopKStrategy(top_k, chunk_tokens=chunk_tokens)
     if name == "auto":
-        return AutoStrategy(chooser)
+        return AutoStrategy(chooser, chunk_tokens=chunk_tokens)
     raise UserError(f"unknown strategy '{name}' (use one of: {', '.join(STRATEGIES)})")

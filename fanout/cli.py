@@ -46,7 +46,6 @@ from fanout.orchestrator.policy import FailurePolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
-from fanout.orchestrator.split import DEFAULT_OVERLAP_TOKENS
 from fanout.orchestrator.stages import DocumentSplitter, TopKSplitter
 from fanout.orchestrator.state import RunPlan
 from fanout.orchestrator.store import storage_damaged, storage_hint
@@ -215,10 +214,7 @@ def run_command(
     timeout: opts.Timeout = opts.TIMEOUT,
     retries: opts.Retries = opts.RETRIES,
     max_tokens: opts.MaxTokens = opts.MAX_TOKENS,
-    chunk_tokens: Annotated[
-        int | None,
-        typer.Option(min=1, help="Largest chunk per sub-agent (default: fits the context)."),
-    ] = None,
+    chunk_tokens: opts.ChunkTokens = None,
     top_k: opts.TopK = None,
     budget_tokens: Annotated[
         int | None,
@@ -413,12 +409,7 @@ def _check_options(
         raise UserError("give --question or at least one --instruction")
     if paired and question is not None:
         raise UserError("--paired pairs documents with --instruction values; drop --question")
-    overlap = DEFAULT_OVERLAP_TOKENS
-    if chunk_tokens is not None and chunk_tokens < 2 * overlap:
-        raise UserError(
-            f"--chunk-tokens must be at least {2 * overlap}, not {chunk_tokens} "
-            f"(consecutive chunks share {overlap} tokens)"
-        )
+    opts.check_chunk_tokens(chunk_tokens)
     if checkpoint is not None and run_id is None:
         raise UserError("--checkpoint needs --run-id (the name to resume the run under)")
 

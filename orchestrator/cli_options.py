@@ -26,6 +26,7 @@ from fanout.agents.portal import run_sync
 
 from .auto import Objective, StrategyChooser
 from .policy import CallPolicy
+from .split import DEFAULT_OVERLAP_TOKENS
 
 __all__ = [
     "BACKEND",
@@ -41,6 +42,7 @@ __all__ = [
     "BackendOption",
     "BaseUrl",
     "CallOptions",
+    "ChunkTokens",
     "ContextWindow",
     "Endpoint",
     "EndpointOption",
@@ -60,6 +62,7 @@ __all__ = [
     "Timeout",
     "TopK",
     "auto_chooser",
+    "check_chunk_tokens",
     "parse_parallel",
     "parse_seconds",
 ]
@@ -170,6 +173,27 @@ ContextWindow = Annotated[
         "--context-window", min=1, help="openai: the model's context in tokens (enables chunking)."
     ),
 ]
+
+ChunkTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk-tokens",
+        min=1,
+        metavar="N",
+        help="Largest document chunk per sub-agent (default: fits the context).",
+    ),
+]
+
+
+def check_chunk_tokens(chunk_tokens: int | None) -> None:
+    """A chunk must hold twice the overlap consecutive chunks share."""
+    overlap = DEFAULT_OVERLAP_TOKENS
+    if chunk_tokens is not None and chunk_tokens < 2 * overlap:
+        raise UserError(
+            f"--chunk-tokens must be at least {2 * overlap}, not {chunk_tokens} "
+            f"(consecutive chunks share {overlap} tokens)"
+        )
+
 
 TopK = Annotated[
     int | None,

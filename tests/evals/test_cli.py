@@ -57,6 +57,24 @@ def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBack
     assert len(scripted) == 1
 
 
+def test_chunk_tokens_is_recorded_with_the_results(
+    app: typer.Typer, scripted: list[ScriptedBackend], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["--suite", "keyvalue", "--doc-tokens", "300", "--instances", "1", "--groups", "1"]
+    result = CliRunner().invoke(app, ["eval", *args, "--chunk-tokens", "80", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["config"]["chunk_tokens"] == 80
+    assert "at most 80 tokens" in (out / "report.md").read_text()
+    (backend,) = scripted
+    sub_agents = [c for c in backend.calls if c.tags.get("document_id") not in (None, "*")]
+    assert len(sub_agents) > 1 and all(backend.count_tokens(c.prompt.context) <= 80
+                                       for c in sub_agents)  # fmt: skip
+    # a resume with another chunk size is another eval
+    again = invoke(app, *args, "--chunk-tokens", "120", "--out", str(out))
+    assert isinstance(again, UserError) and "chunk_tokens" in str(again)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -72,6 +90,7 @@ def test_eval_command_runs_a_sweep(app: typer.Typer, scripted: list[ScriptedBack
         (["--suite", "mdqa", "--items", "5"], "takes START:END"),
         (["--suite", "mdqa", "--items", "0:50", "--instances", "60"], "N=60 passages need 59"),
         (["--suite", "kvretrieval"], "the kvretrieval suite needs a data file"),
+        (["--suite", "keyvalue", "--chunk-tokens", "63"], "--chunk-tokens must be at least 64"),
     ],
 )
 def test_bad_input_is_a_one_line_user_error(app: typer.Typer, scripted: list[ScriptedBackend],

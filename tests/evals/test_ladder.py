@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from fanout.agents.backend import CompletionRequest
@@ -13,23 +14,30 @@ from fanout.evals.ladder import crossover_table, pool_cells
 from tests.evals.test_litm_suites import kv_file
 
 
-def reads_short_objects(request: CompletionRequest) -> str:
-    """Finds the key's value in an object of up to 8 pairs; past that, answers the first value:
-    a model whose one prompt suffers from length while each sub-agent's chunk stays short."""
-    prompt = request.prompt
-    if prompt.context_label == "Findings":
-        return prompt.context.splitlines()[0].removeprefix("- ")
-    key = re.search(r'key "([^"]+)"', prompt.task)
-    pairs = re.findall(r'"([^"]+)": "([^"]+)"', prompt.context)
-    if key is None or not pairs:
-        return "not found"
-    if len(pairs) > 8:
-        return pairs[0][1]
-    values = dict(pairs)
-    return values.get(key.group(1), "not found")
+def reads_objects_of(most: int) -> Callable[[CompletionRequest], str]:
+    """Finds the key's value in an object of up to `most` pairs; past that, answers the first
+    value: a model whose one prompt suffers from length while each sub-agent's chunk stays short."""
+
+    def answer(request: CompletionRequest) -> str:
+        prompt = request.prompt
+        if prompt.context_label == "Findings":
+            return prompt.context.splitlines()[0].removeprefix("- ")
+        key = re.search(r'key "([^"]+)"', prompt.task)
+        pairs = re.findall(r'"([^"]+)": "([^"]+)"', prompt.context)
+        if key is None or not pairs:
+            return "not found"
+        if len(pairs) > most:
+            return pairs[0][1]
+        values = dict(pairs)
+        return values.get(key.group(1), "not found")
+
+    return answer
 
 
-CONTEXT = 220  # chunks of at most 47 tokens: up to 7 pairs, which the scripted model reads right
+reads_short_objects = reads_objects_of(8)
+
+
+CONTEXT = 204  # chunks of at most 47 tokens: up to 7 pairs, which the scripted model reads right
 
 
 def test_the_table_finds_the_crossover_and_the_plots_show_each_position(tmp_path: Path) -> None:
@@ -72,3 +80,27 @@ def test_the_table_finds_the_crossover_and_the_plots_show_each_position(tmp_path
     assert json.loads((folders[0] / "results.json").read_text())["config"]["source"].endswith(
         "gold start"
     )
+
+
+def test_a_chunked_run_gets_its_own_row_against_the_same_one_prompt(tmp_path: Path) -> None:
+    data = kv_file(tmp_path, count=4, pairs=20)
+    whole, chunked = tmp_path / "whole", tmp_path / "chunked"
+
+    def sweep(out: Path, strategies: tuple[str, ...], chunk_tokens: int | None) -> None:
+        evaluate(
+            ScriptedBackend(fn=reads_objects_of(12), prompt_style="chat", context_window=4096),
+            suite="kvretrieval", dataset=data, position="middle", strategies=strategies,
+            instances=(20,), groups=4, chunk_tokens=chunk_tokens, out=out,
+        )  # fmt: skip
+
+    sweep(whole, ("isolated", "monolithic"), None)
+    sweep(chunked, ("isolated", "monolithic"), 64)  # one prompt again: the same groups, once
+    runs = [load_results(whole), load_results(chunked)]
+    pooled = {c.strategy: c for c in pool_cells(runs)}
+    assert set(pooled) == {"isolated", "isolated (64-token chunks)", "monolithic"}
+    assert pooled["monolithic"].questions == 4  # measured in both runs, counted once
+    assert pooled["isolated"].accuracy == 0.0  # the whole object in one sub-agent: too long
+    assert pooled["isolated (64-token chunks)"].accuracy == 1.0  # about 10 pairs a chunk
+    plain, cut = crossover_table(runs)
+    assert (plain.challenger, plain.crossover) == ("isolated", None)
+    assert (cut.challenger, cut.crossover) == ("isolated (64-token chunks)", 20)

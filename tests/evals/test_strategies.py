@@ -187,3 +187,26 @@ def test_isolated_topk_asks_k_chunks_per_question_and_reports_its_recall() -> No
         documents={GROUP.id: {d.id for d in GROUP.documents}},
     )
     assert full.gold_asked == 1.0
+
+
+LONG = KeyValueSuite(doc_tokens=400).group(3, 0, seed=0)  # auto runs isolated above N=2
+
+
+@pytest.mark.parametrize("name", ["isolated", "isolated-oracle", "isolated-topk", "pairs", "auto"])
+def test_chunk_tokens_cuts_the_isolated_strategies_documents(name: str) -> None:
+    """The eval's --chunk-tokens reaches the splitter of every strategy that runs sub-agents."""
+    whole, cut = ScriptedBackend(fn=oracle), ScriptedBackend(fn=oracle)
+    run(make_strategy(name, top_k=50), LONG, whole)
+    records = run(make_strategy(name, top_k=50, chunk_tokens=64), LONG, cut)
+    assert all(r.correct for r in records), [r.output for r in records]
+    asked = [c for c in cut.calls if c.tags.get("document_id") not in (None, "*")]
+    assert len(asked) > len(
+        [c for c in whole.calls if c.tags.get("document_id") not in (None, "*")]
+    )
+    assert all(cut.count_tokens(c.prompt.context) <= 64 for c in asked)
+
+
+def test_chunk_tokens_leave_one_prompt_whole() -> None:
+    backend = ScriptedBackend(fn=oracle)
+    records = run(make_strategy("monolithic", chunk_tokens=64), LONG, backend)
+    assert len(backend.calls) == 3 and all(r.correct for r in records)

@@ -15,7 +15,7 @@ DOCS = (
 QUESTION = "How much does a ferry ticket cost?"
 
 
-def test_the_chat_sub_agent_quotes_its_line_first_and_keeps_the_documents_words() -> None:
+def test_the_chat_sub_agent_asks_for_its_line_then_the_answer_in_the_documents_words() -> None:
     def reply(request: CompletionRequest) -> str:
         if request.tags["document_id"] == "a.md":
             return "Evidence: Tickets cost thirty-three euros.\nAnswer: thirty-three euros"
@@ -25,7 +25,7 @@ def test_the_chat_sub_agent_quotes_its_line_first_and_keeps_the_documents_words(
     result = Coordinator(backend).run(Request(documents=DOCS, question=QUESTION))
     first, _ = backend.prompts
     # the request is what the model reads last, after its document and the question
-    assert first.index(DOCS[0].text) < first.index(QUESTION) < first.index("Copy the line")
+    assert first.index(DOCS[0].text) < first.index(QUESTION) < first.index("Does a line")
     assert first.rstrip().endswith("reply exactly: not found")
     (found,) = [a for a in result.answers if a.outcome == "found"]
     assert (found.document_id, found.answer) == ("a.md", "thirty-three euros")

@@ -13,7 +13,7 @@ from fanout.orchestrator.policy import CallPolicy
 SHARED = {
     "--backend", "--model", "--base-url", "--endpoint", "--n-gpu-layers", "--n-ctx", "--threads",
     "--parallel", "--context-window", "--max-concurrency", "--timeout", "--retries", "--max-tokens",
-    "--profile", "--objective", "--min-accuracy", "--prices", "--top-k",
+    "--profile", "--objective", "--min-accuracy", "--prices", "--top-k", "--chunk-tokens",
 }  # fmt: skip
 
 
