@@ -245,7 +245,10 @@ class ModelCaller:
         self._backend = backend
         self._policy = policy
         self._in_calls_s = 0.0
+        # Calls on one caller may overlap (a synthesis round's batches run together): the clock
+        # runs while at least one is in flight, so overlapping calls are counted once.
         self._in_call_since: float | None = None
+        self._in_flight = 0
         self._limiter = limiter
         self._breaker = breaker
         self._tags = tags
@@ -317,14 +320,18 @@ class ModelCaller:
             retry=retry_if_exception(is_transient),
             reraise=True,
         )
-        self._in_call_since = time.monotonic()
+        if self._in_flight == 0:
+            self._in_call_since = time.monotonic()
+        self._in_flight += 1
         try:
             async for attempt in retrying:
                 with attempt:
                     completion = await self._attempt(request, attempt.retry_state.attempt_number)
         finally:
-            self._in_calls_s += time.monotonic() - self._in_call_since
-            self._in_call_since = None
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._in_call_since is not None:
+                self._in_calls_s += time.monotonic() - self._in_call_since
+                self._in_call_since = None
         self.usage = self.usage + completion.usage
         return completion
 

@@ -310,6 +310,26 @@ def test_findings_past_one_context_are_merged_in_a_tree_with_provenance() -> Non
             assert backend.count_tokens(backend.render(call)) + 256 <= 2048
 
 
+def test_a_rounds_batches_may_overlap_in_time() -> None:
+    """A round's batches run together on one model caller: a real model takes time, so their calls
+    overlap (seen on the embedded model: the second to finish raised TypeError and the synthesis
+    was lost to the findings list)."""
+    docs = [Document(id=f"d{i:03}.md", text=f"Site {i} reports {i} incidents.") for i in range(120)]
+
+    def answer(r: CompletionRequest) -> str:
+        if not is_synthesis(r):
+            return f"{int(r.tags['document_id'][1:4])} incidents"
+        return r.prompt.context  # keeps every line and its citation
+
+    backend = ScriptedBackend(fn=answer, context_window=1024, delay_s=0.01)
+    result = Coordinator(backend, policy=CallPolicy(max_concurrency=8)).run(
+        Request(documents=docs, question="How many incidents were reported?")
+    )
+    assert result.usage.stages["synthesis"].calls > result.usage.synthesis_rounds
+    assert result.synthesis_error is None
+    assert set(result.citations) == {d.id for d in docs}
+
+
 def test_pairs_give_document_i_task_i_only() -> None:
     tickets = [
         Document(id=f"t{i}.txt", text=f"Ticket {i}: printer {w}")
