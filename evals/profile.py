@@ -21,7 +21,9 @@ ADAPTIVE = frozenset({"auto"})
 """Strategies whose choices come from a profile: never measured into one."""
 
 
-def _row(strategy: str, n: int, band: str, records: list[GroupRecord]) -> ProfileRow | None:
+def _row(
+    strategy: str, n: int, band: str, records: list[GroupRecord], top_k: int
+) -> ProfileRow | None:
     answers = [a for r in records for a in r.answers]
     if not answers:
         return None
@@ -42,6 +44,7 @@ def _row(strategy: str, n: int, band: str, records: list[GroupRecord]) -> Profil
         ci_high=high,
         tokens_per_question=sum(r.total_tokens for r in records) / len(answers),
         wall_s_per_question=sum(r.wall_s for r in records) / len(answers),
+        top_k=top_k if strategy == "isolated-topk" else None,
     )
 
 
@@ -57,7 +60,7 @@ def build_profile(results: EvalResults) -> Profile:
     rows = [
         row
         for (strategy, n, band), records in sorted(cells.items())
-        if (row := _row(strategy, n, band, records)) is not None
+        if (row := _row(strategy, n, band, records, config.top_k)) is not None
     ]
     return Profile(
         model=ModelIdentity(name=config.model, sha256=config.model_sha256),

@@ -51,11 +51,12 @@ Objective = Literal["accuracy", "cost"]
 RequestShape = Literal["question", "instructions", "paired"]
 
 CANDIDATES: dict[RequestShape, dict[str, RunMode]] = {
-    "question": {"isolated": "isolated", "monolithic": "monolithic"},
+    "question": {"isolated": "isolated", "isolated-topk": "isolated", "monolithic": "monolithic"},
     "instructions": {"isolated": "isolated", "mti": "monolithic"},
     "paired": {"pairs": "isolated", "mti": "monolithic"},
 }
-"""Per request shape: the eval strategy whose measurements apply -> how the coordinator runs it."""
+"""Per request shape: the eval strategy whose measurements apply -> how the coordinator runs it.
+``isolated-topk`` runs isolated behind a BM25 pre-filter keeping the profile's `top_k` sub-tasks."""
 
 RULE_MONOLITHIC_MAX_N = 2
 """Without a profile, one prompt is used up to this N and isolated sub-agents above it: the
@@ -106,6 +107,8 @@ class Estimate(BaseModel):
     """True when N or the document length lies outside what was measured."""
     rows: list[ProfileRow]
     """The profile rows this estimate was read from."""
+    top_k: int | None = None
+    """For ``isolated-topk``: the sub-tasks its pre-filter keeps, as measured."""
 
     def summary(self) -> str:
         """The estimate in a few words."""
@@ -122,6 +125,8 @@ class StrategyChoice(BaseModel):
 
     strategy: RunMode
     """How the request was run."""
+    top_k: int | None = None
+    """Set when the chosen candidate asks only the `top_k` sub-tasks BM25 ranks best."""
     chosen: str
     """The candidate chosen, as the eval names it (isolated, monolithic, pairs, mti)."""
     source: Literal["profile", "rule"]
@@ -219,8 +224,9 @@ def _estimate(
             slope_w = (near.wall_s_per_question - other.wall_s_per_question) / (near.n - other.n)
             tokens = max(tokens + slope_t * (n - near.n), 0.0)
             wall = max(wall + slope_w * (n - near.n), 0.0)
-        elif per == 1:
-            # One question over every document: both candidates read all N documents.
+        elif per == 1 and near.top_k is None:
+            # One question over every document: both candidates read all N documents (a top-k
+            # pre-filter asks k of them at any N).
             tokens, wall = tokens * n / near.n, wall * n / near.n
         span = f"N={low.n}" if low.n == high.n else f"N={low.n}-{high.n}"
         how = f"extrapolated: N={n} is outside the measured {span} (accuracy as at N={near.n})"
@@ -230,6 +236,7 @@ def _estimate(
     return Estimate(
         strategy=strategy,
         runs_as=runs_as,
+        top_k=used[0].top_k,
         accuracy=acc,
         ci_low=lo,
         ci_high=hi,
@@ -329,7 +336,11 @@ class StrategyChooser:
         for name, mode in candidates.items():
             rows = [r for r in self.profile.rows if r.strategy == name]
             if not rows:
-                notes.append(f"{name} is not in the profile")
+                if name != "isolated-topk":  # an opt-in candidate: absent unless measured
+                    notes.append(f"{name} is not in the profile")
+                continue
+            if len({r.top_k for r in rows}) > 1:
+                notes.append(f"{name} was measured with several k: left out")
                 continue
             per = 1 if shape == "question" else n
             estimates.append(_estimate(name, mode, rows, n=n, band=band, per=per))
@@ -350,6 +361,7 @@ class StrategyChooser:
         return StrategyChoice.model_validate(
             {
                 "strategy": chosen.runs_as,
+                "top_k": chosen.top_k,
                 "chosen": chosen.strategy,
                 "source": "profile",
                 "expected": chosen,

@@ -228,6 +228,10 @@ class GraphKit:
         mode = choice.strategy if choice is not None else self.mode
         scoped = ctx.for_request(request)
         split = self.stages.split
+        if choice is not None and choice.top_k is not None:  # auto chose the pre-filter
+            inner = split.of if isinstance(split, TopKSplitter) else split
+            if isinstance(inner, DocumentSplitter):
+                split = TopKSplitter(k=choice.top_k, of=inner)
         if mode == "monolithic":
             tasks = split_monolithic(request)
         elif isinstance(split, DocumentSplitter | TopKSplitter):

@@ -148,6 +148,8 @@ class ProfileRow(BaseModel):
     """Upper end of the Wilson 95% interval."""
     tokens_per_question: float = Field(ge=0)
     """Prompt plus completion tokens, per question."""
+    top_k: int | None = Field(default=None, ge=1)
+    """For ``isolated-topk``: the sub-tasks its BM25 pre-filter kept per question."""
     wall_s_per_question: float = Field(ge=0)
     """Wall time of the groups, per question (calls of a group overlap)."""
 

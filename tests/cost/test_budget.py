@@ -89,3 +89,26 @@ def test_the_cli_shows_the_estimate_first_and_stops_at_the_budget(
     assert code == 1, err
     assert "Budget reached:" in out and "not run" in out
     assert "Traceback" not in err
+
+
+def test_a_run_stopped_by_its_budget_resumes_with_a_larger_one(tmp_path: Path) -> None:
+    """The finished sub-results are kept; rerun under the same run id with more budget, only the
+    sub-agents the budget stopped are called."""
+    from fanout.orchestrator import SqliteResultStore
+
+    per_call = one_call_tokens()
+    store = SqliteResultStore(tmp_path / "run.db")
+    first = ScriptedBackend(fn=answer)
+    tight = CallPolicy(max_concurrency=1, max_tokens=8, budget_tokens=2 * per_call + per_call // 2)
+    stopped = Coordinator(first, policy=tight, synthesis="collect", result_store=store).run(
+        REQUEST, run_id="nightly"
+    )
+    assert first.n_calls == 2 and not stopped.ok
+    second = ScriptedBackend(fn=answer)
+    roomy = CallPolicy(max_concurrency=1, max_tokens=8, budget_tokens=10 * per_call)
+    resumed = Coordinator(second, policy=roomy, synthesis="collect", result_store=store).run(
+        REQUEST, run_id="nightly"
+    )
+    assert second.n_calls == 2, "only the two the budget stopped"
+    assert resumed.ok and all(r.status == "ok" for r in resumed.sub_results)
+    assert {a.document_id: a.answer for a in resumed.answers}["d2.md"] == "1002"

@@ -196,3 +196,22 @@ def test_eval_cli_auto_options_are_checked_before_the_model(
     assert "ok (more accurate beyond its interval)" in ok.output
     assert "auto N=1 (monolithic 1): 100% vs best fixed monolithic" in ok.output
     assert (tmp_path / "run" / "profile.json").exists()
+
+
+def test_a_measured_top_k_reaches_the_profile_with_its_k(tmp_path: Path) -> None:
+    """isolated-topk's rows carry the k they were measured with: auto runs the same filter."""
+    evaluate(
+        ScriptedBackend(fn=confused),
+        suite="keyvalue",
+        strategies=["isolated", "isolated-topk"],
+        instances=[4],
+        groups=1,
+        top_k=2,
+        out=tmp_path,
+    )
+    profile = build_profile(EvalResults.load(tmp_path / "results.json"))
+    assert {(r.strategy, r.top_k) for r in profile.rows} == {
+        ("isolated", None),
+        ("isolated-topk", 2),
+    }
+    assert Profile.load(tmp_path / "profile.json") == profile

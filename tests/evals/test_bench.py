@@ -79,8 +79,9 @@ def test_scale_section_runs_each_size_in_its_own_process_and_streams_to_the_stor
     assert isinstance(section, ScaleSection)
     assert [r.n for r in section.runs] == [40, 80]
     assert all(r.stored == r.n for r in section.runs)
-    # Half the results reported means at least that many already committed, not all of them.
-    assert all(r.n // 2 <= r.stored_at_half < r.n for r in section.runs)
+    # Half the results reported means at least that many already committed: stored as they end,
+    # not at the run's end (how many more finished meanwhile depends on the machine's load).
+    assert all(r.n // 2 <= r.stored_at_half <= r.n for r in section.runs)
     assert section.growth == pytest.approx(
         section.runs[1].per_sub_agent_ms / section.runs[0].per_sub_agent_ms
     )

@@ -80,6 +80,28 @@ def test_one_prompt_wins_at_small_n_and_isolated_at_large_n() -> None:
     assert "the most accurate" in plan.reason and "monolithic 30%" in plan.reason
 
 
+def test_a_measured_top_k_pre_filter_is_a_candidate_and_asks_only_k_documents() -> None:
+    """isolated-topk as the eval measured it (k=2): as accurate as isolated and cheaper at N=10,
+    so auto runs isolated behind the pre-filter; without its rows it is never a candidate."""
+    topk = row("isolated-topk", 10, 20, 600).model_copy(update={"top_k": 2})
+    measured = profile(*PENALTY.rows, topk)
+    texts = [f"Note {i}. The depot ships pallets." for i in range(10)]
+    texts[7] = "Note 7. Ada manages the northern depot."
+    request = Request(
+        documents=tuple(Document(id=f"d{i}.txt", text=t) for i, t in enumerate(texts)),
+        question="Who manages the northern depot?",
+    )
+    result, backend = run(request, profile=measured)
+    choice = result.choice  # type: ignore[attr-defined]
+    assert (result.strategy, choice.chosen, choice.top_k) == ("isolated", "isolated-topk", 2)  # type: ignore[attr-defined]
+    asked = {c.tags["document_id"] for c in backend.calls} - {"*"}
+    assert len(asked) == 2 and "d7.txt" in asked
+    assert len(result.unasked) == 8  # type: ignore[attr-defined]
+    result, _ = run(request, profile=PENALTY)
+    assert result.choice.chosen == "isolated" and result.choice.top_k is None  # type: ignore[attr-defined]
+    assert "isolated-topk" not in result.choice.reason  # type: ignore[attr-defined]
+
+
 def test_between_measured_n_it_interpolates_and_outside_it_says_it_extrapolates() -> None:
     chooser = StrategyChooser.create(PENALTY)
     backend = ScriptedBackend(fn=answer)
