@@ -95,6 +95,9 @@ def is_not_found(text: str | None) -> bool:
     return any(r in norm for r in _REFUSALS) and any(w in norm for w in _SOURCE_WORDS)
 
 
+_ANSWER_THEN_EVIDENCE = re.compile(
+    r"^\s*answer\s*:\s*(?P<answer>[^\n]*)\n\s*evidence\s*:\s*(?P<quote>.*)$", re.I | re.S
+)
 _EVIDENCE_THEN_ANSWER = re.compile(
     r"^\s*(?:evidence\s*:\s*(?P<quote>.*?)\s*)?\banswer\s*:\s*(?P<answer>.*)$", re.I | re.S
 )
@@ -102,11 +105,18 @@ _WRAPPING = " \t\"'`“”‘’"
 
 
 def parse_evidence_answer(text: str) -> tuple[str, str | None]:
-    """(answer, quote) from a reply of the chat QA prompt: "Evidence: <line>", then "Answer: ...".
+    """(answer, quote) from a chat QA reply: "Answer:" and "Evidence:" lines, in either order.
 
-    A reply without an answer line is all answer ("not found", or a model that skipped the
+    Models asked for one order sometimes write the other. A reply without an answer line is all answer ("not found", or a model that skipped the
     layout); an answer runs to the end of its line.
     """
+    first = _ANSWER_THEN_EVIDENCE.match(text)
+    if first is not None:
+        answer = first.group("answer").strip().strip(_WRAPPING)
+        quote = first.group("quote").strip()
+        if is_not_found(answer) or quote.lower().strip(" .") in ("none", "", NOT_FOUND):
+            return answer, None
+        return answer, quote
     match = _EVIDENCE_THEN_ANSWER.match(text)
     if match is None:
         return text.strip(), None

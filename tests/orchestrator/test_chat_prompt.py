@@ -46,6 +46,9 @@ def test_the_chat_sub_agent_asks_for_its_line_then_the_answer_in_the_documents_w
         ("not found", "not found", None),
         ("Answer: Paris", "Paris", None),
         ("Paris", "Paris", None),  # a model that skipped the layout answered all the same
+        ("Answer: 33 floors\nEvidence: It has 33 floors.", "33 floors", "It has 33 floors."),
+        ("Answer: not found\nEvidence: not found", "not found", None),
+        ('answer: "Tinker"\nevidence: none', "Tinker", None),
     ],
 )
 def test_an_evidence_then_answer_reply_is_read(reply: str, answer: str, quote: str | None) -> None:

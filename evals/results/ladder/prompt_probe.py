@@ -43,6 +43,12 @@ VARIANTS = {
         "A line about the same subject that does not state the answer does not count. "
         f"If no line of the document answers it, reply exactly: {NOT_FOUND}"
     ),
+    # the answer first, then the line it comes from; abstain only when nothing answers
+    "answer-first": (
+        "Answer the question in a few words using the document, then copy the line it comes "
+        "from, as:\nAnswer: <the answer>\nEvidence: <the line>\n"
+        f"If the document says nothing that answers it, reply exactly: {NOT_FOUND}"
+    ),
     # the decision first, then the layout of current
     "decide-first": (
         "Does a line of the document answer the question? If yes, reply as:\nEvidence: <the "
