@@ -53,19 +53,19 @@ _QA_EXAMPLES = (
     ),
 )
 # Chat models get one plain user message, the request last: on SmolLM2-135M-Instruct a system
-# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. On
-# Qwen2.5-Coder-0.5B-Instruct over a 75-pair JSON object (5.2k tokens), requests that offered "not
-# found" beside "answer in a few words" were answered "not found" in 8 of 9 calls though the key was
-# there (evals/results/ladder/kv-prompt-probe.md), and the same request abstained on 36 of 36 NQ
-# passages that do not answer (and on 3 of 4 that do). Asking to copy the line first abstained on
-# none of the 36, yet answered "not found" on both KV objects after quoting a line. Asking
-# first whether a line answers, then for the line and the answer, abstained on 20 of 36, answered 2
-# of 4 gold passages and both KV objects (evals/results/ladder/prompt-probe.md). A request put before
-# the document lost the KV case: this small model follows the instruction it read last. "Copied
-# from that line" keeps the document's words ("thirty-three", not "33").
+# prompt with few-shot turns answered 1 of 4 shipping memos right, one plain message 4 of 4. The
+# wording was measured on the Qwen2.5-Coder models (evals/results/ladder/prompt-probe.md): "answer
+# in a few words ... or reply not found" abstained on gold passages and on a 75-pair KV object
+# whose key was there (0.5B: 8 of 9 KV calls); asking to copy the line first never abstained on a
+# distractor; asking first whether a line answers abstained on 8 of 10 gold NQ passages on the
+# 1.5B model. Answer first, then the line it came from, with "not found" only when the document
+# says nothing that answers: 1.5B answered 7 of 10 gold passages and abstained on 8 of 10
+# distractors; 0.5B answered 2 of 4, abstained on 8 of 36 distractors and found 1 of 2 KV values.
+# A request put before the document lost the KV case: small models follow what they read last.
 _QA_CHAT_REQUEST = (
-    "Does a line of the document answer the question? If yes, reply as:\nEvidence: <the line>\n"
-    f"Answer: <the answer, copied from that line>\nIf no, reply exactly: {NOT_FOUND}"
+    "Answer the question in a few words using the document, then copy the line it comes from, "
+    "as:\nAnswer: <the answer>\nEvidence: <the line>\n"
+    f"If the document says nothing that answers it, reply exactly: {NOT_FOUND}"
 )
 _QA_JSON_INSTRUCTION = (
     "Answer the question using only the document. Reply with one JSON object: found (false when "

@@ -15,17 +15,21 @@ DOCS = (
 QUESTION = "How much does a ferry ticket cost?"
 
 
-def test_the_chat_sub_agent_asks_for_its_line_then_the_answer_in_the_documents_words() -> None:
+def test_the_chat_sub_agent_asks_for_the_answer_then_its_line_after_the_document() -> None:
     def reply(request: CompletionRequest) -> str:
         if request.tags["document_id"] == "a.md":
-            return "Evidence: Tickets cost thirty-three euros.\nAnswer: thirty-three euros"
+            return "Answer: thirty-three euros\nEvidence: Tickets cost thirty-three euros."
         return "not found"
 
     backend = ScriptedBackend(fn=reply, prompt_style="chat")
     result = Coordinator(backend).run(Request(documents=DOCS, question=QUESTION))
     first, _ = backend.prompts
     # the request is what the model reads last, after its document and the question
-    assert first.index(DOCS[0].text) < first.index(QUESTION) < first.index("Does a line")
+    assert (
+        first.index(DOCS[0].text)
+        < first.index(QUESTION)
+        < first.index("Answer the question in a few words")
+    )
     assert first.rstrip().endswith("reply exactly: not found")
     (found,) = [a for a in result.answers if a.outcome == "found"]
     assert (found.document_id, found.answer) == ("a.md", "thirty-three euros")
