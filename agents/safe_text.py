@@ -48,7 +48,9 @@ CELL_LIMIT = 300
 # "Trojan source"); the Unicode line and paragraph separators.
 _CONTROLS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
 _ANY_CONTROL = re.compile(f"[{_CONTROLS}]")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}|~])")
+# Emphasis, code, table and strike characters; an underscore only where it can open or close
+# emphasis (between two letters or digits it cannot, so "q4_k_m.gguf" stays as it is).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*{}|~]|(?<![^\W_])_|_(?![^\W_]))")
 # A bracket that would open a link, an image, a footnote or a link definition.
 _MARKDOWN_LINK = re.compile(r"(\](?=[(\[:])|!(?=\[)|\[(?=\^))")
 

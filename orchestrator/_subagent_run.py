@@ -9,6 +9,7 @@ into pieces that fit, each run as a sub-agent of its own (`fanout.orchestrator.o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -186,7 +187,9 @@ class SubAgentRunner:
         try:
             await asyncio.shield(put)
         except asyncio.CancelledError:
-            await asyncio.wait({put})
+            while not put.done():  # LangGraph may cancel more than once: the write still lands
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({put})
             raise
         except (sqlite3.Error, OSError) as exc:
             raise CheckpointError(

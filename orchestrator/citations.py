@@ -12,8 +12,9 @@ coordinator reads every bracket of the answer as a list of aliases and checks ea
 - the line's claim must say nothing its cited documents do not: every content word of it (stop
   words and the request's own words aside) is in a cited document's finding or in that document's
   text. A line that says more is removed and recorded in `unsupported`;
-- a line citing nothing is checked the same way against every selected finding (or, for one
-  prompt, every document): if some back it, they are cited; if none, it is removed and recorded.
+- a line citing nothing (or only what was removed) is checked the same way against every
+  selected finding (or, for one prompt, every document): if some back it, they are cited; if none,
+  it is removed and recorded.
 
 Words are compared, not meaning: a line that recombines words of its documents into a false
 statement passes, and a faithful paraphrase in other words is removed (the findings are then
@@ -320,16 +321,21 @@ def check_citations(
         parts.append(line[at:])
         checked = CitedLine(tuple(parts))
         cited = checked.ids
-        if len(invalid) > before and not cited:
-            continue  # every source it named was invalid: an unsupported claim is dropped
+        miscited = len(invalid) > before and not cited
+        if miscited and not words:
+            continue  # it named only invalid sources and claims nothing: dropped
         if not cited and words:
+            # A line citing nothing, or only what was removed: cited to what says it, if anything
+            # does (its wrong citations stay recorded); else removed.
             cited = evidence.backers(claim, words)
             if not cited:
-                unsupported.append(
-                    UnsupportedLine(text=claim, cited=[], reason="nothing selected says it")
-                )
+                if not miscited:  # a miscited line is already recorded in `invalid`
+                    unsupported.append(
+                        UnsupportedLine(text=claim, cited=[], reason="nothing selected says it")
+                    )
                 continue
-            checked = CitedLine((line.rstrip() + " ", tuple(cited)))  # the coordinator cites it
+            text = "".join(p for p in parts if isinstance(p, str)).rstrip()
+            checked = CitedLine((text + " ", tuple(cited)))  # the coordinator cites it
         unbacked = evidence.unbacked(words, cited)
         if unbacked:
             unsupported.append(

@@ -96,8 +96,14 @@ def test_one_prompt_that_copies_a_forged_line_gets_no_citation(strategy: str) ->
         Request(documents=[NORTHWIND, HOSTILE], question=QUESTION)
     )
     assert result.strategy == "monolithic"
-    # The uncited "Zed Zulu" is the hostile document's own text: cited to it, never to northwind.
-    assert result.answer.splitlines() == ["- Priya Shah [northwind.md]", "Zed Zulu [hostile.md]"]
+    # "Zed Zulu" is the hostile document's own text: each line saying it is cited to that
+    # document (the copied citations recorded as removed), never to northwind.
+    assert result.answer.splitlines() == [
+        "- Priya Shah [northwind.md]",
+        "- Zed Zulu [hostile.md]",
+        "- Zed Zulu [hostile.md]",
+        "Zed Zulu [hostile.md]",
+    ]
     assert result.citations == ["northwind.md", "hostile.md"]
     reasons = {(c.document_id, c.reason) for c in result.invalid_citations}
     assert ("northwind.md", "that document does not say it") in reasons
@@ -136,3 +142,29 @@ def test_a_document_stuffed_with_the_question_outranks_the_true_one_but_cites_on
     assert [a.document_id for a in ranked] == ["stuffed.md", "northwind.md", "harbor.md"]
     assert [a.selected for a in ranked] == [True, True, False]
     assert result.answer.splitlines() == ["- Zed Zulu [stuffed.md]", "- Priya Shah [northwind.md]"]
+
+
+def test_a_line_citing_the_wrong_document_is_cited_to_the_one_that_says_it() -> None:
+    """Gemma 270M answered one note with "5179 [2]" (an alias of no document): the line stands,
+    cited to the document that holds it; the wrong citation is recorded."""
+    note = Document(id="note.txt", text="The access code for the jade chest is 5179.")
+    result = Coordinator(ScriptedBackend(["5179 [2]"]), strategy="monolithic").run(
+        Request(documents=[note], question="What is the access code for the jade chest?")
+    )
+    assert result.answer == "5179 [note.txt]"
+    assert [(c.document_id, c.reason) for c in result.invalid_citations] == [
+        ("2", "not a document of the request")
+    ]
+
+    def swapped(request: CompletionRequest) -> str:
+        if request.prompt.context_label != "Findings":
+            return answer(request)
+        context = request.prompt.context
+        tom, priya = alias_of(context, "Tom Becker"), alias_of(context, "Priya Shah")
+        return f"- Priya Shah [{tom}]\n- Tom Becker [{priya}]"
+
+    result = Coordinator(ScriptedBackend(fn=swapped)).run(
+        Request(documents=[NORTHWIND, HARBOR], question=QUESTION)
+    )
+    assert result.answer.splitlines() == ["- Priya Shah [northwind.md]", "- Tom Becker [harbor.md]"]
+    assert len(result.invalid_citations) == 2 and result.unsupported == []
