@@ -4,6 +4,7 @@ open, and a CLI process started in its own session (so a signal reaches it as a 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -78,12 +79,28 @@ def write_docs(folder: Path, n: int) -> Path:
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
-    """`fanout ...` in a session of its own: a signal to its group reaches it as Ctrl-C would."""
+    """`fanout ...` in a session of its own: a signal to its group reaches it as Ctrl-C would.
+
+    Python's fault handler is on, so `finish` can show where a process that hangs is stuck.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "fanout", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
+    """(stdout, stderr) of `proc` once it exits; one still running after `timeout_s` fails the
+    test with every thread's stack (SIGABRT makes the fault handler print them)."""
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(
+            f"still running after {timeout_s:g} s; its threads:\n{err[-8000:]}"
+        ) from None
 
 
 def stored_ids(db: Path) -> set[str]:

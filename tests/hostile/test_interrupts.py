@@ -40,6 +40,7 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.hostile.runtime_support import (
     HoldingServer,
     exit_for,
+    finish,
     start_cli,
     stored_ids,
     wait_for,
@@ -87,7 +88,7 @@ def test_ctrl_c_on_the_embedded_model_stops_cleanly_and_a_rerun_answers_every_do
     first = start_cli(*args)
     wait_for(lambda: len(stored_ids(db)) >= 1, first, timeout_s=240)  # a sub-agent has finished
     os.killpg(first.pid, signal.SIGINT)  # to the whole process group, as Ctrl-C does
-    _, err = first.communicate(timeout=240)
+    _, err = finish(first, 240)
 
     assert first.returncode == 130, err  # not 139: no segmentation fault
     assert "Traceback" not in err and "is closed" not in err, err
@@ -137,7 +138,7 @@ def test_any_stop_signal_cuts_the_call_in_flight_starts_none_and_loses_nothing(
         signalled_at = time.monotonic()
         for sig in signals:
             os.killpg(first.pid, sig)
-        _, err = first.communicate(timeout=60)
+        _, err = finish(first, 60)
         # It did not wait for the held call (the server never answered it) nor start another.
         assert not server.release.is_set()
         assert server.arrived_after(signalled_at) == 0
@@ -176,7 +177,7 @@ def test_an_interrupted_run_without_a_checkpoint_says_nothing_was_saved(tmp_path
         )  # fmt: skip
         wait_for(server.holding.is_set, proc, timeout_s=60)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = finish(proc, 60)
     finally:
         server.close()
     assert proc.returncode == 130
