@@ -38,7 +38,14 @@ from fanout.orchestrator import (
 )
 from fanout.orchestrator.checkpoint import checkpoint_types
 from tests.conftest import ROOT
-from tests.hostile.runtime_support import HoldingServer, start_cli, stored_ids, wait_for, write_docs
+from tests.hostile.runtime_support import (
+    HoldingServer,
+    finish,
+    start_cli,
+    stored_ids,
+    wait_for,
+    write_docs,
+)
 
 
 def code_in_document(request: CompletionRequest) -> str:
@@ -269,7 +276,7 @@ def test_a_disk_filling_up_mid_run_is_one_line_and_keeps_what_was_stored(
     # The disk is full from now on: no file of the checkpoint may grow.
     resource.prlimit(first.pid, resource.RLIMIT_FSIZE, (max(sizes), max(sizes)))
     server.release.set()
-    _, err = first.communicate(timeout=180)
+    _, err = finish(first, 180)
     assert_one_storage_line(
         subprocess.CompletedProcess(first.args, first.returncode, "", err),
         "is the disk full?", "rerun with --run-id r",
@@ -297,7 +304,7 @@ def test_a_checkpoint_damaged_mid_run_is_one_line(tmp_path: Path, server: Holdin
             keep = 100 if path.suffix == ".db" else 32  # the header of each
             path.write_bytes(data[:keep] + b"\xa5" * (len(data) - keep))
     server.release.set()
-    _, err = first.communicate(timeout=180)
+    _, err = finish(first, 180)
     assert_one_storage_line(
         subprocess.CompletedProcess(first.args, first.returncode, "", err),
         "move it away to start afresh",
