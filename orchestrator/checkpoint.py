@@ -8,10 +8,12 @@ interrupted fan-out step, which the checkpointer alone does not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import sqlite3
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,13 +85,52 @@ def checkpoint_types() -> list[tuple[str, str]]:
     return sorted((cls.__module__, cls.__qualname__) for cls in found)
 
 
+async def _released(conn: Any, work: Awaitable[Any]) -> Any:
+    """Await a checkpointer write; if it fails or is cancelled, end its transaction first.
+
+    LangGraph's saver writes in the connection's implicit transaction and commits after: a write
+    that raised (a damaged file) or was cancelled between the two (a stop signal) left the
+    transaction open, holding the file's write lock, so every later write to the file (the
+    result store's, the lease's) waited out SQLite's busy timeout, one after another: a stopped
+    or damaged run hung for minutes instead of ending in one line.
+    """
+    try:
+        return await work
+    except BaseException:
+        if conn.in_transaction:
+            rollback = asyncio.ensure_future(conn.rollback())
+            while not rollback.done():  # a second cancellation must not leave it open either
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({rollback})
+            if not rollback.cancelled():
+                rollback.exception()  # retrieved and let go: the write's own error is reported
+        raise
+
+
+@functools.cache
+def _saver_class() -> type[Any]:
+    """LangGraph's `AsyncSqliteSaver`, whose writes never leave a transaction open (`_released`)."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class ReleasingSaver(AsyncSqliteSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            return await _released(self.conn, super().aput(*args, **kwargs))
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+            await _released(self.conn, super().aput_writes(*args, **kwargs))
+
+        async def adelete_thread(self, *args: Any, **kwargs: Any) -> None:
+            await _released(self.conn, super().adelete_thread(*args, **kwargs))
+
+    return ReleasingSaver
+
+
 async def _open_saver(path: Path) -> Any:
     import aiosqlite
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     conn = await aiosqlite.connect(str(path), timeout=60.0)
-    saver = AsyncSqliteSaver(
+    saver = _saver_class()(
         conn, serde=JsonPlusSerializer(allowed_msgpack_modules=checkpoint_types())
     )
     await saver.setup()

@@ -1,5 +1,6 @@
 """The checkpoint database under hostile conditions: damaged, reused, shared by two processes."""
 
+import asyncio
 import json
 import os
 import re
@@ -230,3 +231,46 @@ def test_a_lease_is_renewed_while_held_and_refused_to_a_second_holder(tmp_path: 
             time.sleep(0.05)
         with pytest.raises(RunInUse):  # same process, another holder: still refused
             RunLease(db, "r").acquire()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [sqlite3.OperationalError("database disk image is malformed"), asyncio.CancelledError()],
+    ids=["damaged", "cancelled"],
+)
+def test_a_checkpoint_write_that_fails_or_is_cancelled_leaves_the_file_unlocked(
+    tmp_path: Path, failure: BaseException
+) -> None:
+    """LangGraph's saver writes, then commits: a write whose commit never came (an error, or a
+    stop signal between the two) held the file's write lock, and every later writer (the result
+    store, the lease) waited out SQLite's busy timeout, one after another."""
+    from fanout.agents.portal import run_sync
+    from fanout.orchestrator.checkpoint import open_checkpoint
+
+    checkpoint = open_checkpoint(tmp_path / "run.db")
+    saver = checkpoint.checkpointer
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c1"}}
+
+    async def write_that_never_commits() -> bool:
+        real = saver.conn.commit
+
+        async def fail() -> None:
+            raise failure
+
+        saver.conn.commit = fail
+        try:
+            await saver.aput_writes(config, [("answer", "x")], task_id="task")
+        except BaseException as exc:
+            assert type(exc) is type(failure)
+        finally:
+            saver.conn.commit = real
+        return bool(saver.conn.in_transaction)
+
+    try:
+        assert run_sync(write_that_never_commits()) is False
+        other = sqlite3.connect(tmp_path / "run.db", timeout=0.5, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer gets the lock at once
+        other.execute("ROLLBACK")
+        other.close()
+    finally:
+        checkpoint.close()
