@@ -81,13 +81,22 @@ def write_docs(folder: Path, n: int) -> Path:
 def start_cli(*args: str) -> subprocess.Popen[str]:
     """`fanout ...` in a session of its own: a signal to its group reaches it as Ctrl-C would.
 
+    The stop signals start with their default handling, as in a terminal: a test suite run under
+    ``nohup`` (or as a background job) would otherwise pass SIGHUP (or SIGINT) on as ignored, and
+    fanout rightly leaves an inherited ignore alone (the CLI then waited for the held call).
     Python's fault handler is on, so `finish` can show where a process that hangs is stuck.
     """
     return subprocess.Popen(
         [sys.executable, "-m", "fanout", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        preexec_fn=_default_stop_signals,
     )  # fmt: skip
+
+
+def _default_stop_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
