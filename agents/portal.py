@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["on_portal", "run_sync"]
+__all__ = ["on_portal", "outlast_cancellation", "run_sync"]
 
 T = TypeVar("T")
 
@@ -101,3 +102,15 @@ async def on_portal(coro: Coroutine[Any, Any, T]) -> T:
     if asyncio.get_running_loop() is loop:
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+async def outlast_cancellation(future: asyncio.Future[Any]) -> None:
+    """Wait until `future` is done, however often the waiter is cancelled meanwhile.
+
+    For work that must land even as its caller is stopping (a result's write, a rollback that
+    releases a lock): LangGraph may cancel a node more than once, and each cancellation would
+    otherwise end the wait early. The caller re-raises its own cancellation afterwards.
+    """
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({future})

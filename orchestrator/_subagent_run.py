@@ -9,7 +9,6 @@ into pieces that fit, each run as a sub-agent of its own (`fanout.orchestrator.o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import BackendClosed, ContextOverflow, OutputInvalid, UserError
+from fanout.agents.portal import outlast_cancellation
 from fanout.agents.qa_prompts import NOT_FOUND, is_not_found
 from fanout.agents.secrets import scrub
 from fanout.agents.subagent import Finding, validate_output
@@ -187,9 +187,7 @@ class SubAgentRunner:
         try:
             await asyncio.shield(put)
         except asyncio.CancelledError:
-            while not put.done():  # LangGraph may cancel more than once: the write still lands
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({put})
+            await outlast_cancellation(put)  # the write lands even if cancelled again
             raise
         except (sqlite3.Error, OSError) as exc:
             raise CheckpointError(

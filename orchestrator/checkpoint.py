@@ -8,7 +8,6 @@ interrupted fan-out step, which the checkpointer alone does not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 import types
@@ -21,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fanout.agents.backend import Closeable
-from fanout.agents.portal import on_portal, run_sync
+from fanout.agents.portal import on_portal, outlast_cancellation, run_sync
 
 from .errors import CheckpointError
 from .lease import RunLease
@@ -99,9 +98,7 @@ async def _released(conn: Any, work: Awaitable[Any]) -> Any:
     except BaseException:
         if conn.in_transaction:
             rollback = asyncio.ensure_future(conn.rollback())
-            while not rollback.done():  # a second cancellation must not leave it open either
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({rollback})
+            await outlast_cancellation(rollback)  # a second cancellation must not leave it open
             if not rollback.cancelled():
                 rollback.exception()  # retrieved and let go: the write's own error is reported
         raise
