@@ -108,7 +108,7 @@ def cooperative(sub_agent: A) -> A:
     """Mark `sub_agent` as never blocking its event loop, so it runs on the coordinator's loop.
 
     Any other sub-agent runs in a thread and on a loop of its own, where blocking code cannot
-    stall the run (`fanout.orchestrator.execution`). Mark only a sub-agent whose every wait is an
+    stall the run (`fanout.orchestrator._subagents`). Mark only a sub-agent whose every wait is an
     ``await`` (no ``time.sleep``, no synchronous I/O, no long computation): one that blocks while
     marked stalls every other sub-agent, its own deadline and Ctrl-C until it yields. Mark one
     that must share the caller's asyncio objects (a lock, a client bound to that loop).

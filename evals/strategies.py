@@ -25,7 +25,8 @@ from fanout.orchestrator.coordinator import Coordinator, StrategyName
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import RunResult
-from fanout.orchestrator.stages import DocumentSplitter, Stages, SubAgent, TopKSplitter
+from fanout.orchestrator.split import DocumentSplitter, TopKSplitter
+from fanout.orchestrator.stages import Stages, SubAgent
 
 from .asks import Answer, Ask, EvalStrategy
 from .baselines import BatchStrategy, ChainStrategy, SequentialStrategy

@@ -43,11 +43,10 @@ from fanout.orchestrator.coordinator import Coordinator, StrategyName, Synthesis
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import CheckpointError, RunFailed
 from fanout.orchestrator.policy import FailurePolicy
-from fanout.orchestrator.request import Request
+from fanout.orchestrator.request import Request, RunPlan
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
 from fanout.orchestrator.schemas import load_output_schema
-from fanout.orchestrator.stages import DocumentSplitter, TopKSplitter
-from fanout.orchestrator.state import RunPlan
+from fanout.orchestrator.split import DocumentSplitter, TopKSplitter
 from fanout.orchestrator.store import storage_damaged, storage_hint
 from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.signals import Interrupted, exit_code, stop_on_signals

@@ -13,23 +13,22 @@ from .errors import RunFailed
 from .kit import GraphKit
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile, ProfileRow
-from .request import Document, Request
+from .request import Document, Request, RunPlan
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
+from .split import DocumentSplitter, TopKSplitter
 from .stages import (
     ChunkReducer,
     CitationChecker,
-    DocumentSplitter,
     Ranker,
     Reducer,
     Splitter,
     Stages,
     SubAgent,
     Synthesizer,
-    TopKSplitter,
     check_answer,
     rank_findings,
 )
-from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan
+from .state import FanoutInput, FanoutOutput, FanoutState
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
 from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis
 

@@ -12,7 +12,7 @@ from typing import Any
 from fanout.agents.backend import Usage
 from fanout.agents.secrets import scrub
 
-from .attempts import ordered
+from ._subagents import ordered
 from .auto import RunMode
 from .context import RunContext
 from .result import RunResult, RunUsage

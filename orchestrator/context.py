@@ -24,9 +24,8 @@ from fanout.agents.errors import UserError
 from fanout.agents.subagent import ModelAccess
 from fanout.agents.task import SubTask
 
-from .request import Request
+from .request import Request, RunPlan
 from .result import RunResult, SubResult
-from .state import RunPlan
 
 __all__ = [
     "DepsT",

@@ -26,7 +26,7 @@ from fanout.agents.portal import run_sync
 from fanout.agents.subagent import structured_answerer
 from fanout.agents.task import SubTask
 
-from .attempts import ordered
+from ._subagents import ordered
 from .auto import StrategyChooser
 from .context import RunContext, RunHooks
 from .errors import RunFailed
@@ -34,11 +34,11 @@ from .fingerprint import describe_request_change, run_settings, settings_change
 from .kit import GraphKit
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
-from .request import Request
+from .request import Request, RunPlan
 from .result import RunResult, SubResult
-from .split import DEFAULT_OVERLAP_TOKENS, SplitProgress
-from .stages import ChunkReducer, DocumentSplitter, Splitter, Stages, SubAgent, Synthesizer
-from .state import FanoutInput, FanoutState, RunPlan
+from .split import DEFAULT_OVERLAP_TOKENS, DocumentSplitter, SplitProgress
+from .stages import ChunkReducer, Splitter, Stages, SubAgent, Synthesizer
+from .state import FanoutInput, FanoutState
 from .store import ResultStore
 from .synthesize import CollectSynthesizer, LLMSynthesizer
 from .tracing import run_span, set_run_result

@@ -43,17 +43,16 @@ from fanout.agents.qa_prompts import task_prompt
 from fanout.agents.task import SubTask
 
 from ._finish import run_result, synthesize_checked
-from ._subagent_run import SubAgentRunner
-from .attempts import Attempts, ordered
+from ._subagents import Attempts, SubAgentRunner, ordered
 from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
-from .request import Request
+from .request import Request, RunPlan
 from .result import RunResult, SubResult
-from .split import SplitProgress, split_monolithic
-from .stages import DocumentSplitter, Stages, TopKSplitter
-from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
+from .split import DocumentSplitter, SplitProgress, TopKSplitter, split_monolithic
+from .stages import Stages
+from .state import FanoutInput, FanoutOutput, FanoutState, SubAgentInput, merge_usage
 from .store import ResultStore
 
 __all__ = ["GraphKit", "wave_size"]

@@ -404,7 +404,7 @@ class ModelCaller:
             await ctx.hooks.on_call_start(ctx, request)
         try:
             completion = await call_span(
-                request, number, self._backend.name, lambda: self._timed(request)
+                request.max_tokens, number, self._backend.name, lambda: self._timed(request)
             )
         except TimeoutError as exc:
             error = BackendTimeout(f"no answer within {self._policy.timeout_s:g}s")

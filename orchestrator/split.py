@@ -1,4 +1,7 @@
-"""Turning a request into isolated sub-tasks, and cutting long documents into overlapping chunks.
+"""The split stage: a request into isolated sub-tasks, long documents cut into overlapping chunks.
+
+`DocumentSplitter` is the default split stage and `TopKSplitter` its pre-filter; the functions
+below are what they are made of, for a splitter of your own.
 
 A chunk's budget is what the model's context holds next to the sub-agent's prompt and its answer
 (`chunk_budget`).
@@ -17,8 +20,8 @@ embedded model.)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from fanout.agents.backend import PromptStyle
 from fanout.agents.errors import UserError
@@ -26,15 +29,19 @@ from fanout.agents.prompts import prompt_text
 from fanout.agents.qa_prompts import task_prompt
 from fanout.agents.task import SubTask
 
+from .context import RunContext
+from .relevance import relevance_scores
 from .request import Request
 
 __all__ = [
     "DEFAULT_OVERLAP_TOKENS",
     "Chunk",
     "CountTokens",
+    "DocumentSplitter",
     "SplitProgress",
     "TokenOffsets",
     "Tokenizing",
+    "TopKSplitter",
     "chunk_budget",
     "chunk_text",
     "split_monolithic",
@@ -359,3 +366,76 @@ def task_budget(backend: Tokenizing, tasks: Sequence[str], *, max_tokens: int, w
             f"prompt ({overhead} tokens) and the answer ({max_tokens} tokens)"
         )
     return budget
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentSplitter:
+    """The default splitter: one sub-task per document x task, long documents cut into chunks.
+
+    Chunks are measured with the model's own tokenizer (``ctx.model.count_tokens``) so each fits
+    the context next to the prompt and the answer.
+    """
+
+    chunk_tokens: int | None = None
+    """Largest chunk per sub-agent; None fits the model's context."""
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
+    """Tokens shared by consecutive chunks of a document."""
+
+    def __call__(self, ctx: RunContext[Any]) -> list[SubTask]:
+        """Split ``ctx.request``."""
+        return self.split(ctx)
+
+    def split(self, ctx: RunContext[Any], progress: SplitProgress | None = None) -> list[SubTask]:
+        """Split ``ctx.request``, telling `progress` (characters done, in all) as it goes."""
+        request, model = ctx.request, ctx.model
+        overlap, budget = self.overlap_tokens, self.chunk_tokens
+        if budget is None:
+            budget = chunk_budget(model, request, max_tokens=model.max_tokens)
+            # a small context would leave no room for the default overlap: shrink it instead
+            overlap = overlap if budget is None else min(overlap, budget // 4)
+        return split_request(
+            request,
+            chunk_tokens=budget,
+            overlap_tokens=overlap,
+            count_tokens=model.count_tokens,
+            token_offsets=getattr(model, "token_offsets", None),
+            progress=progress,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopKSplitter:
+    """Ask only the `k` sub-tasks most relevant to the question: a pre-filter before the fan-out.
+
+    Every sub-task of the wrapped splitter (a chunk of a document) is scored against the question
+    with BM25 (IDF over this request's chunks alone, as the ranker does) and the best `k` are kept;
+    the documents left out are never asked, and `RunResult.unasked` names them. BM25 sees words,
+    not meaning: a gold document worded apart from its question is lost here, which no later stage
+    can undo (the eval reports the share of questions whose gold document survives). Requests with
+    per-document instructions or known pairs are not filtered: every document must answer them.
+    """
+
+    k: int = 5
+    """Sub-tasks (chunks) kept per request."""
+    of: DocumentSplitter = field(default_factory=DocumentSplitter)
+    """The splitter whose sub-tasks are filtered."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise UserError(f"must be at least 1, not {self.k}", parameter="k")
+
+    def __call__(self, ctx: RunContext[Any]) -> list[SubTask]:
+        """The `k` best sub-tasks of ``ctx.request``, in request order."""
+        return self.split(ctx)
+
+    def split(self, ctx: RunContext[Any], progress: SplitProgress | None = None) -> list[SubTask]:
+        """Split, then keep the `k` sub-tasks whose context best matches the question."""
+        tasks = self.of.split(ctx, progress)
+        request = ctx.request
+        if request.question is None or request.instructions or request.paired:
+            return tasks
+        if len(tasks) <= self.k:
+            return tasks
+        scores = relevance_scores(request.question, [t.context for t in tasks])
+        best = sorted(range(len(tasks)), key=lambda i: (-scores[i], i))[: self.k]
+        return [tasks[i] for i in sorted(best)]

@@ -3,8 +3,10 @@
 Each span carries what an operator looks for: ids, status, attempts and tokens (under the GenAI
 semantic-convention names ``gen_ai.usage.input_tokens`` / ``output_tokens``). Without the package
 every helper here does nothing; with it but no SDK configured, the API's no-op tracer does the same.
-Spans nest through context variables; ``call_soon_threadsafe`` copies the caller's context, so they
-survive the hop onto fanout's portal event loop (tested).
+Spans are handed ids and numbers only, never a prompt, a document or a question: no text of a
+request reaches a telemetry exporter. Spans nest through context variables;
+``call_soon_threadsafe`` copies the caller's context, so they survive the hop onto fanout's portal
+event loop (tested).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from fanout.agents.backend import Completion, CompletionRequest
-from fanout.agents.task import SubTask
+from fanout.agents.backend import Completion
 
 from .result import RunResult, SubResult
 
@@ -70,12 +71,17 @@ def set_run_result(span: Span | None, result: RunResult) -> None:
         _fail(span, f"{len(result.failed)} sub-agent(s) failed")
 
 
-async def traced_sub_agent(task: SubTask, run: Callable[[], Awaitable[SubResult]]) -> SubResult:
+async def traced_sub_agent(
+    sub_agent_id: str,
+    document_id: str | None,
+    chunk_index: int,
+    run: Callable[[], Awaitable[SubResult]],
+) -> SubResult:
     """`run` (one sub-agent) inside its own span, which records how it ended."""
     attributes = {
-        "fanout.sub_agent_id": task.id,
-        "fanout.document_id": task.document_id,
-        "fanout.chunk_index": task.chunk_index,
+        "fanout.sub_agent_id": sub_agent_id,
+        "fanout.document_id": document_id,
+        "fanout.chunk_index": chunk_index,
     }
     with _span("fanout.sub_agent", attributes) as span:
         result = await run()
@@ -95,13 +101,13 @@ async def traced_sub_agent(task: SubTask, run: Callable[[], Awaitable[SubResult]
 
 
 async def call_span(
-    request: CompletionRequest, attempt: int, model: str, call: Callable[[], Awaitable[Completion]]
+    max_tokens: int, attempt: int, model: str, call: Callable[[], Awaitable[Completion]]
 ) -> Completion:
     """One call attempt inside its span: tokens when it returns, the error when it raises."""
     attributes = {
         "fanout.attempt": attempt,
         "gen_ai.request.model": model,
-        "gen_ai.request.max_tokens": request.max_tokens,
+        "gen_ai.request.max_tokens": max_tokens,
     }
     with _span("fanout.call", attributes) as span:
         completion = await call()  # an exception is recorded on the span and sets its status
