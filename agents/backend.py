@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._portal import run_sync
 from .errors import OutputInvalid
-from .portal import run_sync
 
 __all__ = [
     "Backend",

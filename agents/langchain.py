@@ -25,6 +25,12 @@ from langchain_core.prompt_values import StringPromptValue
 from langchain_core.runnables.config import ensure_config
 from pydantic import SecretStr
 
+from ._classify import error_for_exception
+from ._portal import on_portal
+from ._prompts import render_chat, render_completion, stop_sequences
+from ._secrets import register_secret, register_url_secrets
+from ._servers import ServerInfo, completion_schema_body, probe_server
+from ._tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 from .backend import (
     Closeable,
     Completion,
@@ -34,13 +40,7 @@ from .backend import (
     parse_structured,
     text_limit,
 )
-from .classify import error_for_exception
 from .errors import BackendClosed, BackendError, InvalidResponse, OutputInvalid
-from .portal import on_portal
-from .prompts import render_chat, render_completion, stop_sequences
-from .secrets import register_secret, register_url_secrets
-from .servers import ServerInfo, completion_schema_body, probe_server
-from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
 __all__ = ["LangChainBackend", "StructuredMethod"]
 

@@ -2,10 +2,10 @@
 
 A llama.cpp context is not thread-safe and loading a model is slow, so each (model, settings) is
 loaded once per process and shared by every sub-agent behind a lock; calls run on the process's
-one compute thread (`fanout.agents.compute`: a second calling thread slows llama.cpp's OpenMP
+one compute thread (`fanout.agents._compute`: a second calling thread slows llama.cpp's OpenMP
 workers), so the event loop keeps serving the other sub-agents' bookkeeping. With ``n_parallel``
 > 1, concurrent calls decode together in a second context of the same weights
-(`fanout.agents.llama_batch`).
+(`fanout.agents._llama_batch`).
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
+from ._compute import compute_thread
+from ._embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
+from ._llama_completion import common_prefix_length, completion_prompt_tokens
+from ._model_cache import PULLED_MODELS, cached_model_path
+from ._prompts import render_chat, render_completion, stop_sequences
 from .backend import Closeable, Completion, CompletionRequest, Prices, PromptStyle
-from .batch_policy import AUTO_SEQUENCES, CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
-from .compute import compute_thread
-from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model_path
 from .errors import BackendClosed, BackendError, ContextOverflow, OutputInvalid, UserError
-from .llama_completion import common_prefix_length, completion_prompt_tokens
-from .model_cache import PULLED_MODELS, cached_model_path
-from .prompts import render_chat, render_completion, stop_sequences
 
 if TYPE_CHECKING:
-    from .llama_batch import LlamaBatchEngine
+    from ._llama_batch import LlamaBatchEngine
 
 __all__ = ["LlamaCppBackend", "default_model_path", "resolve_model"]
 
@@ -161,7 +161,7 @@ class _LoadedModel:
         with _models_lock, self.reading() as llama:
             engine = self._engines.get((max_sequences, share_prefix))
             if engine is None:
-                from .llama_batch import LlamaBatchEngine
+                from ._llama_batch import LlamaBatchEngine
 
                 engine = LlamaBatchEngine(
                     llama, self.lock, max_sequences=max_sequences, share_prefix=share_prefix
@@ -283,7 +283,7 @@ def _load(key: _ModelKey) -> _LoadedModel:
         if loaded is None:
             from llama_cpp import Llama
 
-            from .llama_batch import batch_invariant_load
+            from ._llama_batch import batch_invariant_load
 
             _quiet_llama_logs()
             if not _exit_hook:
@@ -328,7 +328,7 @@ class LlamaCppBackend(Closeable):
     Args:
         model_path: a .gguf file, the name of an embedded model ("gemma3-270m", "smollm2") or of
             a pulled one ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", see
-            `fanout.agents.model_cache`); None uses the embedded Gemma 3 270M base model.
+            `fanout.agents._model_cache`); None uses the embedded Gemma 3 270M base model.
         n_ctx: context window in tokens; None: the context the model was trained with, read
             from the GGUF (a fixed 4,096 cut documents that the model could read whole).
         n_gpu_layers: layers offloaded to the GPU (-1 = all; 0 = CPU only).
@@ -337,11 +337,11 @@ class LlamaCppBackend(Closeable):
         chat: True for chat prompting, False for completion (few-shot) prompting; None decides from
             the GGUF: chat when it carries a chat template, completion otherwise (base models).
         n_parallel: above 1, concurrent completion-style calls without a JSON schema decode
-            together, up to this many at a time, in one llama.cpp batch (`fanout.agents.llama_batch`);
+            together, up to this many at a time, in one llama.cpp batch (`fanout.agents._llama_batch`);
             the rest take the sequential path. Give the coordinator at least this much
             concurrency. Costs a KV cache per sequence (about 40 MB each for the embedded model).
             "auto" (the default) batches only where batching was measured faster than the plain
-            loop for this hardware and the answers' typical length (`fanout.agents.batch_policy`):
+            loop for this hardware and the answers' typical length (`fanout.agents._batch_policy`):
             on a CPU, once answers run to 32 tokens or more; on a GPU, never (not yet measured).
         batch_invariant: load the weights so a token's result does not depend on what else is in
             its batch (unpacked weights, no tiled small-batch kernel): batched, sequential and

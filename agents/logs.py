@@ -10,7 +10,7 @@ as console text or as JSON lines, on stderr.
 
 API keys never reach an event: backends keep them in `SecretStr`, events carry only ids, counts,
 timings and error messages, and every text value (nested ones too) is scrubbed of credentials (a
-server may echo them back in an error; see `fanout.agents.secrets`) and has its control characters
+server may echo them back in an error; see `fanout.agents._secrets`) and has its control characters
 shown as escapes, so a server's error or a file name cannot rewrite the terminal a log is read on.
 """
 
@@ -25,8 +25,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from .safe_text import visible
-from .secrets import scrub_value
+from ._safe_text import visible
+from ._secrets import scrub_value
 
 __all__ = ["LOGGER_NAME", "LogLevel", "configure_logging", "log_event"]
 

@@ -34,6 +34,20 @@ import httpx2
 import openai
 from pydantic import SecretStr
 
+from ._classify import error_for_exception, error_for_status, retry_after_s
+from ._echo import ECHO_HINT, echo_reason
+from ._fleet import CallOutcome, EndpointPool, EndpointStats, parse_base_urls, redact_url
+from ._portal import on_portal, run_sync
+from ._prompts import render_chat, render_completion, stop_sequences
+from ._secrets import register_secret, register_url_secrets, scrub
+from ._servers import (
+    SchemaFormat,
+    ServerInfo,
+    completion_schema_body,
+    probe_server,
+    server_context_window,
+)
+from ._tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 from .backend import (
     Closeable,
     Completion,
@@ -43,8 +57,6 @@ from .backend import (
     parse_structured,
     text_limit,
 )
-from .classify import error_for_exception, error_for_status, retry_after_s
-from .echo import ECHO_HINT, echo_reason
 from .errors import (
     AuthenticationFailed,
     BackendClosed,
@@ -56,19 +68,7 @@ from .errors import (
     InvalidResponse,
     UserError,
 )
-from .fleet import CallOutcome, EndpointPool, EndpointStats, parse_base_urls, redact_url
 from .logs import log_event
-from .portal import on_portal, run_sync
-from .prompts import render_chat, render_completion, stop_sequences
-from .secrets import register_secret, register_url_secrets, scrub
-from .servers import (
-    SchemaFormat,
-    ServerInfo,
-    completion_schema_body,
-    probe_server,
-    server_context_window,
-)
-from .tokens import Count, TokenCounter, TokenizerUnavailable, tiktoken_count
 
 __all__ = ["OpenAIBackend", "map_openai_error"]
 

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
+from ._prompts import render_chat, render_completion
 from .backend import (
     Closeable,
     Completion,
@@ -22,7 +23,6 @@ from .backend import (
     parse_structured,
 )
 from .errors import BackendClosed
-from .prompts import render_chat, render_completion
 
 __all__ = ["ScriptedBackend", "Step", "UnexpectedCall"]
 

@@ -26,8 +26,7 @@ from fanout.orchestrator.result import RunResult
 from fanout.orchestrator.stages import ChunkReducer, Stages
 from fanout.orchestrator.synthesize import Synthesis
 
-from .asks import Answer, Ask, failed_answers
-from .prompts import (
+from ._prompts import (
     chain_manager_prompt,
     chain_worker_prompt,
     documents_block,
@@ -35,7 +34,8 @@ from .prompts import (
     numbered_prompt,
     sequential_prompt,
 )
-from .scoring import extract_answer, parse_numbered
+from ._scoring import extract_answer, parse_numbered
+from .asks import Answer, Ask, failed_answers
 from .suites.group import Group, Question
 
 __all__ = ["BatchStrategy", "ChainStrategy", "SequentialStrategy"]

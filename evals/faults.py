@@ -26,9 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from fanout.agents._prompts import render_completion
 from fanout.agents.backend import Backend, Completion, CompletionRequest, PromptStyle
 from fanout.agents.errors import BackendTimeout, BackendUnavailable, UserError
-from fanout.agents.prompts import render_completion
 
 __all__ = [
     "FAULT_KINDS",

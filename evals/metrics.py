@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from fanout.agents.prices import PriceTable, load_prices
+from fanout.agents._prices import PriceTable, load_prices
 
+from ._scoring import normalize
 from .records import AnswerRecord, GroupRecord
-from .scoring import normalize
 
 __all__ = [
     "Z95",

@@ -13,12 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fanout.agents._secrets import scrub
 from fanout.agents.errors import UserError
-from fanout.agents.secrets import scrub
 
+from ._provenance import Provenance
+from ._scoring import extract_answer, is_correct, is_hijacked
 from .asks import Answer, AnswerStatus
-from .provenance import Provenance
-from .scoring import extract_answer, is_correct, is_hijacked
 from .suites.group import Question
 
 __all__ = [

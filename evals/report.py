@@ -3,7 +3,7 @@
 Markdown and HTML are rendered from the same table rows, so the two never disagree; plots are
 optional extras and their absence (say, a headless box without fonts) never loses the numbers.
 Every value comes from a results file (model and strategy names, dataset paths, the command line),
-so each goes through `fanout.agents.safe_text` (escaped, secrets redacted) on its way in.
+so each goes through `fanout.agents._safe_text` (escaped, secrets redacted) on its way in.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fanout.agents.safe_text import for_html, for_markdown, for_markdown_code
+from fanout.agents._safe_text import for_html, for_markdown, for_markdown_code
 from fanout.orchestrator.profile import PROFILE_FILE
 
-from .auto_check import AutoCheck, check_auto
+from ._auto_check import AutoCheck, check_auto
+from ._plots import plot_all
+from ._profile import build_profile
 from .crossover import Crossover, find_crossover
 from .metrics import CellMetrics, PriceTable, cell_metrics
-from .plots import plot_all
-from .profile import build_profile
 from .records import EvalConfig, EvalResults
 from .strategies import ROUTING
 

@@ -13,18 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from fanout.agents._portal import run_sync
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
-from fanout.agents.portal import run_sync
 from fanout.orchestrator.auto import StrategyChooser
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 from fanout.orchestrator.profile import model_identity
 
+from ._provenance import collect_provenance
 from .asks import Answer, Ask, EvalStrategy, failed_answers
 from .faults import FaultSpec, FaultyBackend
 from .metrics import PriceTable
-from .provenance import collect_provenance
 from .records import AnswerRecord, Condition, EvalConfig, EvalResults, GroupRecord
 from .report import EvalReport, build_report, write_report
 from .strategies import AutoStrategy, make_strategy

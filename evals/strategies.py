@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from fanout.agents.backend import Backend
 from fanout.agents.errors import UserError
-from fanout.agents.qa_prompts import NOT_FOUND
+from fanout.agents.subagent import NOT_FOUND
 from fanout.orchestrator.auto import StrategyChooser
 from fanout.orchestrator.coordinator import Coordinator, StrategyName
 from fanout.orchestrator.policy import CallPolicy

@@ -24,18 +24,19 @@ from rich.table import Table
 from rich.text import Text
 
 from fanout import __version__
+from fanout.agents._factory import BackendKind
+from fanout.agents._prices import apply_prices, load_prices
+from fanout.agents._safe_text import CELL_LIMIT, console, for_terminal, rich_text
+from fanout.agents._secrets import scrub
 from fanout.agents.errors import UserError, validation_message
-from fanout.agents.factory import BackendKind
 from fanout.agents.fallback import FallbackBackend
 from fanout.agents.logs import configure_logging, log_event
-from fanout.agents.prices import apply_prices, load_prices
-from fanout.agents.safe_text import CELL_LIMIT, console, for_terminal, rich_text
-from fanout.agents.secrets import scrub
+from fanout.evals._cli import eval_command, ladder_command, report_command
+from fanout.evals._provenance import COMMAND_LINE
 from fanout.evals.bench import bench_command
-from fanout.evals.cli import eval_command, ladder_command, report_command
-from fanout.evals.provenance import COMMAND_LINE
 from fanout.models_cli import models_app
-from fanout.orchestrator import cli_options as opts
+from fanout.orchestrator import _cli_options as opts
+from fanout.orchestrator._schemas import load_output_schema
 from fanout.orchestrator.auto import StrategyChoice
 from fanout.orchestrator.checkpoint import open_checkpoint
 from fanout.orchestrator.context import RunContext, RunHooks
@@ -43,10 +44,10 @@ from fanout.orchestrator.coordinator import Coordinator, StrategyName, Synthesis
 from fanout.orchestrator.documents import MAX_FILE_BYTES, load_documents
 from fanout.orchestrator.errors import CheckpointError, RunFailed
 from fanout.orchestrator.policy import FailurePolicy
-from fanout.orchestrator.request import Request, RunPlan
+from fanout.orchestrator.request import Request
 from fanout.orchestrator.result import DocumentAnswer, RunResult, SubResult
-from fanout.orchestrator.schemas import load_output_schema
 from fanout.orchestrator.split import DocumentSplitter, TopKSplitter
+from fanout.orchestrator.state import RunPlan
 from fanout.orchestrator.store import storage_damaged, storage_hint
 from fanout.orchestrator.synthesize import LLMSynthesizer
 from fanout.signals import Interrupted, exit_code, stop_on_signals
@@ -400,7 +401,7 @@ def _check_options(
     """The checks of `run`'s own options that need more than one option or a range.
 
     Single values (ranges, choices, finite numbers) are refused while the command line is parsed
-    (`fanout.orchestrator.cli_options`), before this runs.
+    (`fanout.orchestrator._cli_options`), before this runs.
     """
     if question is not None and not question.strip():
         raise UserError("the question is empty")

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from fanout.agents.embedded import EMBEDDED_MODELS
-from fanout.agents.model_cache import PULLED_MODELS, model_cache_dir, pull_model
+from fanout.agents._embedded import EMBEDDED_MODELS
+from fanout.agents._model_cache import PULLED_MODELS, model_cache_dir, pull_model
 
 __all__ = ["models_app"]
 

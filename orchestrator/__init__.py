@@ -13,7 +13,7 @@ from .errors import RunFailed
 from .kit import GraphKit
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile, ProfileRow
-from .request import Document, Request, RunPlan
+from .request import Document, Request
 from .result import DocumentAnswer, RunResult, RunUsage, SubResult
 from .split import DocumentSplitter, TopKSplitter
 from .stages import (
@@ -28,7 +28,7 @@ from .stages import (
     check_answer,
     rank_findings,
 )
-from .state import FanoutInput, FanoutOutput, FanoutState
+from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan
 from .store import MemoryResultStore, ResultStore, SqliteResultStore
 from .synthesize import CollectSynthesizer, LLMSynthesizer, Synthesis
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from fanout.agents._secrets import scrub
 from fanout.agents.backend import Usage
-from fanout.agents.secrets import scrub
 
 from ._subagents import ordered
 from .auto import RunMode

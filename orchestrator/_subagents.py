@@ -10,7 +10,7 @@ What an attempt has sent lives in memory, never in the checkpoint, so every resu
 failure of a sub-agent is caught and becomes its failed `SubResult`: one bad document never sinks
 the run. A shutdown is not a failure: a cancelled run or a closed backend stops the run and records
 nothing for the sub-agents it cut off. A sub-task the model refuses as too long is cut into pieces
-that fit, each run as a sub-agent of its own (`fanout.orchestrator.overflow`).
+that fit, each run as a sub-agent of its own (`fanout.orchestrator._overflow`).
 
 **Where it runs** (`run_sub_agent`). fanout's own sub-agents never block, so they run as tasks on
 the coordinator's event loop. A user's sub-agent might (``time.sleep``, a busy loop, a synchronous
@@ -38,26 +38,32 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fanout.agents._portal import outlast_cancellation
+from fanout.agents._secrets import scrub
 from fanout.agents.backend import Backend, Completion, Prompt, PromptStyle
 from fanout.agents.errors import BackendClosed, ContextOverflow, OutputInvalid, UserError
-from fanout.agents.portal import outlast_cancellation
-from fanout.agents.qa_prompts import NOT_FOUND, is_not_found
-from fanout.agents.secrets import scrub
-from fanout.agents.subagent import Finding, ModelAccess, is_cooperative, validate_output
+from fanout.agents.subagent import (
+    NOT_FOUND,
+    Finding,
+    ModelAccess,
+    is_cooperative,
+    is_not_found,
+    validate_output,
+)
 from fanout.agents.task import SubTask, cut_parent
 
-from .citations import clean_model_text, sanitize_model_text
+from ._citations import clean_model_text, sanitize_model_text
+from ._fingerprint import sub_task_key
+from ._grounding import is_grounded
+from ._overflow import MAX_CUTS, cut_to_fit
+from ._tracing import traced_sub_agent
 from .context import RunContext
 from .errors import CheckpointError, SubAgentCancelled, SubAgentTimeout
-from .fingerprint import sub_task_key
-from .grounding import is_grounded
-from .overflow import MAX_CUTS, cut_to_fit
 from .policy import CallPolicy, ModelCaller
 from .result import SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, DocumentSplitter
 from .stages import Stages, SubAgent
 from .store import ResultStore, storage_hint
-from .tracing import traced_sub_agent
 
 __all__ = [
     "Attempt",
@@ -142,10 +148,6 @@ class Attempts:
                 del self._by_run[next(iter(self._by_run))]
             attempt = self._by_run[run_id] = Attempt()
         return attempt
-
-    def failed_before(self, tasks: list[SubTask], results: list[SubResult]) -> bool:
-        """Whether a sub-agent of `results` failed and has no success: a new attempt retries it."""
-        return any(r.status == "failed" for r in ordered(tasks, results))
 
 
 # -- one sub-agent ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,9 +31,7 @@ from fanout.agents.backend import Backend
 from fanout.agents.errors import UserError
 
 from .profile import DOCUMENT_BANDS, Profile, ProfileRow, band_index, model_identity
-
-if TYPE_CHECKING:  # request.py's RunPlan holds auto's choice
-    from .request import Request
+from .request import Request
 
 __all__ = [
     "CANDIDATES",

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fanout.agents._portal import on_portal, outlast_cancellation, run_sync
 from fanout.agents.backend import Closeable
-from fanout.agents.portal import on_portal, outlast_cancellation, run_sync
 
+from ._lease import RunLease
 from .errors import CheckpointError
-from .lease import RunLease
 from .state import FanoutInput, FanoutState, SubAgentInput
 from .store import SqliteResultStore, storage_hint
 

@@ -24,8 +24,9 @@ from fanout.agents.errors import UserError
 from fanout.agents.subagent import ModelAccess
 from fanout.agents.task import SubTask
 
-from .request import Request, RunPlan
+from .request import Request
 from .result import RunResult, SubResult
+from .state import RunPlan
 
 __all__ = [
     "DepsT",

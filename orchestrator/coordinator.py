@@ -20,28 +20,28 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
+from fanout.agents._portal import run_sync
 from fanout.agents.backend import Backend, Closeable, release
 from fanout.agents.errors import UserError
-from fanout.agents.portal import run_sync
 from fanout.agents.subagent import structured_answerer
 from fanout.agents.task import SubTask
 
+from ._fingerprint import describe_request_change, run_settings, settings_change
 from ._subagents import ordered
+from ._tracing import run_span, set_run_result
 from .auto import StrategyChooser
 from .context import RunContext, RunHooks
 from .errors import RunFailed
-from .fingerprint import describe_request_change, run_settings, settings_change
 from .kit import GraphKit
 from .policy import CallPolicy, FailurePolicy
 from .profile import Profile
-from .request import Request, RunPlan
+from .request import Request
 from .result import RunResult, SubResult
 from .split import DEFAULT_OVERLAP_TOKENS, DocumentSplitter, SplitProgress
 from .stages import ChunkReducer, Splitter, Stages, SubAgent, Synthesizer
-from .state import FanoutInput, FanoutState
+from .state import FanoutInput, FanoutState, RunPlan
 from .store import ResultStore
 from .synthesize import CollectSynthesizer, LLMSynthesizer
-from .tracing import run_span, set_run_result
 
 __all__ = ["Coordinator", "StrategyName", "SynthesisMode"]
 

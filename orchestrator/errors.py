@@ -55,7 +55,7 @@ class CheckpointError(UserError):
 
 
 class RunInUse(UserError):
-    """Another live process holds the lease on this run id (see `fanout.orchestrator.lease`)."""
+    """Another live process holds the lease on this run id (see `fanout.orchestrator._lease`)."""
 
 
 class SubAgentTimeout(FanoutError):

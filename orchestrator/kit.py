@@ -35,11 +35,11 @@ from langgraph.runtime import get_runtime
 from langgraph.types import Send
 from pydantic import BaseModel
 
+from fanout.agents._portal import run_sync
+from fanout.agents._prompts import prompt_text
 from fanout.agents.backend import Backend, Usage
 from fanout.agents.errors import UserError
-from fanout.agents.portal import run_sync
-from fanout.agents.prompts import prompt_text
-from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.subagent import task_prompt
 from fanout.agents.task import SubTask
 
 from ._finish import run_result, synthesize_checked
@@ -48,11 +48,11 @@ from .auto import RunMode, StrategyChooser
 from .context import RunContext, RunHooks, UsageMeter
 from .errors import RunFailed
 from .policy import CallPolicy, CircuitBreaker, FailurePolicy, ModelCaller
-from .request import Request, RunPlan
+from .request import Request
 from .result import RunResult, SubResult
 from .split import DocumentSplitter, SplitProgress, TopKSplitter, split_monolithic
 from .stages import Stages
-from .state import FanoutInput, FanoutOutput, FanoutState, SubAgentInput, merge_usage
+from .state import FanoutInput, FanoutOutput, FanoutState, RunPlan, SubAgentInput, merge_usage
 from .store import ResultStore
 
 __all__ = ["GraphKit", "wave_size"]
@@ -435,15 +435,3 @@ class GraphKit:
         generic: Any = RunResult if isinstance(result, RunResult) else SubResult
         typed: Any = generic[schema].model_validate(result.model_dump())
         return typed
-
-
-def _spent(ctx: RunContext[Any]) -> Usage:
-    usage: Usage = getattr(ctx.model, "usage", Usage())
-    return usage
-
-
-def build_graph(
-    kit: GraphKit,
-) -> StateGraph[FanoutState, RunContext[Any], FanoutInput, FanoutOutput]:
-    """The preset graph of `kit` (uncompiled): ``kit.build()``."""
-    return kit.build()

@@ -26,6 +26,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from fanout.agents._prompts import prompt_text
+from fanout.agents._secrets import scrub
 from fanout.agents.backend import (
     Backend,
     Completion,
@@ -43,11 +45,9 @@ from fanout.agents.errors import (
     UserError,
 )
 from fanout.agents.logs import log_event
-from fanout.agents.prompts import prompt_text
-from fanout.agents.secrets import scrub
 
+from ._tracing import call_span
 from .errors import BudgetExceeded
-from .tracing import call_span
 
 if TYPE_CHECKING:
     from .context import RunContext

@@ -1,10 +1,4 @@
-"""What a user asks fanout to do, and the plan for doing it.
-
-A `Request` holds documents, and a question and/or instructions over them. A `RunPlan` is what
-`Coordinator.plan` returns and `Coordinator.run` takes: planning (auto's choice, then splitting long
-documents) can take seconds and is what a caller shows before any model call, so it is made once
-and handed over, never stashed for a later call to find.
-"""
+"""What a user asks fanout to do: documents, and a question and/or instructions over them."""
 
 from __future__ import annotations
 
@@ -14,11 +8,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fanout.agents.errors import UserError
-from fanout.agents.task import SubTask
 
-from .auto import RunMode, StrategyChoice
-
-__all__ = ["Document", "Request", "RunPlan"]
+__all__ = ["Document", "Request"]
 
 
 class Document(BaseModel):
@@ -110,38 +101,3 @@ class Request(BaseModel):
             return list(self.instructions)
         assert self.question is not None
         return [self.question]
-
-
-class RunPlan(BaseModel):
-    """How one request will run: its sub-tasks, and how and why it runs that way."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request: Request
-    """The request planned."""
-    tasks: list[SubTask]
-    """One per sub-agent, in request order."""
-    mode: RunMode
-    """isolated (a sub-agent per sub-task) or monolithic (one prompt holding everything)."""
-    choice: StrategyChoice | None = None
-    """With ``strategy="auto"``: what was chosen and why; None for a fixed strategy."""
-    resumed: bool = False
-    """True when the plan was read back from a checkpoint (a run being resumed)."""
-
-    @property
-    def documents(self) -> int:
-        """Documents the sub-tasks read (0 for one prompt holding all of them)."""
-        return len({t.document_id for t in self.tasks if t.document_id is not None})
-
-    @property
-    def unasked(self) -> list[str]:
-        """Documents no sub-task reads (a pre-filter left them out; none for one prompt)."""
-        asked = {t.document_id for t in self.tasks}
-        if None in asked:
-            return []
-        return [d.id for d in self.request.documents if d.id not in asked]
-
-    @property
-    def chunked(self) -> int:
-        """(document, task) pairs whose document was cut into chunks."""
-        return len({(t.document_id, t.task_index) for t in self.tasks if t.n_chunks > 1})

@@ -13,10 +13,10 @@ from typing import Any, Generic, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeVar
 
+from fanout.agents._secrets import scrub, scrub_value
 from fanout.agents.backend import Usage
-from fanout.agents.secrets import scrub, scrub_value
 
-from .aliases import inline_id
+from ._aliases import inline_id
 from .auto import StrategyChoice
 
 __all__ = [
@@ -103,7 +103,7 @@ class SubResult(BaseModel, Generic[DataT]):
         return data
 
     def redacted(self) -> SubResult[DataT]:
-        """A copy with credentials scrubbed from its text and data (`fanout.agents.secrets`).
+        """A copy with credentials scrubbed from its text and data (`fanout.agents._secrets`).
 
         A server may echo the key inside a 200 answer: the coordinator stores, checkpoints and
         shows sub-results only as this returns them.
@@ -145,7 +145,7 @@ class DocumentAnswer(BaseModel, Generic[DataT]):
     request's findings; None when not ranked (one finding, instructions, known pairing)."""
     selected: bool = False
     """Whether the answer was built from this finding (found, grounded if any finding is, and
-    relevant enough: see `fanout.orchestrator.relevance`)."""
+    relevant enough: see `fanout.orchestrator._relevance`)."""
     excluded: Exclusion | None = None
     """Why a found answer was not selected (None when selected or not found)."""
     rank: int | None = None

@@ -23,14 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fanout.agents._prompts import prompt_text
 from fanout.agents.backend import PromptStyle
 from fanout.agents.errors import UserError
-from fanout.agents.prompts import prompt_text
-from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.subagent import task_prompt
 from fanout.agents.task import SubTask
 
+from ._relevance import relevance_scores
 from .context import RunContext
-from .relevance import relevance_scores
 from .request import Request
 
 __all__ = [
@@ -283,7 +283,7 @@ def split_monolithic(request: Request) -> list[SubTask]:
     """The baseline: one sub-task whose context holds every document and whose task holds every task.
 
     Each document is shown under its alias ("[1]", in request order), never its id: ids are opaque
-    (`fanout.orchestrator.aliases`), and the answer's citations are mapped back from the aliases.
+    (`fanout.orchestrator._aliases`), and the answer's citations are mapped back from the aliases.
     """
     context = "\n\n".join(
         f"[{i}]\n{doc.text.strip()}" for i, doc in enumerate(request.documents, 1)

@@ -18,11 +18,11 @@ from typing import Any, Literal, Protocol, TypeAlias
 from fanout.agents.subagent import SubAgentOutput, answer_task
 from fanout.agents.task import SubTask
 
-from .aliases import DocumentAliases
-from .citations import CheckedAnswer, Evidence, check_citations
+from ._aliases import DocumentAliases
+from ._citations import CheckedAnswer, Evidence, check_citations
+from ._reduce import reduce_chunks
+from ._relevance import select_findings
 from .context import RunContext
-from .reduce import reduce_chunks
-from .relevance import select_findings
 from .result import DocumentAnswer, SubResult
 from .split import DocumentSplitter
 from .synthesize import LLMSynthesizer, Synthesis

@@ -1,4 +1,8 @@
-"""The graph's typed state, and what goes in and comes out of it.
+"""A run as values: its plan, the graph's typed state, and what goes in and comes out of it.
+
+A `RunPlan` is what `Coordinator.plan` returns and `Coordinator.run` takes: planning (auto's
+choice, then splitting long documents) can take seconds and is what a caller shows before any model
+call, so it is made once and handed over, never stashed for a later call to find.
 
 `FanoutInput` and `FanoutOutput` are the declared keys a graph that embeds fanout's as a node shares
 with it: give it ``request`` (and ``run_id``, optionally a ``plan``), read back ``result``. List fields
@@ -11,12 +15,13 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.channels.topic import Topic
 from langgraph.channels.untracked_value import UntrackedValue
+from pydantic import BaseModel, ConfigDict
 
 from fanout.agents.backend import Usage
 from fanout.agents.task import SubTask
 
 from .auto import RunMode, StrategyChoice
-from .request import Request, RunPlan
+from .request import Request
 from .result import DocumentAnswer, InvalidCitation, RunResult, SubResult, UnsupportedLine
 
 __all__ = [
@@ -24,9 +29,45 @@ __all__ = [
     "FanoutOutput",
     "FanoutState",
     "ResultLog",
+    "RunPlan",
     "SubAgentInput",
     "merge_usage",
 ]
+
+
+class RunPlan(BaseModel):
+    """How one request will run: its sub-tasks, and how and why it runs that way."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request: Request
+    """The request planned."""
+    tasks: list[SubTask]
+    """One per sub-agent, in request order."""
+    mode: RunMode
+    """isolated (a sub-agent per sub-task) or monolithic (one prompt holding everything)."""
+    choice: StrategyChoice | None = None
+    """With ``strategy="auto"``: what was chosen and why; None for a fixed strategy."""
+    resumed: bool = False
+    """True when the plan was read back from a checkpoint (a run being resumed)."""
+
+    @property
+    def documents(self) -> int:
+        """Documents the sub-tasks read (0 for one prompt holding all of them)."""
+        return len({t.document_id for t in self.tasks if t.document_id is not None})
+
+    @property
+    def unasked(self) -> list[str]:
+        """Documents no sub-task reads (a pre-filter left them out; none for one prompt)."""
+        asked = {t.document_id for t in self.tasks}
+        if None in asked:
+            return []
+        return [d.id for d in self.request.documents if d.id not in asked]
+
+    @property
+    def chunked(self) -> int:
+        """(document, task) pairs whose document was cut into chunks."""
+        return len({(t.document_id, t.task_index) for t in self.tasks if t.n_chunks > 1})
 
 
 class ResultLog(Topic[Any]):

@@ -5,7 +5,7 @@ crash mid-fan-out, every sub-agent of that step re-runs on resume (measured with
 SqliteSaver: 4-6 of 10 finished sub-agents were recomputed). The coordinator therefore writes each
 successful `SubResult` here as soon as it exists and looks here before calling a model on resume.
 
-Each entry carries its sub-task's content key (`fanout.orchestrator.fingerprint.sub_task_key`: the
+Each entry carries its sub-task's content key (`fanout.orchestrator._fingerprint.sub_task_key`: the
 text it read, the task, the prompt, the model and settings): a lookup with another key finds
 nothing, so an edited document or another model is computed again rather than answered from
 the store.

@@ -5,11 +5,11 @@ rank order. `LLMSynthesizer` makes no call for a single finding, one call for se
 calls when the findings do not fit one context (batches that fit, then their summaries, each line
 keeping its ``[doc]`` brackets); if a call fails it falls back to the ranked findings and says so.
 `CollectSynthesizer` makes no call. Neither reports failures, abstentions or citations: the
-coordinator builds those from its own fields (`fanout.orchestrator.citations`).
+coordinator builds those from its own fields (`fanout.orchestrator._citations`).
 
 Findings are shown to the model as "- answer [alias]" lines: a document is named by its alias (its
 1-based position in the request), never by its id, and a synthesizer's answer cites aliases, which
-the coordinator maps back to ids (`fanout.orchestrator.aliases`).
+the coordinator maps back to ids (`fanout.orchestrator._aliases`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from fanout.agents.prompts import prompt_text
+from fanout.agents._prompts import prompt_text
 from fanout.agents.subagent import ModelAccess
 
-from .aliases import DocumentAliases
-from .citations import CitedLine, Evidence, check_citations, relabel, sanitize_model_text
+from ._aliases import DocumentAliases
+from ._citations import CitedLine, Evidence, check_citations, relabel, sanitize_model_text
+from ._prompts import synthesis_prompt
 from .context import RunContext
-from .prompts import synthesis_prompt
 from .request import Request
 from .result import DocumentAnswer
 

@@ -185,7 +185,7 @@ def llama_backend(gemma_path: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     """The instruction-tuned embedded model (a chat template): the real chat path's test model."""
-    from fanout.agents.embedded import embedded_model_path
+    from fanout.agents._embedded import embedded_model_path
 
     return embedded_model_path("smollm2")
 
@@ -302,7 +302,7 @@ def close_langchain_clients(*models: Any) -> None:
     LangChain models have no close method; left open, their sockets are reported unclosed when
     the interpreter collects them.
     """
-    from fanout.agents.portal import run_sync
+    from fanout.agents._portal import run_sync
 
     for model in models:
         # chat models keep the AsyncOpenAI client itself; completion models only its resource

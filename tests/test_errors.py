@@ -10,7 +10,7 @@ from fanout import CallPolicy, UserError
 from tests.conftest import ROOT
 
 # Modules that define the command line may speak of its flags; nothing else may.
-CLI_MODULES = {"evals/cli.py", "evals/bench.py", "orchestrator/cli_options.py"}
+CLI_MODULES = {"evals/_cli.py", "evals/bench.py", "orchestrator/_cli_options.py"}
 
 
 def test_user_error_is_a_value_error_naming_the_argument() -> None:

@@ -3,7 +3,7 @@
 `plain_llama_loop` is a loop of llama-cpp-python ``create_completion`` calls (which already reuses
 the previous call's prompt prefix), run on the compute thread the backends use: a user's loop
 runs in a process where it is the only thread driving llama.cpp, and a second such thread would
-slow both (`fanout.agents.compute`); `plain_gather` is an asyncio gather under a semaphore over a
+slow both (`fanout.agents._compute`); `plain_gather` is an asyncio gather under a semaphore over a
 backend's calls. Every section that compares with "the plain loop" uses these two.
 """
 
@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from fanout.agents._compute import compute_thread
+from fanout.agents._prompts import render_completion, stop_sequences
 from fanout.agents.backend import Backend, CompletionRequest, Prompt
-from fanout.agents.compute import compute_thread
-from fanout.agents.prompts import render_completion, stop_sequences
 
 __all__ = ["plain_gather", "plain_llama_loop"]
 

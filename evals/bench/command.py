@@ -47,8 +47,8 @@ def bench_command(
     """Measure overhead, fan-out, local throughput, memory and batching; write JSON and a table."""
     from rich.table import Table
 
+    from fanout.agents._safe_text import console, rich_text
     from fanout.agents.logs import configure_logging
-    from fanout.agents.safe_text import console, rich_text
 
     chosen = _sections(sections, scale)
     configure_logging(level="warning")

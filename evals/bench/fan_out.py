@@ -15,10 +15,10 @@ import math
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from fanout.agents._portal import run_sync
+from fanout.agents._prompts import render_completion, stop_sequences
 from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.openai import OpenAIBackend
-from fanout.agents.portal import run_sync
-from fanout.agents.prompts import render_completion, stop_sequences
 from fanout.orchestrator.coordinator import Coordinator
 from fanout.orchestrator.policy import CallPolicy
 

@@ -9,7 +9,7 @@ answers as long as the token budget allows (how batching fares with long answers
 from __future__ import annotations
 
 from fanout.agents.backend import Example, Prompt
-from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.subagent import task_prompt
 from fanout.orchestrator.request import Document, Request
 from fanout.orchestrator.split import split_request
 

@@ -7,7 +7,7 @@ lets the isolated strategy give each sub-agent only those, and the monolithic on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,13 +63,6 @@ class Group(BaseModel):
         if not question.document_ids:
             return self.documents
         wanted = set(question.document_ids)
-        return tuple(d for d in self.documents if d.id in wanted)
-
-    def documents_for_all(self, questions: Iterable[Question]) -> tuple[Document, ...]:
-        """The union of the documents several questions need, in group order."""
-        wanted: set[str] = set()
-        for question in questions:
-            wanted.update(d.id for d in self.documents_for(question))
         return tuple(d for d in self.documents if d.id in wanted)
 
     @classmethod

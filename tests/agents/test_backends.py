@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from fanout.agents._portal import run_sync
 from fanout.agents.backend import Backend, Completion, CompletionRequest, Example, Prompt
 from fanout.agents.errors import AuthenticationFailed, BackendUnavailable
 from fanout.agents.fallback import FallbackBackend
-from fanout.agents.portal import run_sync
 from fanout.agents.testing import ScriptedBackend
 from fanout.evals.faults import FaultSpec, FaultyBackend
 from tests.conftest import LlamaServer, close_langchain_clients, free_port
@@ -140,7 +140,7 @@ def test_in_process_chat_model_uses_its_template_and_stops_on_time(smollm2_backe
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(smollm2_backend.complete(long), timeout=0.1)
 
-    from fanout.agents.compute import compute_thread
+    from fanout.agents._compute import compute_thread
 
     asyncio.run(timed_out())
     # The call may still be evaluating the prompt; once the compute thread is free, the context

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fanout.agents._batch_policy import CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 from fanout.agents.backend import CompletionRequest
-from fanout.agents.batch_policy import CPU_MIN_ANSWER_TOKENS, AutoBatchPolicy
 
 
 def test_no_batching_before_any_answer_or_for_short_answers() -> None:

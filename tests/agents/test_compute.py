@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 
-from fanout.agents.compute import ComputeThread, compute_thread
+from fanout.agents._compute import ComputeThread, compute_thread
 
 
 def test_the_process_has_one_compute_thread() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fanout.agents._fleet import EndpointPool, parse_base_urls, redact_url
 from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.errors import BackendUnavailable, UserError
-from fanout.agents.fleet import EndpointPool, parse_base_urls, redact_url
 from fanout.agents.openai import OpenAIBackend
 from fanout.evals.bench.loopback import LoopbackServer
 from fanout.orchestrator.coordinator import Coordinator

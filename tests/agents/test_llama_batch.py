@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from fanout.agents._llama_batch import MIN_COPY_TOKENS, _plan_admission, _Slot, common_prefix_length
+from fanout.agents._llama_completion import BatchOutput, CompletionJob, SequenceDecoder
 from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.errors import ContextOverflow, UserError
-from fanout.agents.llama_batch import MIN_COPY_TOKENS, _plan_admission, _Slot, common_prefix_length
-from fanout.agents.llama_completion import BatchOutput, CompletionJob, SequenceDecoder
-from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.subagent import task_prompt
 from fanout.agents.task import SubTask
 
 # ggml picks its small-batch kernel once, at the first matmul of the process: set it before any
@@ -104,7 +104,7 @@ def test_without_sharing_every_prompt_is_evaluated_whole() -> None:
 def test_a_prompt_is_evaluated_in_a_call_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     # llama.cpp splits a call mixing one sequence's prompt with other sequences' tokens into
     # micro-batches whose shape changes the prompt's rounding: prompts must travel alone.
-    from fanout.agents.llama_batch import LlamaBatchEngine
+    from fanout.agents._llama_batch import LlamaBatchEngine
 
     engine = LlamaBatchEngine.__new__(LlamaBatchEngine)  # no model: the calls are recorded
     engine._slots = [_Slot(i) for i in range(4)]
@@ -264,7 +264,7 @@ def test_batched_greedy_output_equals_the_sequential_path(exact_backends) -> Non
 def test_long_answers_stay_exact_when_requests_outnumber_sequences(exact_backends) -> None:  # type: ignore[no-untyped-def]
     # No stop sequence: every answer runs 64 tokens, so newcomers join a batch still decoding,
     # reuse and trim the caches of finished sequences, and the caches outgrow 256 cells.
-    from fanout.agents.prompts import render_completion
+    from fanout.agents._prompts import render_completion
     from fanout.evals.bench.workload import bench_prompts
 
     sequential, batched = exact_backends
@@ -287,8 +287,8 @@ def test_long_answers_stay_exact_when_requests_outnumber_sequences(exact_backend
 
 @pytest.mark.integration
 def test_prompt_tokens_are_counted_as_create_completion_counts_them(exact_backends) -> None:  # type: ignore[no-untyped-def]
-    from fanout.agents.llama_batch import completion_prompt_tokens
-    from fanout.agents.prompts import render_completion
+    from fanout.agents._llama_batch import completion_prompt_tokens
+    from fanout.agents._prompts import render_completion
 
     sequential, _ = exact_backends
     text = render_completion(supplier_prompts()[0])
@@ -365,13 +365,13 @@ def test_every_decode_runs_on_the_one_compute_thread(
     exact_backends,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A second thread driving llama.cpp gets its own OpenMP team and slows both (agents/compute.py).
+    # A second thread driving llama.cpp gets its own OpenMP team and slows both (agents/_compute.py).
     import threading
 
     import llama_cpp
     import llama_cpp.llama_cpp as bindings
 
-    from fanout.agents.compute import compute_thread
+    from fanout.agents._compute import compute_thread
 
     sequential, batched = exact_backends
     threads: set[int] = set()
@@ -403,7 +403,7 @@ def test_every_decode_runs_on_the_one_compute_thread(
 def test_a_sequential_call_runs_between_the_steps_of_a_long_batch(exact_backends) -> None:  # type: ignore[no-untyped-def]
     # Batch steps are queued one at a time on the compute thread, so a schema call (sequential)
     # does not wait for a batch of long answers to drain.
-    from fanout.agents.prompts import render_completion
+    from fanout.agents._prompts import render_completion
     from fanout.evals.bench.workload import copy_prompts
 
     _, batched = exact_backends
@@ -439,7 +439,7 @@ def test_the_context_defaults_to_the_trained_one_and_batched_sequences_stay_shor
 ) -> None:
     """No n_ctx: the GGUF's trained context (32,768 for Gemma 3 270M), not a fixed 4,096; a batched
     sequence holds at most SEQUENCE_CTX tokens, and a call longer than that runs sequentially."""
-    from fanout.agents.llama_batch import SEQUENCE_CTX
+    from fanout.agents._llama_batch import SEQUENCE_CTX
     from fanout.agents.llama_cpp import LlamaCppBackend
 
     with LlamaCppBackend(gemma_path, n_threads=2, n_parallel=2) as backend:

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from fanout.agents import model_cache
-from fanout.agents.errors import UserError
-from fanout.agents.llama_cpp import LlamaCppBackend, resolve_model
-from fanout.agents.model_cache import (
+from fanout.agents import _model_cache as model_cache
+from fanout.agents._model_cache import (
     PULLED_MODELS,
     PulledModel,
     assemble_parts,
     cached_model_path,
     pull_model,
 )
+from fanout.agents.errors import UserError
+from fanout.agents.llama_cpp import LlamaCppBackend, resolve_model
 
 PARTS = [b"GGUF" + b"a" * 1000, b"b" * 777, b"c" * 5]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from fanout.agents._prices import PriceTable
 from fanout.agents.backend import CompletionRequest, Prices, Prompt, Usage
 from fanout.agents.openai import OpenAIBackend
-from fanout.agents.prices import PriceTable
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import CallPolicy, Coordinator, Document, Request
 from tests.conftest import MODELS_BODY, StubHTTPServer, json_body

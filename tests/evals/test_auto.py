@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fanout.agents.errors import UserError
 from fanout.agents.testing import ScriptedBackend
-from fanout.evals.profile import build_profile
+from fanout.evals._profile import build_profile
 from fanout.evals.records import EvalResults
 from fanout.evals.runner import evaluate
 from fanout.orchestrator.auto import StrategyChooser
@@ -83,7 +83,7 @@ def test_auto_on_other_groups_matches_the_best_fixed_strategy_at_each_n(
         "monolithic",
     }
     # Completion lengths vary a little between two runs of one strategy: 1% counts as equal.
-    from fanout.evals.auto_check import check_auto
+    from fanout.evals._auto_check import check_auto
 
     best, auto = report.cell("isolated", 8), report.cell("auto", 8)
     assert best is not None and auto is not None
@@ -167,7 +167,7 @@ def app() -> typer.Typer:
 def test_eval_cli_auto_options_are_checked_before_the_model(
     app: typer.Typer, measured: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import fanout.agents.factory as factory
+    import fanout.agents._factory as factory
 
     made: list[ScriptedBackend] = []
     monkeypatch.setattr(

@@ -7,10 +7,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import fanout.agents.factory as factory
+import fanout.agents._factory as factory
 from fanout.agents.errors import UserError
 from fanout.agents.testing import ScriptedBackend
-from fanout.evals.cli import parse_instances
+from fanout.evals._cli import parse_instances
 
 from .conftest import oracle
 

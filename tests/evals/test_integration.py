@@ -40,8 +40,8 @@ def test_tiny_real_sweep_on_the_embedded_model(llama_backend: Backend, tmp_path:
         assert (tmp_path / name).stat().st_size > 0
 
     # The report says what produced it: the model file and its hash, versions, hardware.
-    from fanout.agents.safe_text import for_markdown
-    from fanout.evals.provenance import file_sha256
+    from fanout.agents._safe_text import for_markdown
+    from fanout.evals._provenance import file_sha256
 
     markdown = (tmp_path / "report.md").read_text()
     path = llama_backend.path  # type: ignore[attr-defined]

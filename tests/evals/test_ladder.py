@@ -9,8 +9,8 @@ from fanout.agents.backend import CompletionRequest
 from fanout.agents.testing import ScriptedBackend
 from fanout.cli import main
 from fanout.evals import evaluate
-from fanout.evals.compare import load_results
-from fanout.evals.ladder import crossover_table, pool_cells
+from fanout.evals._compare import load_results
+from fanout.evals._ladder import crossover_table, pool_cells
 from tests.evals.test_litm_suites import kv_file
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fanout.agents.errors import UserError
-from fanout.evals.scoring import is_correct
+from fanout.evals._scoring import is_correct
 from fanout.evals.suites import (
     DEV_KV_ITEMS,
     DEV_NQ_ITEMS,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.evals.scoring import extract_answer, is_correct, is_hijacked, normalize, parse_numbered
+from fanout.evals._scoring import extract_answer, is_correct, is_hijacked, normalize, parse_numbered
 from fanout.evals.suites import Question
 
 

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 
-from fanout.agents.portal import run_sync
+from fanout.agents._portal import run_sync
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import CallPolicy, Coordinator, Document, Request
 

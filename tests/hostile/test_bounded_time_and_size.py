@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fanout.agents import bounded_http
+from fanout.agents import _bounded_http as bounded_http
 from fanout.agents.backend import CompletionRequest, Prompt
 from fanout.agents.errors import InvalidResponse
 from fanout.agents.openai import OpenAIBackend

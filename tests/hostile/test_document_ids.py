@@ -15,7 +15,7 @@ import pytest
 from fanout.agents.backend import CompletionRequest
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import Coordinator, Document, Request
-from fanout.orchestrator.aliases import inline_id
+from fanout.orchestrator._aliases import inline_id
 from tests.conftest import ROOT, StubHTTPServer
 from tests.hostile.text_model import QUESTION, answer, chat_reply
 

@@ -34,8 +34,8 @@ from fanout.orchestrator import (
     Request,
     RunContext,
 )
+from fanout.orchestrator._fingerprint import sub_task_key
 from fanout.orchestrator.checkpoint import checkpoint_types
-from fanout.orchestrator.fingerprint import sub_task_key
 from tests.conftest import EXAMPLES, ROOT
 from tests.hostile.runtime_support import (
     HoldingServer,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from fanout.agents.secrets import redact_url, register_secret, scrub
+from fanout.agents._secrets import redact_url, register_secret, scrub
 from tests.conftest import MODELS_BODY, ROOT, StubHTTPServer, chat_completion_body, json_body
 
 KEY = "sk-hostile-Key-9f3a7c21"

@@ -316,7 +316,7 @@ def test_an_eval_that_cannot_write_its_results_is_one_line(tmp_path: Path) -> No
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
-        "import fanout.agents.factory as factory\n"
+        "import fanout.agents._factory as factory\n"
         "from fanout.agents.testing import ScriptedBackend\n"
         "from tests.hostile.test_stored_state import echo_document\n"
         "factory.make_backend = lambda kind, **o: ScriptedBackend(fn=echo_document)\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.table import Table
 
-from fanout.agents.safe_text import (
+from fanout.agents._safe_text import (
     CELL_LIMIT,
     console,
     for_html,

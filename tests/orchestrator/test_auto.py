@@ -286,7 +286,7 @@ def test_bad_objectives_are_one_line_errors(options: dict[str, object], fragment
 
 
 def test_a_checkpointed_run_keeps_its_plan(tmp_path: Path) -> None:
-    from fanout.agents.portal import run_sync
+    from fanout.agents._portal import run_sync
     from fanout.orchestrator.checkpoint import open_checkpoint
 
     request = Request(documents=tuple(docs(10)), question="Who?")

@@ -2,9 +2,9 @@
 
 import pytest
 
+from fanout.agents._prompts import render_chat, render_completion
 from fanout.agents.backend import CompletionRequest, Prompt
-from fanout.agents.prompts import render_chat, render_completion
-from fanout.agents.qa_prompts import parse_evidence_answer
+from fanout.agents.subagent import parse_evidence_answer
 from fanout.agents.testing import ScriptedBackend
 from fanout.orchestrator import Coordinator, Document, Request
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fanout.orchestrator._lease import RunLease
 from fanout.orchestrator.errors import RunInUse
-from fanout.orchestrator.lease import RunLease
 from tests.conftest import MODELS_BODY, ROOT, StubHTTPServer, chat_completion_body
 
 CRASH_RUN = Path(__file__).with_name("crash_run.py")
@@ -244,7 +244,7 @@ def test_a_checkpoint_write_that_fails_or_is_cancelled_leaves_the_file_unlocked(
     """LangGraph's saver writes, then commits: a write whose commit never came (an error, or a
     stop signal between the two) held the file's write lock, and every later writer (the result
     store, the lease) waited out SQLite's busy timeout, one after another."""
-    from fanout.agents.portal import run_sync
+    from fanout.agents._portal import run_sync
     from fanout.orchestrator.checkpoint import open_checkpoint
 
     checkpoint = open_checkpoint(tmp_path / "run.db")

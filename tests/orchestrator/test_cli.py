@@ -292,7 +292,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture
 def scripted_cli(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """`fanout run` with the scripted fake behind --backend llama."""
-    from fanout.agents import factory
+    from fanout.agents import _factory as factory
     from fanout.agents.backend import CompletionRequest
     from fanout.agents.testing import ScriptedBackend
 
@@ -334,7 +334,7 @@ def test_paired_sends_document_i_instruction_i(
 def test_no_document_answers_exits_0_and_says_so(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.agents import factory
+    from fanout.agents import _factory as factory
     from fanout.agents.testing import ScriptedBackend
 
     # A new backend per run: each run closes its own (a closed one would fail every call).
@@ -424,7 +424,7 @@ def _profile(tmp_path: Path, model: str) -> Path:
 def test_auto_prints_its_plan_and_refuses_another_models_profile(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fanout.agents import factory
+    from fanout.agents import _factory as factory
     from fanout.agents.backend import CompletionRequest
     from fanout.agents.testing import ScriptedBackend
 

@@ -7,7 +7,7 @@ import re
 from typer.testing import CliRunner
 
 from fanout.cli import app
-from fanout.orchestrator import cli_options as opts
+from fanout.orchestrator import _cli_options as opts
 from fanout.orchestrator.policy import CallPolicy
 
 SHARED = {

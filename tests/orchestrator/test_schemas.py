@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from fanout.agents.errors import UserError
-from fanout.orchestrator.schemas import load_output_schema, model_from_json_schema
+from fanout.orchestrator._schemas import load_output_schema, model_from_json_schema
 from tests.conftest import EXAMPLES
 
 SCHEMA = {

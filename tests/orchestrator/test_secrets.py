@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fanout.agents.secrets import register_secret, scrub
+from fanout.agents._secrets import register_secret, scrub
 from tests.conftest import EXAMPLES, MODELS_BODY, ROOT, LlamaServer, StubHTTPServer, json_body
 
 MARKER = "sk-fanout-secret-marker-7f3a9c"

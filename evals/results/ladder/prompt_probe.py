@@ -16,9 +16,9 @@ import json
 import time
 from pathlib import Path
 
+from fanout.agents._factory import make_backend
 from fanout.agents.backend import CompletionRequest, Prompt
-from fanout.agents.factory import make_backend
-from fanout.agents.qa_prompts import NOT_FOUND, is_not_found, parse_evidence_answer
+from fanout.agents.subagent import NOT_FOUND, is_not_found, parse_evidence_answer
 from fanout.evals.suites.answers import holds_answer
 from fanout.evals.suites.kvretrieval import format_kv_records, load_kvretrieval
 from fanout.evals.suites.litm import ItemRange

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from prompt_probe import VARIANTS  # type: ignore[import-not-found]  # the script beside this one
 
+from fanout.agents._factory import make_backend
 from fanout.agents.backend import CompletionRequest, Prompt
-from fanout.agents.factory import make_backend
-from fanout.agents.qa_prompts import is_not_found, parse_evidence_answer
+from fanout.agents.subagent import is_not_found, parse_evidence_answer
 from fanout.evals.suites.mdqa import load_mdqa
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from fanout.agents._secrets import scrub
 from fanout.agents.backend import Backend
-from fanout.agents.secrets import scrub
 
 __all__ = ["COMMAND_LINE", "Provenance", "collect_provenance", "file_sha256"]
 
@@ -143,7 +143,7 @@ def collect_provenance(backend: Backend, *, command: str | None = None) -> Prove
     command = scrub(command)  # a URL typed with its password, a key given as an option
     endpoint = None
     if isinstance(base_url, str):
-        from fanout.agents.fleet import redact_url
+        from fanout.agents._fleet import redact_url
 
         endpoint = redact_url(base_url)
     return Provenance(

@@ -26,12 +26,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from fanout.agents._safe_text import CELL_LIMIT, console, for_terminal, rich_text
+from fanout.agents._secrets import scrub
 from fanout.agents.errors import UserError
-from fanout.agents.safe_text import CELL_LIMIT, console, for_terminal, rich_text
-from fanout.agents.secrets import scrub
-from fanout.orchestrator import cli_options as opts
+from fanout.orchestrator import _cli_options as opts
 
-from .compare import Comparison, compare_results, load_results
+from ._compare import Comparison, compare_results, load_results
 from .faults import FaultSpec
 from .metrics import CellMetrics, PriceTable, load_prices
 from .records import EvalResults
@@ -412,7 +412,7 @@ def ladder_command(
     above monolithic's, with the token ratio there, or what one prompt did. mdqa and kvretrieval
     runs at --position start, middle and end give one plot per model, suite and N.
     """
-    from .ladder import crossover_markdown, crossover_table, plot_positions
+    from ._ladder import crossover_markdown, crossover_table, plot_positions
 
     loaded = [load_results(path) for path in runs]
     _writable(out)

@@ -11,12 +11,11 @@ from collections.abc import Callable
 from itertools import groupby
 from typing import Any, Literal
 
-from fanout.agents.qa_prompts import NOT_FOUND
-from fanout.agents.secrets import scrub
-from fanout.agents.subagent import ModelAccess
+from fanout.agents._secrets import scrub
+from fanout.agents.subagent import NOT_FOUND, ModelAccess
 
-from .citations import clean_model_text
-from .prompts import reduce_prompt
+from ._citations import clean_model_text
+from ._prompts import reduce_prompt
 from .result import DocumentAnswer, SubResult
 
 __all__ = ["ReduceMode", "reduce_chunks"]

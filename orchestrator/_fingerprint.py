@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fanout.agents._fleet import redact_url
 from fanout.agents.backend import Backend, PromptStyle
-from fanout.agents.fleet import redact_url
-from fanout.agents.qa_prompts import task_prompt
+from fanout.agents.subagent import task_prompt
 from fanout.agents.task import SubTask
 
 from .request import Request

@@ -3,9 +3,9 @@
 Several questions in one call (mti, batch), a Chain-of-Agents worker and manager, and a sequential
 session's turns.
 All are few-shot and end on an answer cue, so base models (the embedded Gemma 3 270M) continue
-them with the answer; chat models get the same parts as messages (see `fanout.agents.prompts`).
+them with the answer; chat models get the same parts as messages (see `fanout.agents._prompts`).
 Documents are shown under their number in the group ("[1]"), never their id, as in the
-coordinator's prompts (`fanout.orchestrator.aliases`).
+coordinator's prompts (`fanout.orchestrator._aliases`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fanout.agents.backend import Example, Prompt
-from fanout.agents.qa_prompts import NOT_FOUND, task_prompt
+from fanout.agents.subagent import NOT_FOUND, task_prompt
 from fanout.agents.task import SubTask
 
 from .suites.group import Document

@@ -4,7 +4,7 @@ Some servers echo the request's ``Authorization`` header (or the key itself) in 
 even in answers, and a recorded command line holds whatever URL the user typed. Such text travels
 everywhere (stderr, JSON log events, ``SubResult``, ``--json``, results.json, report.md/html, the
 checkpoint database), so there is one redaction, `scrub`, and every sink applies it
-(`fanout.agents.safe_text` does it for the display sinks). Each backend registers the key it was
+(`fanout.agents._safe_text` does it for the display sinks). Each backend registers the key it was
 configured with (`register_secret`) and the credentials in its base URL (`register_url_secrets`).
 
 What `scrub` replaces with ``***``:

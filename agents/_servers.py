@@ -7,7 +7,7 @@ llama.cpp's own server takes ``json_schema`` and tokenizes at ``/tokenize``; Ope
 ``json_schema`` and have no public tokenizer route. Each of those routes is tried once with an
 empty text: the answer tells the servers apart without a model call.
 
-Every exchange here has a total deadline and a size limit (`fanout.agents.bounded_http`): a server
+Every exchange here has a total deadline and a size limit (`fanout.agents._bounded_http`): a server
 that drips its answer a byte at a time, or answers without end, costs at most the deadline.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import httpx
 
-from . import bounded_http
-from .tokens import Count
+from . import _bounded_http as bounded_http
+from ._tokens import Count
 
 __all__ = [
     "SchemaFormat",
@@ -149,7 +149,7 @@ def server_context_window(
 
     llama.cpp's server tells its ``n_ctx`` at ``/props``; vLLM lists ``max_model_len`` with each
     model at ``/models``. llama-cpp-python's server tells it nowhere but in an overflow error
-    (which `fanout.agents.classify` reads). None when the server does not say, or cannot be asked.
+    (which `fanout.agents._classify` reads). None when the server does not say, or cannot be asked.
     """
     headers = _headers(api_key)
     root = _root(base_url)

@@ -33,9 +33,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .compute import compute_thread
-from .errors import BackendClosed, BackendError
-from .llama_completion import (
+from ._compute import compute_thread
+from ._llama_completion import (
     BatchOutput,
     CompletionJob,
     SequenceDecoder,
@@ -43,6 +42,7 @@ from .llama_completion import (
     completion_prompt_tokens,
     sampler_chain,
 )
+from .errors import BackendClosed, BackendError
 
 __all__ = [
     "SEQUENCE_CTX",

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ._secrets import redact_url as redact_credentials
 from .errors import UserError
-from .secrets import redact_url as redact_credentials
 
 __all__ = ["CallOutcome", "EndpointPool", "EndpointStats", "parse_base_urls", "redact_url"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fanout.agents.safe_text import for_plot
+from fanout.agents._safe_text import for_plot
 
 from .metrics import CellMetrics
 

@@ -1,14 +1,14 @@
 """The coordinator's own words to a model: merging a document's chunk answers, and synthesis.
 
 A sub-agent's words (the QA prompt, the one prompt over every document) are in
-`fanout.agents.qa_prompts`. Base models get few-shot completion prompts; chat models get the same
-parts as messages (`fanout.agents.prompts` renders both).
+`fanout.agents.subagent`. Base models get few-shot completion prompts; chat models get the same
+parts as messages (`fanout.agents._prompts` renders both).
 """
 
 from __future__ import annotations
 
 from fanout.agents.backend import Example, Prompt
-from fanout.agents.qa_prompts import NOT_FOUND
+from fanout.agents.subagent import NOT_FOUND
 
 __all__ = ["reduce_prompt", "synthesis_prompt"]
 

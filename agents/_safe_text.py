@@ -12,7 +12,7 @@ sink goes through one of them:
 - `for_markdown`, `for_html`: the same, then escaped for the format.
 - `for_plot`: the same, with ``$`` escaped (matplotlib reads ``$...$`` as mathtext).
 
-Each also redacts secrets (`fanout.agents.secrets.scrub`), so one call per sink does both. JSON
+Each also redacts secrets (`fanout.agents._secrets.scrub`), so one call per sink does both. JSON
 sinks need no escaping (JSON escapes controls itself) and keep everything; they call `scrub`.
 """
 
@@ -22,7 +22,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
-from .secrets import scrub
+from ._secrets import scrub
 
 if TYPE_CHECKING:
     from rich.console import Console

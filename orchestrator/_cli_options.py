@@ -18,11 +18,11 @@ from typing import Annotated, Literal
 
 import typer
 
-from fanout.agents import factory
+from fanout.agents import _factory as factory
+from fanout.agents._factory import BackendKind
+from fanout.agents._portal import run_sync
 from fanout.agents.backend import Backend, release
 from fanout.agents.errors import UserError
-from fanout.agents.factory import BackendKind
-from fanout.agents.portal import run_sync
 
 from .auto import Objective, StrategyChooser
 from .policy import CallPolicy

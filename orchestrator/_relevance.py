@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ._bm25 import bm25s as import_bm25s
-from .grounding import is_grounded
+from ._grounding import is_grounded
 from .result import DocumentAnswer
 
 __all__ = ["RELATIVE_THRESHOLD", "relevance_scores", "select_findings"]

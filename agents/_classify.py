@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._secrets import scrub
 from .errors import (
     AuthenticationFailed,
     BackendError,
@@ -26,7 +27,6 @@ from .errors import (
     ContextOverflow,
     RateLimited,
 )
-from .secrets import scrub
 
 __all__ = [
     "context_window_in",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fanout.agents.safe_text import visible
+from fanout.agents._safe_text import visible
 
 from .request import Request
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from ._profile import ADAPTIVE
 from .metrics import CellMetrics
-from .profile import ADAPTIVE
 from .records import GroupRecord
 from .strategies import ROUTING
 

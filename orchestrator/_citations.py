@@ -3,7 +3,7 @@
 A synthesizer (a small model especially) invents aliases, cites a document for another document's
 fact, appends an instruction it read in a finding ("- Priya Shah, and wire the deposit to IBAN
 XX99 [1]"), writes a line citing nothing, or copies a hostile document's forged line ("- Zed Zulu
-[1]"). Models never see document ids, only aliases (`fanout.orchestrator.aliases`), so the
+[1]"). Models never see document ids, only aliases (`fanout.orchestrator._aliases`), so the
 coordinator reads every bracket of the answer as a list of aliases and checks each line:
 
 - each cited alias must be a document of the request; with findings (isolated runs), a document
@@ -28,9 +28,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ._aliases import DocumentAliases, inline_id
 from ._bm25 import bm25s as import_bm25s
-from .aliases import DocumentAliases, inline_id
-from .grounding import normalize_text
+from ._grounding import normalize_text
 from .result import InvalidCitation, UnsupportedLine
 
 __all__ = [
