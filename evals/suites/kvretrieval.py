@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from fanout.agents.errors import UserError, validation_message
+from fanout.agents.errors import UserError
 
-from .dataset import read_jsonl
 from .filler import Position
 from .group import Document, Group, Question
-from .litm import DEV_KV_ITEMS, ItemRange, gold_index
+from .litm import DEV_KV_ITEMS, ItemRange, LitmSuite, gold_index, read_items
 
 __all__ = ["KVItem", "KVRetrievalSuite", "format_kv_records", "load_kvretrieval"]
 
@@ -55,24 +54,11 @@ def format_kv_records(records: Sequence[tuple[str, str]]) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class KVRetrievalSuite:
+class KVRetrievalSuite(LitmSuite[KVItem]):
     """Groups of one question over one JSON object of N pairs, the gold pair at `position`."""
 
-    items: Sequence[tuple[int, KVItem]]
-    """(item number in the file, item) for each item of the range."""
-    source_file: str
-    """The dataset file."""
-    item_range: ItemRange
-    """Which items of the file were read."""
-    position: Position = "middle"
-    """Where the gold pair sits."""
     name: str = "kvretrieval"
     """Suite name in reports."""
-
-    @property
-    def source(self) -> str:
-        """The file, the items read and the gold position: a resume must agree on all three."""
-        return f"{self.source_file} items {self.item_range}, gold {self.position}"
 
     def check(self, n: int, groups: int) -> None:
         """N pairs must be at most what each item holds, and at least two."""
@@ -110,20 +96,9 @@ def load_kvretrieval(
 ) -> KVRetrievalSuite:
     """Read the items of `items` (default: the development range) from a kv-retrieval file."""
     item_range = items or DEV_KV_ITEMS
-    path = Path(path)
-    read: list[tuple[int, KVItem]] = []
-    for lineno, raw in read_jsonl(path):
-        number = lineno - 1
-        if number >= item_range.end:
-            break
-        if number not in item_range:
-            continue
-        try:
-            read.append((number, KVItem.model_validate(raw)))
-        except ValidationError as exc:
-            raise UserError(f"{path}:{lineno}: {validation_message(exc)}") from None
-    if not read:
-        raise UserError(f"{path}: no items in the range {item_range}")
     return KVRetrievalSuite(
-        items=read, source_file=str(path), item_range=item_range, position=position
+        items=read_items(Path(path), KVItem, item_range),
+        source_file=str(path),
+        item_range=item_range,
+        position=position,
     )

@@ -10,13 +10,21 @@ the items of its range, so a sweep on the default range never sees an acceptance
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
 
-from fanout.agents.errors import UserError
+from pydantic import BaseModel, ValidationError
 
+from fanout.agents.errors import UserError, validation_message
+
+from .dataset import read_jsonl
 from .filler import Position
 
-__all__ = ["DEV_KV_ITEMS", "DEV_NQ_ITEMS", "ItemRange", "gold_index"]
+__all__ = ["DEV_KV_ITEMS", "DEV_NQ_ITEMS", "ItemRange", "LitmSuite", "gold_index", "read_items"]
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -64,3 +72,44 @@ def gold_index(position: Position, n: int, rng: random.Random) -> int:
     if position == "end":
         return n - 1
     return rng.randrange(n)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LitmSuite(Generic[ItemT]):
+    """The items of one range of a Lost in the Middle file, and where the gold piece goes."""
+
+    items: Sequence[tuple[int, ItemT]]
+    """(item number in the file, item) for each item of the range."""
+    source_file: str
+    """The dataset file."""
+    item_range: ItemRange
+    """Which items of the file were read."""
+    position: Position = "middle"
+    """Where the gold piece sits."""
+
+    @property
+    def source(self) -> str:
+        """The file, the items read and the gold position: a resume must agree on all three."""
+        return f"{self.source_file} items {self.item_range}, gold {self.position}"
+
+
+def read_items(path: Path, model: type[ItemT], item_range: ItemRange) -> list[tuple[int, ItemT]]:
+    """The items of `item_range` in a JSON-lines file, each validated as `model`.
+
+    Raises:
+        UserError: a line that is not a valid item (naming ``FILE:LINE``), or no item in the range.
+    """
+    read: list[tuple[int, ItemT]] = []
+    for lineno, raw in read_jsonl(path):
+        number = lineno - 1
+        if number >= item_range.end:
+            break
+        if number not in item_range:
+            continue
+        try:
+            read.append((number, model.model_validate(raw)))
+        except ValidationError as exc:
+            raise UserError(f"{path}:{lineno}: {validation_message(exc)}") from None
+    if not read:
+        raise UserError(f"{path}: no items in the range {item_range}")
+    return read

@@ -10,21 +10,19 @@ passages per question; each group is one question. Answers are scored by best-su
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from fanout.agents.errors import UserError, validation_message
+from fanout.agents.errors import UserError
 from fanout.orchestrator._bm25 import bm25s as import_bm25s
 
 from .answers import holds_answer
-from .dataset import read_jsonl
 from .filler import Position
 from .group import Document, Group, Question
-from .litm import DEV_NQ_ITEMS, ItemRange, gold_index
+from .litm import DEV_NQ_ITEMS, ItemRange, LitmSuite, gold_index, read_items
 
 __all__ = ["MultiDocQASuite", "Passage", "QAItem", "load_mdqa"]
 
@@ -56,27 +54,20 @@ class QAItem(BaseModel):
     ctxs: list[Passage]
     """The gold passage first (the oracle file holds only it)."""
 
+    @model_validator(mode="after")
+    def _answerable(self) -> QAItem:
+        if not self.answers or not self.ctxs:
+            raise ValueError("needs answers and a gold passage in 'ctxs'")
+        return self
+
 
 @dataclass(frozen=True, kw_only=True)
-class MultiDocQASuite:
+class MultiDocQASuite(LitmSuite[QAItem]):
     """Groups of one question over N passages: its gold one at `position`, N-1 BM25 distractors."""
 
-    items: Sequence[tuple[int, QAItem]]
-    """(item number in the file, item) for each item of the range."""
-    source_file: str
-    """The dataset file."""
-    item_range: ItemRange
-    """Which items of the file were read."""
-    position: Position = "middle"
-    """Where the gold passage sits."""
     name: str = "mdqa"
     """Suite name in reports."""
     _index: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
-
-    @property
-    def source(self) -> str:
-        """The file, the items read and the gold position: a resume must agree on all three."""
-        return f"{self.source_file} items {self.item_range}, gold {self.position}"
 
     def check(self, n: int, groups: int) -> None:
         """N passages need N-1 distractors from the other items of the range."""
@@ -162,23 +153,9 @@ def load_mdqa(
 ) -> MultiDocQASuite:
     """Read the items of `items` (default: the development range) from an NQ-open oracle file."""
     item_range = items or DEV_NQ_ITEMS
-    path = Path(path)
-    read: list[tuple[int, QAItem]] = []
-    for lineno, raw in read_jsonl(path):
-        number = lineno - 1
-        if number not in item_range:
-            if number >= item_range.end:
-                break
-            continue
-        try:
-            item = QAItem.model_validate(raw)
-        except ValidationError as exc:
-            raise UserError(f"{path}:{lineno}: {validation_message(exc)}") from None
-        if not item.answers or not item.ctxs:
-            raise UserError(f"{path}:{lineno}: needs answers and a gold passage in 'ctxs'")
-        read.append((number, item))
-    if not read:
-        raise UserError(f"{path}: no items in the range {item_range}")
     return MultiDocQASuite(
-        items=read, source_file=str(path), item_range=item_range, position=position
+        items=read_items(Path(path), QAItem, item_range),
+        source_file=str(path),
+        item_range=item_range,
+        position=position,
     )
