@@ -4,8 +4,8 @@
 # results.json: rerun this script to finish an interrupted sweep (finished steps cost a second).
 # Usage:
 #   LITM=/path/to/lost-in-the-middle-data OUT=eval-out/ladder bash evals/results/ladder/sweep.sh [STEP...]
-# STEP: kv, kvchunks, mdqa-middle, mdqa-ends, synthetic, small, auto, mdqa20 (default: all, in that
-# order). Qwen models: fanout models pull qwen2.5-coder-1.5b (and -0.5b) first.
+# STEP: kv, kvchunks, mdqa-middle, mdqa-ends, synthetic, small, auto, auto-small, mdqa20 (default:
+# all but auto-small, in that order). Qwen models: fanout models pull qwen2.5-coder-1.5b (and -0.5b) first.
 # LITM holds nq-open-oracle.jsonl.gz and kv-retrieval-75_keys.jsonl.gz from nelson-liu/lost-in-the-middle.
 set -u
 FANOUT=${FANOUT:-.venv/bin/fanout}
@@ -24,9 +24,9 @@ run() {  # run NAME ARGS...: one eval, logged; a failure is reported and the swe
     "$FANOUT" eval "$@" || echo "== $name exited $?"
 }
 
-mdqa() {  # mdqa MODEL POSITION K
+mdqa() {  # mdqa MODEL POSITION K [QUESTIONS]: QUESTIONS questions (default 10), one a group
     run "$1 mdqa k=$3 $2" --suite mdqa --dataset "$LITM/nq-open-oracle.jsonl.gz" --model "$1" \
-        "${COMMON[@]}" --instances "$3" --groups 10 --position "$2" --out "$OUT/$1/mdqa-$2-k$3"
+        "${COMMON[@]}" --instances "$3" --groups "${4:-10}" --position "$2" --out "$OUT/$1/mdqa-$2-k$3"
 }
 
 kv() {  # kv MODEL: one object of 75 pairs, isolated reads it whole (32k context)
@@ -68,7 +68,11 @@ for step in "${steps[@]}"; do
                    synthetic "$m"
                done ;;
         auto) for m in "${QWEN[@]}" "${SMALL[@]}"; do auto "$m"; done ;;
-        mdqa20) for m in "${QWEN[@]}"; do for p in middle start end; do mdqa "$m" "$p" 20; done; done ;;
+        auto-small) for m in "${SMALL[@]}"; do auto "$m"; done ;;
+        # k=20: 5 questions a cell (the 7 Dec run; a larger count resumes the same folders)
+        mdqa20) for p in middle start end; do
+                    for m in "${QWEN[@]}" "${SMALL[@]}"; do mdqa "$m" "$p" 20 "${K20_QUESTIONS:-5}"; done
+                done ;;
         *) echo "unknown step $step"; exit 2 ;;
     esac
 done
