@@ -46,11 +46,12 @@ synthetic() {  # synthetic MODEL: nq (NQ-open, shipped slice) and keyvalue at N=
         --groups 2 --doc-tokens 100 --out "$OUT/$1/keyvalue"
 }
 
-auto() {  # auto MODEL: auto with the seed-0 nq profile, on other questions (seed 1)
+auto() {  # auto MODEL: auto with the seed-0 nq profile, on other questions (seed 1); written
+    # beside OUT (OUT-auto) so that `fanout ladder OUT/*/*` pools only the fixed strategies' cells
     local profile="$OUT/$1/nq/profile.json"
     [ -f "$profile" ] || { echo "== $1 auto skipped: no $profile yet"; return; }
     run "$1 auto nq" --suite nq --model "$1" --strategies auto,isolated,monolithic --retries 0 \
-        --instances 1,5,10 --groups 2 --seed 1 --profile "$profile" --out "$OUT/$1/nq-auto-seed1"
+        --instances 1,5,10 --groups 2 --seed 1 --profile "$profile" --out "$OUT-auto/$1/nq-auto-seed1"
 }
 
 steps=("$@")
