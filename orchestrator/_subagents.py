@@ -159,27 +159,19 @@ def _retrieved(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+@dataclass(eq=False, kw_only=True)
 class SubAgentRunner:
     """Runs sub-tasks with a kit's sub-agent stage, store, hooks and policy."""
 
-    def __init__(
-        self,
-        *,
-        backend: Backend,
-        stages: Stages,
-        policy: CallPolicy,
-        result_store: ResultStore | None,
-        output_schema: type[BaseModel] | None,
-        settings: Callable[[], dict[str, str]],
-        typed: Callable[[SubResult[Any]], SubResult[Any]],
-    ) -> None:
-        self.backend = backend
-        self.stages = stages
-        self.policy = policy
-        self.result_store = result_store
-        self.output_schema = output_schema
-        self.settings = settings
-        self.typed = typed
+    backend: Backend
+    stages: Stages
+    policy: CallPolicy
+    result_store: ResultStore | None
+    output_schema: type[BaseModel] | None
+    settings: Callable[[], dict[str, str]]
+    """What the results depend on, read at each lookup (part of every content key)."""
+    typed: Callable[[SubResult[Any]], SubResult[Any]]
+    """A sub-result with its ``data`` typed as the output schema (for the hooks)."""
 
     async def run_fitting(
         self, run_ctx: RunContext[Any], task: SubTask, *, cuts: int = 0
@@ -190,13 +182,15 @@ class SubAgentRunner:
         if not overflows or cuts >= MAX_CUTS:
             return [result]
         split = self.stages.split
-        overlap = split.overlap_tokens if isinstance(split, DocumentSplitter) else None
+        overlap = (
+            split.overlap_tokens if isinstance(split, DocumentSplitter) else DEFAULT_OVERLAP_TOKENS
+        )
         pieces = cut_to_fit(
             task,
             overflows[0],
             self.backend,
             max_tokens=self.policy.max_tokens,
-            overlap_tokens=DEFAULT_OVERLAP_TOKENS if overlap is None else overlap,
+            overlap_tokens=overlap,
         )
         if pieces is None:
             return [result]
