@@ -45,8 +45,13 @@ CELL_LIMIT = 300
 """Characters a table cell shows of one value; the JSON output keeps the whole value."""
 
 # C0 and C1 controls and DEL; the bidirectional overrides and isolates (they reorder what follows:
-# "Trojan source"); the Unicode line and paragraph separators.
-_CONTROLS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+# "Trojan source"); the Unicode line and paragraph separators; the invisible characters that no
+# script needs (zero-width space, word joiner, invisible operators, byte order mark), with which
+# "a\u200b.md" would look like "a.md". The zero-width joiners stay: emoji and scripts need them.
+_CONTROLS = (
+    r"\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
+    r"\u2028\u2029\ufeff"
+)
 _ANY_CONTROL = re.compile(f"[{_CONTROLS}]")
 # Emphasis, code, table and strike characters; an underscore only where it can open or close
 # emphasis (between two letters or digits it cannot, so "q4_k_m.gguf" stays as it is).

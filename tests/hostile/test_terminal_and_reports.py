@@ -30,6 +30,8 @@ from tests.conftest import MODELS_BODY, ROOT, StubHTTPServer, chat_completion_bo
 C0 = [chr(c) for c in range(0x20)] + ["\x7f"]
 C1 = [chr(c) for c in range(0x80, 0xA0)]
 UNICODE_CONTROLS = ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029"]
+# invisible: zero-width space, word joiner, invisible operators, byte order mark
+UNICODE_CONTROLS += ["\u200b", *(chr(c) for c in range(0x2060, 0x2065)), "\ufeff"]
 UNICODE_CONTROLS += [chr(c) for c in range(0x202A, 0x202F)] + [
     chr(c) for c in range(0x2066, 0x206A)
 ]
@@ -41,7 +43,8 @@ MARKUP = [
 ]  # fmt: skip
 HOSTILE = "".join(C0 + C1 + UNICODE_CONTROLS + ESCAPES + MARKUP)
 CONTROL = re.compile(
-    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 
 
